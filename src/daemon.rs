@@ -111,6 +111,8 @@ pub struct Daemon {
     next_feed: Instant,
     next_ping: Option<Instant>,
     boot_status: String,
+    /// Changes of any rule's health since start.
+    changes: u64,
 }
 
 /// Options from the command line that override the configuration.
@@ -200,6 +202,7 @@ impl Daemon {
             next_feed: now,
             next_ping: None,
             boot_status,
+            changes: 0,
             config,
         };
         daemon.feed(now);
@@ -575,6 +578,7 @@ impl Daemon {
         w.since = now;
         w.since_wall = wall_now();
         self.status_dirty = true;
+        self.changes += 1;
     }
 
     /// Rewrites the status file and tells systemd the one-line summary.
@@ -688,6 +692,11 @@ impl Daemon {
     /// Health of each rule by name, for tests and `status`.
     pub fn rule_health(&self) -> impl Iterator<Item = (&str, Health)> {
         self.rules.iter().map(|w| (w.rule.name.as_str(), w.health))
+    }
+
+    /// How many times any rule's health changed since start.
+    pub fn health_changes(&self) -> u64 {
+        self.changes
     }
 
     pub fn status_path(&self) -> PathBuf {

@@ -19,22 +19,29 @@ impl Notifier {
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` and
     /// connects. A socket that cannot be reached is logged, not fatal.
     pub fn from_env() -> Notifier {
-        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
-            let connected = connect(path.as_encoded_bytes());
-            if let Err(e) = &connected {
-                log::warn!("systemd notify socket {path:?}: {e}; not notifying");
-            }
-            connected.ok()
-        });
-        let for_us = std::env::var("WATCHDOG_PID")
+        let watchdog_for_us = std::env::var("WATCHDOG_PID")
             .ok()
             .and_then(|p| p.parse::<u32>().ok())
             .is_none_or(|pid| pid == std::process::id());
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|u| u.parse::<u64>().ok())
-            .filter(|u| *u > 0 && for_us && socket.is_some())
+            .filter(|u| *u > 0 && watchdog_for_us)
             .map(Duration::from_micros);
+        Notifier::new(std::env::var_os("NOTIFY_SOCKET").as_deref(), watchdog)
+    }
+
+    /// Connects to `socket` (a path, or `@name` for the abstract namespace);
+    /// `watchdog` is systemd's `WatchdogSec=`.
+    pub fn new(socket: Option<&std::ffi::OsStr>, watchdog: Option<Duration>) -> Notifier {
+        let socket = socket.and_then(|path| {
+            let connected = connect(path.as_bytes());
+            if let Err(e) = &connected {
+                log::warn!("systemd notify socket {path:?}: {e}; not notifying");
+            }
+            connected.ok()
+        });
+        let watchdog = watchdog.filter(|_| socket.is_some());
         Notifier { socket, watchdog }
     }
 
