@@ -186,7 +186,12 @@ fn check(root: &Path) -> Result<(), u8> {
     }
     println!("rules: {}", config.rules.len());
     for rule in &config.rules {
-        println!("  {}: {}", rule.name, explain(&rule.watch));
+        println!(
+            "  {}: {}: {}",
+            rule.name,
+            explain(&rule.watch),
+            crate::ladder::explain(&rule.ladder)
+        );
     }
     Ok(())
 }
@@ -195,12 +200,23 @@ fn check(root: &Path) -> Result<(), u8> {
 pub fn explain(watch: &Watch) -> String {
     match watch {
         Watch::Heartbeat(h) => format!(
-            "heartbeat {} must change at least every {} (looked at every {}); if it fails: log",
+            "if {} is not modified for {} (looked at every {})",
             h.file.display(),
             DurationText(h.max_age),
             DurationText(h.check_interval)
         ),
-        Watch::Process(_) => "process".to_string(),
+        Watch::Process(p) => match &p.target {
+            config::ProcessTarget::PidFile(f) => format!(
+                "if the process in {} dies (pidfile looked at every {})",
+                f.display(),
+                DurationText(p.check_interval)
+            ),
+            config::ProcessTarget::Executable(e) => format!(
+                "if no process runs {} (looked for every {})",
+                e.display(),
+                DurationText(p.check_interval)
+            ),
+        },
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! The module list is the architecture: configuration (`ini`, `config`),
 //! the hardware watchdog (`device`), the checks (`health`, `heartbeat`,
-//! `probe`), systemd notification (`notify`), atomic files (`atomic`), text
-//! without allocation (`text`), logging (`logger`), the event loop
-//! (`daemon`) and the command line (`cli`).
+//! `process`, `probe`), the escalation state machine (`ladder`), repair
+//! commands (`repair`), the reboot path and its budget (`reboot`), systemd
+//! notification (`notify`), atomic files (`atomic`), text without
+//! allocation (`text`), logging (`logger`), the event loop (`daemon`) and
+//! the command line (`cli`).
 
 pub mod atomic;
 pub mod cli;
@@ -14,7 +16,11 @@ pub mod device;
 pub mod health;
 pub mod heartbeat;
 pub mod ini;
+pub mod ladder;
 pub mod logger;
 pub mod notify;
 pub mod probe;
+pub mod process;
+pub mod reboot;
+pub mod repair;
 pub mod text;
