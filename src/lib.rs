@@ -6,3 +6,5 @@
 //! (`logger`), the event loop (`daemon`) and the command line (`cli`).
 
 pub mod cli;
+pub mod crash;
+pub mod memtest;
