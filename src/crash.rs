@@ -61,9 +61,15 @@ pub struct Setup {
 #[derive(Debug)]
 pub enum Error {
     TooManyDevices(usize),
-    Map { what: &'static str, source: io::Error },
+    Map {
+        what: &'static str,
+        source: io::Error,
+    },
     AltStack(io::Error),
-    Handler { signal: &'static str, source: io::Error },
+    Handler {
+        signal: &'static str,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -73,10 +79,18 @@ impl fmt::Display for Error {
                 f,
                 "crash handler: {n} watchdog devices, at most {MAX_DEVICES} supported"
             ),
-            Error::Map { what, source } => write!(f, "crash handler: cannot map the {what}: {source}"),
-            Error::AltStack(e) => write!(f, "crash handler: cannot install the alternate signal stack: {e}"),
+            Error::Map { what, source } => {
+                write!(f, "crash handler: cannot map the {what}: {source}")
+            }
+            Error::AltStack(e) => write!(
+                f,
+                "crash handler: cannot install the alternate signal stack: {e}"
+            ),
             Error::Handler { signal, source } => {
-                write!(f, "crash handler: cannot install the handler for {signal}: {source}")
+                write!(
+                    f,
+                    "crash handler: cannot install the handler for {signal}: {source}"
+                )
             }
         }
     }
@@ -92,7 +106,13 @@ impl std::error::Error for Error {
     }
 }
 
-const FATAL_SIGNALS: [c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT];
+const FATAL_SIGNALS: [c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
 const MAX_DEVICES: usize = 8;
 const PAGE: usize = 4096;
 /// The handler's frames are small, but debug builds are generous with
@@ -138,6 +158,9 @@ static STARTED_NS: AtomicU64 = AtomicU64::new(0);
 /// (0: none registered).
 static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
 static RSEQ_SIZE: AtomicUsize = AtomicUsize::new(0);
+/// Tests only (`HEARTWATCH_TEST_CORRUPT_MEMTEST=1`): the crash memory test
+/// flips one bit between a write and its read-back.
+static INJECT: AtomicBool = AtomicBool::new(false);
 
 /// The thread handling a crash (0: none). A second thread that crashes
 /// meanwhile parks; the process dies with the first.
@@ -167,7 +190,10 @@ pub fn install(setup: Setup) -> Result<(), Error> {
     static ONCE: Mutex<bool> = Mutex::new(false);
     let mut prepared = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     for (i, slot) in DEVICES.iter().enumerate() {
-        slot.store(setup.watchdog_fds.get(i).copied().unwrap_or(-1), Ordering::Relaxed);
+        slot.store(
+            setup.watchdog_fds.get(i).copied().unwrap_or(-1),
+            Ordering::Relaxed,
+        );
     }
     MEMTEST.store(setup.memtest, Ordering::Relaxed);
     BUDGET_MS.store(
@@ -180,7 +206,11 @@ pub fn install(setup: Setup) -> Result<(), Error> {
         *prepared = true;
     }
     for sig in FATAL_SIGNALS {
-        set_action(sig, on_fatal_signal as *const () as usize, libc::SA_SIGINFO | libc::SA_ONSTACK)?;
+        set_action(
+            sig,
+            on_fatal_signal as *const () as usize,
+            libc::SA_SIGINFO | libc::SA_ONSTACK,
+        )?;
     }
     set_action(libc::SIGRTMAX(), on_park_signal as *const () as usize, 0)
 }
@@ -203,7 +233,10 @@ pub fn publish_summary(line: &str) {
         len -= 1;
     }
     for (dst, &b) in SUMMARY[slot].iter().zip(&line.as_bytes()[..len]) {
-        dst.store(if b < b' ' || b == 0x7f { b' ' } else { b }, Ordering::Relaxed);
+        dst.store(
+            if b < b' ' || b == 0x7f { b' ' } else { b },
+            Ordering::Relaxed,
+        );
     }
     SUMMARY_LEN[slot].store(len, Ordering::Relaxed);
     SUMMARY_GEN.store(generation + 1, Ordering::Release);
@@ -256,8 +289,14 @@ fn prepare() -> Result<(), Error> {
     }
     ALT_STACK.store(alt as usize, Ordering::Release);
 
-    KMSG_FD.store(open_for_handler(kmsg_path(), libc::O_WRONLY), Ordering::Relaxed);
-    MAPS_FD.store(open_for_handler(c"/proc/self/maps", libc::O_RDONLY), Ordering::Relaxed);
+    KMSG_FD.store(
+        open_for_handler(kmsg_path(), libc::O_WRONLY),
+        Ordering::Relaxed,
+    );
+    MAPS_FD.store(
+        open_for_handler(c"/proc/self/maps", libc::O_RDONLY),
+        Ordering::Relaxed,
+    );
     TASKS_FD.store(
         open_for_handler(c"/proc/self/task", libc::O_RDONLY | libc::O_DIRECTORY),
         Ordering::Relaxed,
@@ -344,7 +383,10 @@ fn set_action(sig: c_int, handler: usize, flags: c_int) -> Result<(), Error> {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-parameter; clock_gettime is async-signal-safe.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -404,7 +446,10 @@ struct Line {
 
 impl Line {
     fn new() -> Line {
-        let mut line = Line { buf: [0; 512], len: 0 };
+        let mut line = Line {
+            buf: [0; 512],
+            len: 0,
+        };
         line.text("crash: ");
         line
     }
@@ -480,15 +525,23 @@ impl Sink {
     fn emit(&self, line: &mut Line) {
         line.bytes(b"\n");
         let body = &line.buf[..line.len];
-        let mut head = Line { buf: [0; 512], len: 0 };
+        let mut head = Line {
+            buf: [0; 512],
+            len: 0,
+        };
         if self.priority {
             head.text("<2>");
         }
         head.text("heartwatch: ");
         write_all(2, &[&head.buf[..head.len], body]);
         if self.kmsg >= 0 {
-            let mut head = Line { buf: [0; 512], len: 0 };
-            head.text("<2>heartwatch[").dec(u64::from(self.pid)).text("]: ");
+            let mut head = Line {
+                buf: [0; 512],
+                len: 0,
+            };
+            head.text("<2>heartwatch[")
+                .dec(u64::from(self.pid))
+                .text("]: ");
             write_all(self.kmsg, &[&head.buf[..head.len], body]);
         }
     }
@@ -589,17 +642,28 @@ extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
     let (code, fault, sender) = unsafe {
         let code = (*info).si_code;
-        let fault = if code > 0 { (*info).si_addr() as u64 } else { 0 };
+        let fault = if code > 0 {
+            (*info).si_addr() as u64
+        } else {
+            0
+        };
         let sender = if code <= 0 { (*info).si_pid() } else { 0 };
         (code, fault, sender)
     };
     let (sp, ip) = context_registers(ctx);
 
     let mut l = Line::new();
-    l.text(signal_name(sig)).text(" (si_code ").signed(i64::from(code));
+    l.text(signal_name(sig))
+        .text(" (si_code ")
+        .signed(i64::from(code));
     l.text(" ").text(code_name(sig, code)).text(")");
     if code > 0 {
-        l.text(", fault address ").hex(fault).text(", ip ").hex(ip).text(", sp ").hex(sp);
+        l.text(", fault address ")
+            .hex(fault)
+            .text(", ip ")
+            .hex(ip)
+            .text(", sp ")
+            .hex(sp);
     } else {
         l.text(", sent by pid ").dec(sender as u64);
     }
@@ -607,10 +671,17 @@ extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut 
 
     let up = entered.saturating_sub(STARTED_NS.load(Ordering::Relaxed));
     let mut l = Line::new();
-    l.text("pid ").dec(u64::from(sink.pid)).text(", tid ").dec(tid as u64);
+    l.text("pid ")
+        .dec(u64::from(sink.pid))
+        .text(", tid ")
+        .dec(tid as u64);
     l.text(", uptime ").dec(up / 1_000_000_000).text(".");
     let millis = (up / 1_000_000) % 1000;
-    l.bytes(&[b'0' + (millis / 100) as u8, b'0' + (millis / 10 % 10) as u8, b'0' + (millis % 10) as u8]);
+    l.bytes(&[
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+    ]);
     l.text(" s, heartwatch ").text(env!("CARGO_PKG_VERSION"));
     sink.emit(&mut l);
 
@@ -642,7 +713,9 @@ extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut 
     }
 
     let mut l = Line::new();
-    l.text("re-raising ").text(signal_name(sig)).text(" with the default action");
+    l.text("re-raising ")
+        .text(signal_name(sig))
+        .text(" with the default action");
     sink.emit(&mut l);
     reraise(sig, code);
 }
@@ -665,9 +738,11 @@ fn feed_once(sink: &Sink) {
         // the magic close character.
         let ok = unsafe {
             libc::ioctl(fd, WDIOC_KEEPALIVE as _, 0) == 0
-                || libc::write(fd, b"\0".as_ptr().cast(), 1) == 1
+                || libc::write(fd, [0u8].as_ptr().cast(), 1) == 1
         };
-        l.text(" ").dec(fd as u64).text(if ok { "" } else { " (failed)" });
+        l.text(" ")
+            .dec(fd as u64)
+            .text(if ok { "" } else { " (failed)" });
         any = true;
     }
     if any {
@@ -768,7 +843,10 @@ fn park_other_threads(arena: &mut Arena, me: i32) -> (bool, usize) {
         if monotonic_ns() > deadline {
             return (false, others);
         }
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
         // SAFETY: nanosleep is async-signal-safe; ts is valid.
         unsafe { libc::nanosleep(&ts, ptr::null_mut()) };
     }
@@ -859,6 +937,9 @@ struct Found {
     first: [(usize, u64, u64); ERRORS_SHOWN],
     recorded: usize,
     printed: usize,
+    /// Tests only: flip a bit once, to prove the report's addresses.
+    inject: bool,
+    injected: usize,
 }
 
 impl Observer for Found {
@@ -868,6 +949,15 @@ impl Observer for Found {
             self.recorded += 1;
         }
     }
+
+    fn written(&mut self, region: &Region, pattern: memtest::Pattern) {
+        if self.inject && pattern == memtest::Pattern::Random {
+            let word = region.words() / 2;
+            region.flip_bit(word, 5);
+            self.injected = region.addr() + word * 8;
+            self.inject = false;
+        }
+    }
 }
 
 impl Found {
@@ -875,8 +965,14 @@ impl Found {
         while self.printed < self.recorded {
             let (addr, expected, actual) = self.first[self.printed];
             let mut l = Line::new();
-            l.text("memory error at ").hex(addr as u64).text(": wrote ").hex(expected);
-            l.text(", read ").hex(actual).text(", bits ").hex(expected ^ actual);
+            l.text("memory error at ")
+                .hex(addr as u64)
+                .text(": wrote ")
+                .hex(expected);
+            l.text(", read ")
+                .hex(actual)
+                .text(", bits ")
+                .hex(expected ^ actual);
             sink.emit(&mut l);
             self.printed += 1;
         }
@@ -909,14 +1005,18 @@ fn thread_pointer() -> usize {
         let tp: usize;
         // SAFETY: reads the TCB's self pointer at %fs:0, which glibc sets
         // for every thread.
-        unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+        unsafe {
+            std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+        };
         tp
     }
     #[cfg(target_arch = "aarch64")]
     {
         let tp: usize;
         // SAFETY: reads the thread ID register; no side effects.
-        unsafe { std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags)) };
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags))
+        };
         tp
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -952,7 +1052,11 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         libc::lseek(maps_fd, 0, libc::SEEK_SET);
         let mut len = 0;
         while len < arena.maps.len() {
-            let n = libc::read(maps_fd, arena.maps.as_mut_ptr().add(len).cast(), arena.maps.len() - len);
+            let n = libc::read(
+                maps_fd,
+                arena.maps.as_mut_ptr().add(len).cast(),
+                arena.maps.len() - len,
+            );
             if n <= 0 {
                 break;
             }
@@ -986,6 +1090,8 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         first: [(0, 0, 0); ERRORS_SHOWN],
         recorded: 0,
         printed: 0,
+        inject: INJECT.load(Ordering::Relaxed),
+        injected: 0,
     };
     let mut cov = Coverage::default();
     let seed = started | 1;
@@ -1001,20 +1107,36 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         cov.mappings += 1;
         cov.mapped += (m.end - m.start) as u64;
         without(m.start, m.end, &skip, |from, to| {
-            test_range(from, to, &backup, seed, deadline, &mut found, &mut cov, sink);
+            test_range(
+                from, to, &backup, seed, deadline, &mut found, &mut cov, sink,
+            );
         });
     }
     found.print_new(sink);
+    if found.injected != 0 {
+        let mut l = Line::new();
+        l.text("test hook: flipped bit 5 at ")
+            .hex(found.injected as u64);
+        sink.emit(&mut l);
+    }
 
     let took = monotonic_ns() - started;
     let mut l = Line::new();
     if cov.errors == 0 {
         l.text("memory test PASSED: ");
     } else {
-        l.text("memory test FAILED: ").dec(cov.errors).text(" error(s) in ");
+        l.text("memory test FAILED: ")
+            .dec(cov.errors)
+            .text(" error(s) in ");
     }
-    l.kib(cov.tested).text(" tested of ").kib(cov.resident).text(" resident (");
-    l.kib(cov.mapped).text(" mapped) in ").dec(cov.mappings).text(" anonymous mappings, ");
+    l.kib(cov.tested)
+        .text(" tested of ")
+        .kib(cov.resident)
+        .text(" resident (");
+    l.kib(cov.mapped)
+        .text(" mapped) in ")
+        .dec(cov.mappings)
+        .text(" anonymous mappings, ");
     l.ms(took).text(" (budget ").ms(budget_ns).text(")");
     if cov.stopped {
         l.text(", stopped at the budget");
@@ -1071,9 +1193,8 @@ fn test_range(
             // while it is under test: the other threads are parked, the
             // handler uses only its locals, its stack and its arena (all
             // skipped), and the kernel's own writes (rseq) are skipped too.
-            let region = unsafe {
-                Region::new(NonNull::new(start as *mut u64).expect("mapped"), bytes / 8)
-            };
+            let region =
+                unsafe { Region::new(NonNull::new(start as *mut u64).expect("mapped"), bytes / 8) };
             cov.errors += memtest::run_preserving(&region, backup, seed ^ start as u64, found);
             cov.tested += bytes as u64;
             found.print_new(sink);
@@ -1138,8 +1259,8 @@ mod test_hooks {
     static AT_NS: AtomicU64 = AtomicU64::new(0);
     static KMSG: OnceLock<Option<CString>> = OnceLock::new();
 
-    /// `HEARTWATCH_TEST_CRASH`, `HEARTWATCH_TEST_CRASH_AFTER_MS`, read
-    /// once at install.
+    /// `HEARTWATCH_TEST_CRASH`, `HEARTWATCH_TEST_CRASH_AFTER_MS` and
+    /// `HEARTWATCH_TEST_CORRUPT_MEMTEST`, read once at install.
     pub(super) fn read_env() {
         if let Some(kind) = std::env::var("HEARTWATCH_TEST_CRASH")
             .ok()
@@ -1152,6 +1273,8 @@ mod test_hooks {
             AT_NS.store(monotonic_ns() + after * 1_000_000, Ordering::Relaxed);
             PLANNED.store(kind as u8, Ordering::Relaxed);
         }
+        let corrupt = std::env::var("HEARTWATCH_TEST_CORRUPT_MEMTEST").as_deref() == Ok("1");
+        super::INJECT.store(corrupt, Ordering::Relaxed);
     }
 
     /// `HEARTWATCH_TEST_KMSG`: a file that stands in for `/dev/kmsg`.
@@ -1197,7 +1320,7 @@ mod test_hooks {
         });
         let fds = device
             .as_ref()
-            .map(|f| std::os::fd::AsRawFd::as_raw_fd(f))
+            .map(std::os::fd::AsRawFd::as_raw_fd)
             .into_iter()
             .collect();
         let memtest = std::env::var("HEARTWATCH_TEST_MEMTEST").as_deref() != Ok("no");
@@ -1340,8 +1463,19 @@ mod tests {
     #[test]
     fn numbers_format_without_fmt() {
         let mut l = Line::new();
-        l.dec(0).text(" ").dec(u64::MAX).text(" ").hex(0).text(" ").hex(0xdead_beef);
-        l.text(" ").signed(-6).text(" ").kib(1025).text(" ").ms(2_500_000_000);
+        l.dec(0)
+            .text(" ")
+            .dec(u64::MAX)
+            .text(" ")
+            .hex(0)
+            .text(" ")
+            .hex(0xdead_beef);
+        l.text(" ")
+            .signed(-6)
+            .text(" ")
+            .kib(1025)
+            .text(" ")
+            .ms(2_500_000_000);
         assert_eq!(
             text(&l),
             "crash: 0 18446744073709551615 0x0 0xdeadbeef -6 2 KiB 2500 ms"
@@ -1359,7 +1493,8 @@ mod tests {
 
     #[test]
     fn maps_lines_parse() {
-        let heap = b"55d0c8e5a000-55d0c8e7b000 rw-p 00000000 00:00 0                          [heap]";
+        let heap =
+            b"55d0c8e5a000-55d0c8e7b000 rw-p 00000000 00:00 0                          [heap]";
         assert_eq!(
             parse_maps_line(heap),
             Some(Mapping {
@@ -1385,7 +1520,9 @@ mod tests {
     #[test]
     fn skipped_ranges_are_cut_out() {
         let mut parts = Vec::new();
-        without(0, 100, &[(90, 120), (10, 20), (0, 0), (30, 40)], |a, b| parts.push((a, b)));
+        without(0, 100, &[(90, 120), (10, 20), (0, 0), (30, 40)], |a, b| {
+            parts.push((a, b))
+        });
         assert_eq!(parts, vec![(0, 10), (20, 30), (40, 90)]);
         parts.clear();
         without(0, 100, &[(0, 100)], |a, b| parts.push((a, b)));

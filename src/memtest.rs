@@ -64,7 +64,11 @@ struct Xorshift(u64);
 
 impl Xorshift {
     fn new(seed: u64) -> Self {
-        Xorshift(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        Xorshift(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     fn next(&mut self) -> u64 {
@@ -161,14 +165,14 @@ fn expected(pattern: Pattern, region: &Region, i: usize, rng: &mut Xorshift) -> 
         Pattern::Zeros => 0,
         Pattern::Ones => !0,
         Pattern::Checker => {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 ONE_ZERO
             } else {
                 ZERO_ONE
             }
         }
         Pattern::CheckerInverse => {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 ZERO_ONE
             } else {
                 ONE_ZERO
@@ -270,7 +274,9 @@ pub fn run_preserving_chunked(
 /// Parses a size: a number of bytes with an optional `K`, `M`, `G` or `T`
 /// suffix (binary multiples, an optional trailing `B` or `iB` accepted).
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     if number.is_empty() {
         return Err(format!("size {text:?}: expected a number, e.g. 64M"));
@@ -281,7 +287,11 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "M" | "MB" | "MIB" => 20,
         "G" | "GB" | "GIB" => 30,
         "T" | "TB" | "TIB" => 40,
-        _ => return Err(format!("size {text:?}: unknown unit {unit:?} (use K, M or G)")),
+        _ => {
+            return Err(format!(
+                "size {text:?}: unknown unit {unit:?} (use K, M or G)"
+            ));
+        }
     };
     let n: usize = number
         .parse()
@@ -401,6 +411,8 @@ impl Observer for Printer {
 fn human(bytes: u64) -> String {
     if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
     } else if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
     } else {
@@ -422,7 +434,10 @@ pub fn command(args: &[String]) -> ExitCode {
     let map = match Mapping::new(req.bytes) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("heartwatch memtest: cannot map {}: {e}", human(req.bytes as u64));
+            eprintln!(
+                "heartwatch memtest: cannot map {}: {e}",
+                human(req.bytes as u64)
+            );
             return ExitCode::from(1);
         }
     };
@@ -440,25 +455,32 @@ pub fn command(args: &[String]) -> ExitCode {
     let started = Instant::now();
     let mut printer = Printer { shown: 0 };
     let mut errors = 0;
-    let seed_base = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    let seed_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
     for pass in 1..=req.passes {
         for pattern in Pattern::ALL {
             print!("pass {pass}/{}: {:<22}", req.passes, pattern.name());
             let _ = std::io::stdout().flush();
             let t = Instant::now();
-            let seed = seed_base.wrapping_add(u64::from(pass)).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let seed = seed_base
+                .wrapping_add(u64::from(pass))
+                .wrapping_mul(0x2545_f491_4f6c_dd1d);
             let n = run_pattern(&region, pattern, seed, &mut printer);
             errors += n;
-            let verdict = if n == 0 { "ok".to_string() } else { format!("{n} errors") };
+            let verdict = if n == 0 {
+                "ok".to_string()
+            } else {
+                format!("{n} errors")
+            };
             println!("{verdict} ({:.2} s)", t.elapsed().as_secs_f64());
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let tested = region.bytes() as u64 * u64::from(req.passes);
-    let rate = tested as f64 / secs.max(1e-9) / (1u64 << 20) as f64;
     if errors == 0 {
         println!(
-            "memtest PASSED: {} x {} pass(es) in {secs:.2} s ({rate:.0} MiB/s per pattern pass set)",
+            "memtest PASSED: {}, {} pass(es), {secs:.2} s",
             human(region.bytes() as u64),
             req.passes
         );
@@ -535,7 +557,9 @@ mod tests {
 
     #[test]
     fn preserving_test_restores_known_contents() {
-        let known: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9e37_79b9) ^ 0xdead_beef).collect();
+        let known: Vec<u64> = (0..10_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9) ^ 0xdead_beef)
+            .collect();
         let mut buf = known.clone();
         let mut backup = vec![0u64; 1000];
         let mut c = Collect(Vec::new());
@@ -547,7 +571,13 @@ mod tests {
             &mut || true,
         );
         assert!(complete);
-        assert_eq!(tally, Tally { bytes: 80_000, errors: 0 });
+        assert_eq!(
+            tally,
+            Tally {
+                bytes: 80_000,
+                errors: 0
+            }
+        );
         assert_eq!(buf, known);
     }
 
@@ -570,7 +600,10 @@ mod tests {
         assert_eq!(tally.errors, 3);
         let addrs: Vec<usize> = obs.seen.0.iter().map(|e| e.0).collect();
         let base = region.addr();
-        assert_eq!(addrs, vec![base + 5 * 8, base + (1024 + 5) * 8, base + (2048 + 5) * 8]);
+        assert_eq!(
+            addrs,
+            vec![base + 5 * 8, base + (1024 + 5) * 8, base + (2048 + 5) * 8]
+        );
         assert_eq!(buf, known);
     }
 
