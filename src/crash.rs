@@ -267,26 +267,7 @@ fn prepare() -> Result<(), Error> {
     })?;
     ARENA.store(arena.cast(), Ordering::Release);
 
-    // The alternate stack, with a guard page below it so that a handler
-    // overflowing it faults instead of writing over other memory.
-    let alt = map_anonymous(PAGE + ALT_STACK_BYTES).map_err(|source| Error::Map {
-        what: "alternate signal stack",
-        source,
-    })?;
-    // SAFETY: the first page of a mapping we own and nothing references.
-    if unsafe { libc::mprotect(alt, PAGE, libc::PROT_NONE) } != 0 {
-        return Err(Error::AltStack(io::Error::last_os_error()));
-    }
-    let stack = libc::stack_t {
-        // SAFETY: PAGE is inside the mapping of PAGE + ALT_STACK_BYTES.
-        ss_sp: unsafe { alt.cast::<u8>().add(PAGE) }.cast(),
-        ss_flags: 0,
-        ss_size: ALT_STACK_BYTES,
-    };
-    // SAFETY: the stack is a live mapping that is never unmapped.
-    if unsafe { libc::sigaltstack(&stack, ptr::null_mut()) } != 0 {
-        return Err(Error::AltStack(io::Error::last_os_error()));
-    }
+    let alt = map_alt_stack()?;
     ALT_STACK.store(alt as usize, Ordering::Release);
 
     KMSG_FD.store(
@@ -308,6 +289,71 @@ fn prepare() -> Result<(), Error> {
     #[cfg(feature = "test-hooks")]
     test_hooks::read_env();
     Ok(())
+}
+
+/// Maps an alternate signal stack with a guard page below it (so that a
+/// handler overflowing it faults instead of writing over other memory) and
+/// installs it for the calling thread. Returns the mapping's start.
+fn map_alt_stack() -> Result<*mut c_void, Error> {
+    let alt = map_anonymous(PAGE + ALT_STACK_BYTES).map_err(|source| Error::Map {
+        what: "alternate signal stack",
+        source,
+    })?;
+    let stack = libc::stack_t {
+        // SAFETY: PAGE is inside the mapping of PAGE + ALT_STACK_BYTES.
+        ss_sp: unsafe { alt.cast::<u8>().add(PAGE) }.cast(),
+        ss_flags: 0,
+        ss_size: ALT_STACK_BYTES,
+    };
+    // SAFETY: the first page of a mapping we own and nothing references
+    // becomes the guard; the stack is live until `ThreadStack` (or never,
+    // for the main thread's) unmaps it after disabling it.
+    let ok = unsafe {
+        libc::mprotect(alt, PAGE, libc::PROT_NONE) == 0
+            && libc::sigaltstack(&stack, ptr::null_mut()) == 0
+    };
+    if !ok {
+        let e = io::Error::last_os_error();
+        // SAFETY: unmapping the mapping made above, which nothing uses.
+        unsafe { libc::munmap(alt, PAGE + ALT_STACK_BYTES) };
+        return Err(Error::AltStack(e));
+    }
+    Ok(alt)
+}
+
+/// The crash handler's alternate stack for a thread the daemon spawns;
+/// disabled and unmapped when dropped, which the thread must do itself
+/// (keep it alive for the thread's whole life).
+#[must_use = "the stack is removed when this is dropped"]
+pub struct ThreadStack {
+    mapping: *mut c_void,
+}
+
+/// Gives the calling thread the crash handler's alternate stack, so that a
+/// crash (or a stack overflow) on that thread is reported like one on the
+/// main thread. Without it, the thread falls back on the Rust runtime's
+/// small alternate stack, on which a debug build cannot run the handler.
+pub fn prepare_thread() -> Result<ThreadStack, Error> {
+    Ok(ThreadStack {
+        mapping: map_alt_stack()?,
+    })
+}
+
+impl Drop for ThreadStack {
+    fn drop(&mut self) {
+        let off = libc::stack_t {
+            ss_sp: ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: called on the thread that installed the stack (the value
+        // is not Send), outside any handler; after SS_DISABLE nothing uses
+        // the mapping, which is then unmapped whole.
+        unsafe {
+            libc::sigaltstack(&off, ptr::null_mut());
+            libc::munmap(self.mapping, PAGE + ALT_STACK_BYTES);
+        }
+    }
 }
 
 fn map_anonymous(len: usize) -> io::Result<*mut c_void> {
@@ -1068,11 +1114,24 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
 
     let here = &len as *const usize as usize;
     let alt = ALT_STACK.load(Ordering::Acquire);
+    // The alternate stack this handler runs on, whichever thread's it is.
+    // SAFETY: stack_t is plain data; sigaltstack only reports into it.
+    let current = unsafe {
+        let mut current: libc::stack_t = std::mem::zeroed();
+        libc::sigaltstack(ptr::null(), &mut current);
+        current
+    };
+    let on_alt_stack = current.ss_flags & libc::SS_ONSTACK != 0;
+    let current = (
+        current.ss_sp as usize,
+        current.ss_sp as usize + current.ss_size,
+    );
     let rseq = (thread_pointer() as isize + RSEQ_OFFSET.load(Ordering::Relaxed)) as usize;
     let rseq_size = RSEQ_SIZE.load(Ordering::Relaxed);
     let skip = [
         (arena_ptr as usize, arena_ptr as usize + ARENA_BYTES),
         (alt, alt + PAGE + ALT_STACK_BYTES),
+        if on_alt_stack { current } else { (0, 0) },
         if rseq_size > 0 {
             (page_down(rseq), page_up(rseq + rseq_size))
         } else {
@@ -1101,7 +1160,7 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
             continue;
         };
         // The stack this handler runs on is never tested.
-        if !m.anonymous_rw || (m.start <= here && here < m.end) {
+        if !m.anonymous_rw || (!on_alt_stack && m.start <= here && here < m.end) {
             continue;
         }
         cov.mappings += 1;
@@ -1226,6 +1285,7 @@ mod test_hooks {
         Fpe,
         Abrt,
         StackOverflow,
+        ThreadSegv,
     }
 
     impl Crash {
@@ -1237,6 +1297,7 @@ mod test_hooks {
                 "fpe" => Crash::Fpe,
                 "abrt" => Crash::Abrt,
                 "stack-overflow" => Crash::StackOverflow,
+                "thread-segv" => Crash::ThreadSegv,
                 _ => return None,
             })
         }
@@ -1249,6 +1310,7 @@ mod test_hooks {
                 Crash::Fpe,
                 Crash::Abrt,
                 Crash::StackOverflow,
+                Crash::ThreadSegv,
             ]
             .into_iter()
             .find(|c| *c as u8 == n)
@@ -1308,7 +1370,9 @@ mod test_hooks {
         let arg = args.first().map(String::as_str).unwrap_or("");
         let kind = Crash::parse(arg);
         if kind.is_none() && arg != "from-env" {
-            eprintln!("usage: heartwatch crash-test segv|bus|ill|fpe|abrt|stack-overflow|from-env");
+            eprintln!(
+                "usage: heartwatch crash-test segv|bus|ill|fpe|abrt|stack-overflow|thread-segv|from-env"
+            );
             return ExitCode::from(2);
         }
         let device = std::env::var_os("HEARTWATCH_TEST_WATCHDOG").map(|p| {
@@ -1365,6 +1429,13 @@ mod test_hooks {
             Crash::Abrt => std::process::abort(),
             Crash::StackOverflow => {
                 std::hint::black_box(overflow(0));
+            }
+            Crash::ThreadSegv => {
+                let _ = std::thread::spawn(|| {
+                    let _stack = super::prepare_thread().expect("alternate stack");
+                    segv();
+                })
+                .join();
             }
         }
         // The faults above re-raise with the default action; a raise as a

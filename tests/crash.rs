@@ -260,6 +260,23 @@ mod crashes {
     }
 
     #[test]
+    fn a_crash_on_another_thread_is_reported_the_same_way() {
+        let c = crash("thread-segv", &[]);
+        assert_crash_report(
+            &c,
+            libc::SIGSEGV,
+            "SIGSEGV (si_code 1 SEGV_MAPERR), fault address 0x10,",
+        );
+        let tid_differs = c.stderr.lines().any(|l| {
+            l.split("crash: pid ")
+                .nth(1)
+                .and_then(|r| r.split_once(", tid "))
+                .is_some_and(|(pid, rest)| !rest.starts_with(&format!("{pid},")))
+        });
+        assert!(tid_differs, "{}", c.stderr);
+    }
+
+    #[test]
     fn the_daemon_trigger_crashes_after_its_delay() {
         let c = crash(
             "from-env",
