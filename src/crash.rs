@@ -1030,6 +1030,8 @@ impl Found {
 struct Coverage {
     mappings: u64,
     mapped: u64,
+    /// Mapped, less the handler's own areas.
+    candidate: u64,
     resident: u64,
     tested: u64,
     errors: u64,
@@ -1075,7 +1077,12 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
     let maps_fd = MAPS_FD.load(Ordering::Relaxed);
     if arena_ptr.is_null() || maps_fd < 0 || budget_ns == 0 {
         let mut l = Line::new();
-        l.text("memory test skipped: not prepared");
+        l.text("memory test skipped: ");
+        l.text(if budget_ns == 0 {
+            "no time budget"
+        } else {
+            "not prepared"
+        });
         sink.emit(&mut l);
         return;
     }
@@ -1192,10 +1199,12 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         .text(" tested of ")
         .kib(cov.resident)
         .text(" resident (");
-    l.kib(cov.mapped)
-        .text(" mapped) in ")
-        .dec(cov.mappings)
-        .text(" anonymous mappings, ");
+    l.kib(cov.candidate)
+        .text(" mapped, besides the handler's own ");
+    l.kib(cov.mapped - cov.candidate)
+        .text(") in ")
+        .dec(cov.mappings);
+    l.text(" anonymous mappings, ");
     l.ms(took).text(" (budget ").ms(budget_ns).text(")");
     if cov.stopped {
         l.text(", stopped at the budget");
@@ -1220,6 +1229,7 @@ fn test_range(
     sink: &Sink,
 ) {
     const PAGES: usize = BACKUP_BYTES / PAGE;
+    cov.candidate += (to - from) as u64;
     let mut at = from;
     while at < to {
         let end = (at + BACKUP_BYTES).min(to);
@@ -1365,7 +1375,8 @@ mod test_hooks {
     /// use, and crashes. `from-env` loops like the daemon, calling
     /// `trigger_for_tests`. `HEARTWATCH_TEST_WATCHDOG` names a file opened
     /// as a stand-in watchdog device; `HEARTWATCH_TEST_MEMTEST=no` turns
-    /// the memory test off.
+    /// the memory test off; `HEARTWATCH_TEST_MEMTEST_BUDGET_MS` bounds it
+    /// (2000 by default).
     pub fn crash_test_command(args: &[String]) -> ExitCode {
         let arg = args.first().map(String::as_str).unwrap_or("");
         let kind = Crash::parse(arg);
@@ -1388,10 +1399,14 @@ mod test_hooks {
             .into_iter()
             .collect();
         let memtest = std::env::var("HEARTWATCH_TEST_MEMTEST").as_deref() != Ok("no");
+        let budget_ms = std::env::var("HEARTWATCH_TEST_MEMTEST_BUDGET_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2000);
         if let Err(e) = super::install(Setup {
             watchdog_fds: fds,
             memtest,
-            memtest_budget: Duration::from_secs(2),
+            memtest_budget: Duration::from_millis(budget_ms),
         }) {
             eprintln!("heartwatch crash-test: {e}");
             return ExitCode::from(1);

@@ -290,6 +290,31 @@ mod crashes {
     }
 
     #[test]
+    fn the_memory_test_stops_at_its_budget() {
+        let c = crash(
+            "stack-overflow",
+            &[("HEARTWATCH_TEST_MEMTEST_BUDGET_MS", "1")],
+        );
+        let s = &c.stderr;
+        assert_eq!(c.out.status.signal(), Some(libc::SIGSEGV), "{s}");
+        let verdict = s
+            .lines()
+            .find(|l| l.contains("crash: memory test PASSED: "))
+            .unwrap_or_else(|| panic!("no verdict: {s}"));
+        assert!(
+            verdict.contains("(budget 1 ms), stopped at the budget"),
+            "{verdict}"
+        );
+        let took: u64 = verdict
+            .split(" anonymous mappings, ")
+            .nth(1)
+            .and_then(|r| r.split(" ms").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{verdict}"));
+        assert!(took < 100, "{verdict}");
+    }
+
+    #[test]
     fn the_memory_test_can_be_turned_off() {
         let c = crash("segv", &[("HEARTWATCH_TEST_MEMTEST", "no")]);
         assert_eq!(c.out.status.signal(), Some(libc::SIGSEGV));
