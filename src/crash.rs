@@ -6,8 +6,8 @@
 //! crash: systemd restarts the daemon and a core dump stays possible.
 //!
 //! The handler is async-signal-safe: it runs on its own alternate stack,
-//! calls only raw system calls (`write`, `read`, `ioctl`, `mincore`,
-//! `clock_gettime`, ...), allocates nothing, takes no lock and formats its
+//! calls only raw system calls (`writev`, `read`, `ioctl`, `mincore`,
+//! `tgkill`, `clock_gettime`, ...), allocates nothing, takes no lock and formats its
 //! numbers itself. Everything it needs — file descriptors, the memory
 //! test's backup area, the `/proc/self/maps` buffer, the rules' summary — is
 //! prepared by `install` and `publish_summary` beforehand.
@@ -120,13 +120,16 @@ const PAGE: usize = 4096;
 const ALT_STACK_BYTES: usize = 128 * 1024;
 /// The memory test's chunk: copied aside, tested, restored.
 const BACKUP_BYTES: usize = 256 * 1024;
-const MAPS_BYTES: usize = 256 * 1024;
+/// About 600 lines of `/proc/self/maps`; the daemon has a few dozen.
+const MAPS_BYTES: usize = 64 * 1024;
 const DIRENT_BYTES: usize = 16 * 1024;
 const SUMMARY_BYTES: usize = 256;
 /// How long the handler waits for the other threads to park.
 const PARK_WAIT_MS: u64 = 100;
 /// Memory errors reported by address; the rest are counted.
 const ERRORS_SHOWN: usize = 16;
+const BUS_MCEERR_AR: c_int = 4;
+const BUS_MCEERR_AO: c_int = 5;
 /// `WDIOC_KEEPALIVE`, `_IOR('W', 5, int)`.
 const WDIOC_KEEPALIVE: libc::c_ulong = 0x8004_5705;
 
@@ -158,6 +161,10 @@ static STARTED_NS: AtomicU64 = AtomicU64::new(0);
 /// (0: none registered).
 static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
 static RSEQ_SIZE: AtomicUsize = AtomicUsize::new(0);
+/// What glibc registers with the kernel (`struct rseq` is 32 bytes) even
+/// when `__rseq_size` reports only the 20 bytes of the original features;
+/// the kernel may write all of it.
+const RSEQ_AREA_BYTES: usize = 32;
 /// Tests only (`HEARTWATCH_TEST_CORRUPT_MEMTEST=1`): the crash memory test
 /// flips one bit between a write and its read-back.
 static INJECT: AtomicBool = AtomicBool::new(false);
@@ -200,7 +207,6 @@ pub fn install(setup: Setup) -> Result<(), Error> {
         u64::try_from(setup.memtest_budget.as_millis()).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
-    FEEDING.store(true, Ordering::Relaxed);
     if !*prepared {
         prepare()?;
         *prepared = true;
@@ -215,8 +221,8 @@ pub fn install(setup: Setup) -> Result<(), Error> {
     set_action(libc::SIGRTMAX(), on_park_signal as *const () as usize, 0)
 }
 
-/// Stops the handler's one feed on a crash: for the daemon's reboot path,
-/// once it has decided to let the hardware reset the host.
+/// Stops the handler's one feed on a crash, for good: for the daemon's
+/// reboot path, once it has decided to let the hardware reset the host.
 pub fn stop_feeding() {
     FEEDING.store(false, Ordering::Relaxed);
 }
@@ -462,8 +468,8 @@ fn code_name(sig: c_int, code: c_int) -> &'static str {
         (libc::SIGBUS, 1) => "BUS_ADRALN",
         (libc::SIGBUS, 2) => "BUS_ADRERR",
         (libc::SIGBUS, 3) => "BUS_OBJERR",
-        (libc::SIGBUS, 4) => "BUS_MCEERR_AR (hardware memory error)",
-        (libc::SIGBUS, 5) => "BUS_MCEERR_AO (hardware memory error)",
+        (libc::SIGBUS, BUS_MCEERR_AR) => "BUS_MCEERR_AR (hardware memory error)",
+        (libc::SIGBUS, BUS_MCEERR_AO) => "BUS_MCEERR_AO (hardware memory error)",
         (libc::SIGILL, 1) => "ILL_ILLOPC",
         (libc::SIGILL, 2) => "ILL_ILLOPN",
         (libc::SIGILL, 3) => "ILL_ILLADR",
@@ -749,7 +755,13 @@ extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut 
 
     feed_once(&sink);
 
-    if MEMTEST.load(Ordering::Relaxed) {
+    if sig == libc::SIGBUS && (code == BUS_MCEERR_AR || code == BUS_MCEERR_AO) {
+        // Reading the poisoned page again would only fault once more.
+        let mut l = Line::new();
+        l.text("memory test skipped: the kernel reported a hardware memory error at ");
+        l.hex(fault);
+        sink.emit(&mut l);
+    } else if MEMTEST.load(Ordering::Relaxed) {
         let budget_ns = BUDGET_MS.load(Ordering::Relaxed).saturating_mul(1_000_000);
         memory_test(&sink, entered.saturating_add(budget_ns), budget_ns);
     } else {
@@ -1140,7 +1152,10 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         (alt, alt + PAGE + ALT_STACK_BYTES),
         if on_alt_stack { current } else { (0, 0) },
         if rseq_size > 0 {
-            (page_down(rseq), page_up(rseq + rseq_size))
+            (
+                page_down(rseq),
+                page_up(rseq + rseq_size.max(RSEQ_AREA_BYTES)),
+            )
         } else {
             (0, 0)
         },
@@ -1638,6 +1653,26 @@ mod tests {
         let len = read_summary(&mut out).unwrap();
         assert_eq!(len, 256);
         assert!(std::str::from_utf8(&out[..len]).is_ok());
+    }
+
+    /// The page the memory test skips for the kernel's rseq writes is the
+    /// one the kernel writes: its `cpu_id` is the CPU this thread runs on.
+    #[test]
+    fn the_rseq_area_is_found() {
+        find_rseq();
+        let size = RSEQ_SIZE.load(Ordering::Relaxed);
+        if size == 0 {
+            return; // not registered (GLIBC_TUNABLES, an old glibc, musl)
+        }
+        let area = (thread_pointer() as isize + RSEQ_OFFSET.load(Ordering::Relaxed)) as usize;
+        let matched = (0..100).any(|_| {
+            // SAFETY: the rseq area is registered for this thread and lives
+            // as long as it; `cpu_id` is the second u32 of struct rseq.
+            let cpu = unsafe { ((area + 4) as *const u32).read_volatile() };
+            // SAFETY: sched_getcpu has no preconditions.
+            cpu as i32 == unsafe { libc::sched_getcpu() }
+        });
+        assert!(matched, "rseq area at {area:#x} does not hold this CPU");
     }
 
     #[test]
