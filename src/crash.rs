@@ -5,20 +5,25 @@
 //! re-raises the signal with the default action so that the crash stays a
 //! crash: systemd restarts the daemon and a core dump stays possible.
 //!
-//! The handler is async-signal-safe: it runs on its own alternate stack,
+//! The handler is async-signal-safe: it runs on its own alternate stack
+//! (`install` gives the calling thread one, `prepare_thread` any other),
 //! calls only raw system calls (`writev`, `read`, `ioctl`, `mincore`,
-//! `tgkill`, `clock_gettime`, ...), allocates nothing, takes no lock and formats its
-//! numbers itself. Everything it needs — file descriptors, the memory
-//! test's backup area, the `/proc/self/maps` buffer, the rules' summary — is
-//! prepared by `install` and `publish_summary` beforehand.
+//! `tgkill`, `clock_gettime`, ...), allocates nothing, takes no lock and
+//! formats its numbers itself. Everything it needs — file descriptors, the
+//! memory test's backup area, the `/proc/self/maps` buffer, the rules'
+//! summary — is prepared by `install` and `publish_summary` beforehand.
+//!
+//! It replaces the Rust runtime's SIGSEGV/SIGBUS handler, so it reports
+//! stack overflows itself: a fault next to the interrupted stack pointer.
 //!
 //! The memory test never writes to a word the handler itself reads while
 //! that word is under test: the handler copies every setting it needs out of
 //! the statics into locals first, and skips its arena, its alternate stack,
 //! the stack it runs on and the page the kernel writes behind its back
-//! (the thread's rseq area). Other threads are parked first (a signal whose
-//! handler waits forever); if one does not stop, the test is skipped rather
-//! than racing it.
+//! (the thread's rseq area). Other threads are parked first (`SIGRTMAX`,
+//! whose handler waits forever); if one does not stop within 100 ms (say, a
+//! stat stuck on a dead NFS mount), the test is skipped rather than racing
+//! it.
 //!
 //! Feeding the hardware watchdog: the handler feeds each device once, on
 //! entry, and never between chunks of the memory test. The daemon fed at
