@@ -20,6 +20,7 @@ commands:
   check                                    validate the configuration and rules
   status                                   the running daemon's view of its rules
   beat NAME                                touch heartbeat rule NAME's file
+  memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
 options:
   --config DIR   configuration root (default /etc/heartwatch)
 ";
@@ -112,6 +113,9 @@ pub fn main() -> ExitCode {
             Ok(()) => beat(&args.root, &args.words[0]),
             Err(code) => return code,
         },
+        "memtest" => return crate::memtest::command(&args.words),
+        #[cfg(feature = "test-hooks")]
+        "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {
             eprintln!("heartwatch: unknown command {other:?}\n{USAGE}");
             return ExitCode::from(EXIT_USAGE);

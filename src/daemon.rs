@@ -18,7 +18,7 @@ use crate::probe::{Finding, Prober, Subject};
 use crate::process::{self, ProcessWatch, Target};
 use crate::reboot::{self, Reason, RebootState};
 use crate::repair::{self, Ending, Running};
-use crate::text::{UtcTime, wall_now};
+use crate::text::{FixedBuf, UtcTime, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -26,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::CString;
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -249,6 +250,7 @@ impl Daemon {
         if devices.is_empty() {
             log::info!("no watchdog device (Device=none): running the checks only");
         }
+        install_crash_handler(&config, &devices);
 
         let now = Instant::now();
         let mut daemon = Daemon {
@@ -301,6 +303,8 @@ impl Daemon {
     /// One turn of the loop: wait for the next deadline or event, then do
     /// what is due.
     pub fn turn(&mut self) -> Result<Control, DaemonError> {
+        #[cfg(feature = "test-hooks")]
+        crate::crash::trigger_for_tests();
         if self.poll_dirty {
             self.rebuild_poll_set();
         }
@@ -507,6 +511,7 @@ impl Daemon {
                 let rules = std::mem::take(&mut new.rules);
                 let old = std::mem::take(&mut self.rules);
                 self.config = new;
+                install_crash_handler(&self.config, &self.devices);
                 self.install_rules(rules, old, now);
                 log::info!("reloaded: {} rules", self.rules.len());
             }
@@ -1112,6 +1117,7 @@ impl Daemon {
                 DurationText(self.config.watchdog.timeout)
             );
         }
+        crate::crash::stop_feeding();
         self.rebooting = Some(Rebooting::FeedStopped);
         self.status_dirty = true;
     }
@@ -1186,6 +1192,15 @@ impl Daemon {
                 "{n} rules: {healthy} healthy, {failing} failing, {starting} starting"
             ));
         }
+        let mut summary = FixedBuf::<256>::new();
+        let _ = write!(
+            summary,
+            "{n} rules: {healthy} healthy, {failing} failing, {starting} starting"
+        );
+        if let Some(name) = first_failing {
+            let _ = write!(summary, "; first failing: {name}");
+        }
+        crate::crash::publish_summary(summary.as_str());
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
         let _ = self.render_status(&mut buf, counts);
@@ -1307,6 +1322,29 @@ impl Daemon {
 
     pub fn status_path(&self) -> PathBuf {
         self.status_file.path().to_path_buf()
+    }
+}
+
+/// Hands the crash handler what it needs: the devices to feed once and
+/// leave armed, and the memory test's bound (a quarter of the hardware
+/// timeout, so the test ends well before the device would fire).
+fn install_crash_handler(config: &Config, devices: &[Device]) {
+    let budget = if devices.is_empty() {
+        Duration::from_secs(2)
+    } else {
+        devices
+            .iter()
+            .map(|d| d.timeout() / 4)
+            .min()
+            .unwrap_or(Duration::from_secs(2))
+    };
+    let setup = crate::crash::Setup {
+        watchdog_fds: devices.iter().map(Device::raw_fd).collect(),
+        memtest: config.daemon.crash_memtest,
+        memtest_budget: budget,
+    };
+    if let Err(e) = crate::crash::install(setup) {
+        log::error!("cannot install the crash handler: {e}");
     }
 }
 

@@ -178,7 +178,11 @@ impl Prober {
         std::thread::Builder::new()
             .name("stat".into())
             .stack_size(WORKER_STACK)
-            .spawn(move || work(&shared))?;
+            .spawn(move || {
+                // A crash on this thread is reported like one on the loop's.
+                let _stack = crate::crash::prepare_thread();
+                work(&shared)
+            })?;
         self.workers += 1;
         Ok(())
     }
