@@ -567,8 +567,9 @@ def run_one(d, wl, args, window, stale=True, kills=0, breakdown=False):
     result = {"workload": wl.name, "daemon": d.label}
     try:
         d.start()
-        ts = wait_for(lambda: d.first_event(wl.canary, "missing", 0), 120, 0.002)
+        ts = wait_for(lambda: d.first_event(wl.canary, "missing", 0), args.first_verdict_bound, 0.002)
         result["first_verdict_ms"] = (ts - d.spawned_at) * 1000 if ts else None
+        result["first_verdict_bound_s"] = args.first_verdict_bound
         if d.ready_at:
             result["ready_ms"] = (d.ready_at - d.spawned_at) * 1000
         wl.revive_canary()
@@ -617,9 +618,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--per-round", type=int, default=12)
     ap.add_argument("--stagger", type=float, default=0.173)
+    ap.add_argument("--first-verdict-bound", type=float, default=120.0,
+                    help="seconds to wait for a daemon's first pass over its rules")
     ap.add_argument("--procs", type=int, default=100)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--musl-binary", default=f"{REPO}/target/x86_64-unknown-linux-musl/release/heartwatch")
+    ap.add_argument("--onfault-shim", default=f"{REPO}/target/bench/mlock_onfault.so",
+                    help="LD_PRELOAD shim that adds MCL_ONFAULT to mlockall (benches/mlock_onfault.c)")
     ap.add_argument("--no-experiments", action="store_true", help="skip the RSS experiments")
     args = ap.parse_args()
 
@@ -666,6 +671,13 @@ def main():
                  ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock",
                   "prlimit", "--memlock=0:0"]),
             ]
+            if os.path.exists(args.onfault_shim):
+                variants += [
+                    ("mlockall with MCL_ONFAULT (LD_PRELOAD shim)", args.binary,
+                     {"LD_PRELOAD": args.onfault_shim}, []),
+                    ("MCL_ONFAULT + MALLOC_ARENA_MAX=1", args.binary,
+                     {"LD_PRELOAD": args.onfault_shim, "MALLOC_ARENA_MAX": "1"}, []),
+                ]
             if os.path.exists(args.musl_binary):
                 variants.append(("static musl build (mlockall)", args.musl_binary, {}, []))
             for i, (label, binary, env, wrapper) in enumerate(variants):

@@ -94,7 +94,8 @@ def table(results):
             f"{r['wakeups_per_s']:.0f} ({r['wakeups_main_per_s']:.0f})",
             stale,
             death,
-            ms(fv) + (ratio(fv, b.get("first_verdict_ms")) if peer and b and fv else ""),
+            (ms(fv) if fv else f"none in {r.get('first_verdict_bound_s', 120):.0f} s")
+            + (ratio(fv, b.get("first_verdict_ms")) if peer and b and fv else ""),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
