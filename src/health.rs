@@ -1,0 +1,93 @@
+//! A rule's health and the causes of failure, shared by every kind of check.
+
+use crate::config::DurationText;
+use nix::errno::Errno;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Within the start-up grace, or not yet looked at.
+    Starting,
+    Healthy,
+    Failing(Cause),
+}
+
+/// Why a rule is failing. Each cause is distinct in logs and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The heartbeat file was not modified for this long.
+    Stale {
+        unchanged: Duration,
+        max_age: Duration,
+    },
+    /// The heartbeat file does not exist.
+    Missing,
+    /// The mount under the heartbeat file is gone or broken.
+    Unreachable(Errno),
+    /// The heartbeat file could not be examined.
+    Unreadable(Errno),
+    /// Examining the file took longer than `CheckTimeout=`.
+    CheckTimedOut(Duration),
+    /// The watched process exited (or was never found alive).
+    ProcessDead,
+    /// The pidfile does not exist.
+    PidFileMissing,
+    /// The pidfile does not hold a process ID.
+    PidFileGarbage,
+    /// The pidfile names a PID that now belongs to another process.
+    PidReused,
+    /// The watched process is a zombie.
+    Zombie,
+    /// No process runs the watched executable.
+    NoSuchProcess,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Stale { unchanged, max_age } => write!(
+                f,
+                "stale: not modified for {} (max age {})",
+                DurationText(*unchanged),
+                DurationText(*max_age)
+            ),
+            Cause::Missing => f.write_str("missing: the heartbeat file does not exist"),
+            Cause::Unreachable(e) => write!(f, "unreachable: the file's mount failed ({e})"),
+            Cause::Unreadable(e) => write!(f, "unreadable: {e}"),
+            Cause::CheckTimedOut(t) => write!(
+                f,
+                "check timed out: stat did not answer within {} (hung mount?)",
+                DurationText(*t)
+            ),
+            Cause::ProcessDead => f.write_str("dead: the process exited"),
+            Cause::PidFileMissing => f.write_str("pidfile missing"),
+            Cause::PidFileGarbage => f.write_str("pidfile garbage: it holds no process ID"),
+            Cause::PidReused => {
+                f.write_str("dead: the PID now belongs to another process (start time differs)")
+            }
+            Cause::Zombie => f.write_str("dead: the process is a zombie"),
+            Cause::NoSuchProcess => f.write_str("dead: no process runs the executable"),
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Health::Starting => f.write_str("starting"),
+            Health::Healthy => f.write_str("healthy"),
+            Health::Failing(_) => f.write_str("failing"),
+        }
+    }
+}
+
+impl Health {
+    /// Same kind of health, ignoring how long a stale file has been stale.
+    pub fn same_kind(&self, other: &Health) -> bool {
+        match (self, other) {
+            (Health::Failing(Cause::Stale { .. }), Health::Failing(Cause::Stale { .. })) => true,
+            _ => self == other,
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Stats of heartbeat files, run off the feeding path. A `stat` on a hung
+//! NFS or FUSE mount can block for ever; here it blocks a worker thread,
+//! never the loop that feeds the watchdog. The loop submits a request,
+//! goes on, and learns of the answer through an eventfd it polls; a request
+//! that is not answered in time is the loop's to call a failure.
+//!
+//! Queues are allocated when the configuration is loaded and never grow in
+//! the steady state: at most one request per rule is in flight.
+
+use nix::errno::Errno;
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// What a `stat` of a heartbeat file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file exists; its identity and modification time.
+    Found(Stamp),
+    /// No such file (or a directory on the way is missing).
+    Missing,
+    /// The mount under the file is gone or broken (ESTALE, ENOTCONN, EIO...).
+    Unreachable(Errno),
+    /// Any other failure, e.g. permission denied.
+    Unreadable(Errno),
+}
+
+/// Enough of `struct stat` to notice that a file was touched or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+    pub inode: u64,
+    pub device: u64,
+}
+
+/// A finished stat, tagged with the ticket it was submitted under.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub ticket: u64,
+    pub outcome: Outcome,
+}
+
+struct Request {
+    ticket: u64,
+    path: Arc<CString>,
+}
+
+struct Shared {
+    requests: Mutex<VecDeque<Request>>,
+    wake_worker: Condvar,
+    answers: Mutex<VecDeque<Answer>>,
+    /// Readable when `answers` is not empty.
+    answered: OwnedFd,
+}
+
+/// A pool of stat workers.
+pub struct Prober {
+    shared: Arc<Shared>,
+    workers: usize,
+    stuck: usize,
+}
+
+/// Workers started with the pool.
+const BASE_WORKERS: usize = 2;
+/// Workers never exceed this, however many mounts hang.
+const MAX_WORKERS: usize = 64;
+/// Worker stacks are small: a worker only calls `stat`.
+const WORKER_STACK: usize = 64 * 1024;
+
+impl Prober {
+    /// Starts the pool with room for `capacity` requests in flight.
+    pub fn new(capacity: usize) -> std::io::Result<Prober> {
+        // SAFETY: eventfd takes no pointers; the result is checked below.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
+        let answered = unsafe { OwnedFd::from_raw_fd(raw) };
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(VecDeque::with_capacity(capacity)),
+            wake_worker: Condvar::new(),
+            answers: Mutex::new(VecDeque::with_capacity(capacity)),
+            answered,
+        });
+        let mut prober = Prober {
+            shared,
+            workers: 0,
+            stuck: 0,
+        };
+        for _ in 0..BASE_WORKERS {
+            prober.spawn_worker()?;
+        }
+        Ok(prober)
+    }
+
+    /// Makes room for `capacity` requests in flight (on reload).
+    pub fn reserve(&mut self, capacity: usize) {
+        let mut requests = lock(&self.shared.requests);
+        let more = capacity.saturating_sub(requests.len());
+        requests.reserve(more);
+        drop(requests);
+        let mut answers = lock(&self.shared.answers);
+        let more = capacity.saturating_sub(answers.len());
+        answers.reserve(more);
+    }
+
+    /// The descriptor the event loop polls for answers.
+    pub fn fd(&self) -> RawFd {
+        self.shared.answered.as_raw_fd()
+    }
+
+    /// Queues a stat of `path`; the answer comes back with `ticket`.
+    pub fn submit(&self, ticket: u64, path: &Arc<CString>) {
+        let mut requests = lock(&self.shared.requests);
+        requests.push_back(Request {
+            ticket,
+            path: Arc::clone(path),
+        });
+        drop(requests);
+        self.shared.wake_worker.notify_one();
+    }
+
+    /// Takes the next answer, if any.
+    pub fn next_answer(&self) -> Option<Answer> {
+        let mut answers = lock(&self.shared.answers);
+        let answer = answers.pop_front();
+        if answers.is_empty() {
+            let mut counter = [0u8; 8];
+            // SAFETY: reading 8 bytes into an 8-byte buffer; a non-blocking
+            // eventfd that is already zero fails with EAGAIN, which is fine.
+            unsafe { libc::read(self.fd(), counter.as_mut_ptr().cast(), 8) };
+        }
+        answer
+    }
+
+    /// The loop gave up waiting for a request: the worker holding it may be
+    /// stuck for ever, so another one takes its place.
+    pub fn request_timed_out(&mut self) {
+        self.stuck += 1;
+        if self.workers.saturating_sub(self.stuck) < BASE_WORKERS
+            && self.workers < MAX_WORKERS
+            && let Err(e) = self.spawn_worker()
+        {
+            log::error!("cannot start another stat worker: {e}");
+        }
+    }
+
+    /// A request that had timed out was answered after all.
+    pub fn late_answer(&mut self) {
+        self.stuck = self.stuck.saturating_sub(1);
+    }
+
+    /// Workers running, and how many of them are believed stuck.
+    pub fn workers(&self) -> (usize, usize) {
+        (self.workers, self.stuck)
+    }
+
+    fn spawn_worker(&mut self) -> std::io::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("stat".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || work(&shared))?;
+        self.workers += 1;
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A worker only panics if the process is already crashing; the data
+    // under the lock is plain and stays usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn work(shared: &Shared) {
+    loop {
+        let request = {
+            let mut requests = lock(&shared.requests);
+            loop {
+                if let Some(r) = requests.pop_front() {
+                    break r;
+                }
+                requests = shared
+                    .wake_worker
+                    .wait(requests)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let outcome = stat(&request.path);
+        drop(request.path);
+        let mut answers = lock(&shared.answers);
+        answers.push_back(Answer {
+            ticket: request.ticket,
+            outcome,
+        });
+        let first = answers.len() == 1;
+        drop(answers);
+        if first {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes from a u64 to an eventfd.
+            unsafe { libc::write(shared.answered.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+}
+
+/// One `stat(2)`, classified.
+pub fn stat(path: &CString) -> Outcome {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is large enough for the kernel
+    // to fill in.
+    let rc = unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return classify(Errno::last());
+    }
+    // SAFETY: stat returned 0, so the kernel initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Outcome::Found(Stamp {
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+        inode: st.st_ino,
+        device: st.st_dev,
+    })
+}
+
+fn classify(errno: Errno) -> Outcome {
+    match errno {
+        Errno::ENOENT | Errno::ENOTDIR => Outcome::Missing,
+        Errno::ESTALE
+        | Errno::ENOTCONN
+        | Errno::EIO
+        | Errno::ENODEV
+        | Errno::EHOSTDOWN
+        | Errno::EHOSTUNREACH
+        | Errno::ETIMEDOUT => Outcome::Unreachable(errno),
+        other => Outcome::Unreadable(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn answers_come_back_with_their_ticket() {
+        let prober = Prober::new(4).unwrap();
+        let here = Arc::new(CString::new("/").unwrap());
+        let gone = Arc::new(CString::new("/no/such/file/here").unwrap());
+        prober.submit(7, &here);
+        prober.submit(9, &gone);
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < 2 && start.elapsed() < Duration::from_secs(10) {
+            match prober.next_answer() {
+                Some(a) => got.push(a),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        got.sort_by_key(|a| a.ticket);
+        assert_eq!(got[0].ticket, 7);
+        assert!(matches!(got[0].outcome, Outcome::Found(_)));
+        assert_eq!(got[1].ticket, 9);
+        assert_eq!(got[1].outcome, Outcome::Missing);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert_eq!(classify(Errno::ENOENT), Outcome::Missing);
+        assert_eq!(classify(Errno::ESTALE), Outcome::Unreachable(Errno::ESTALE));
+        assert_eq!(classify(Errno::EACCES), Outcome::Unreadable(Errno::EACCES));
+    }
+}

@@ -1,0 +1,202 @@
+//! Helpers for the integration tests: scratch configuration trees and the
+//! real `heartwatch` binary run as a child process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_heartwatch");
+
+/// A scratch directory removed when dropped.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("hw-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf/rules.d")).unwrap();
+        Scratch { dir }
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.join("conf")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes heartwatch.conf: no device, no grace, directories in here.
+    pub fn write_conf(&self, extra: &str) {
+        let text = format!(
+            "[Watchdog]\nDevice=none\n[Daemon]\nStartupGrace=0s\nRuntimeDirectory={}\nStateDirectory={}\n{extra}",
+            self.dir.join("run").display(),
+            self.dir.join("state").display()
+        );
+        std::fs::write(self.conf().join("heartwatch.conf"), text).unwrap();
+    }
+
+    pub fn write_rule(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.conf().join("rules.d").join(format!("{name}.rule"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Waits until the status file contains `needle` (it is rewritten just
+    /// after the log line that announces a change) and returns it.
+    pub fn wait_status(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let status = self.status();
+            if status.contains(needle) {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "status never contained {needle:?}:\n{status}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn status(&self) -> String {
+        std::fs::read_to_string(self.dir.join("run/status")).unwrap_or_default()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `heartwatch ARGS --config DIR`, run to completion.
+pub fn heartwatch(conf: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(conf)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running daemon whose stderr is read line by line.
+pub struct Daemon {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(conf: &Path, extra_args: &[&str]) -> Daemon {
+        Self::start_with(Command::new(BIN).arg("run").args(extra_args).arg("--config").arg(conf))
+    }
+
+    pub fn start_with(command: &mut Command) -> Daemon {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("  daemon| {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it with the time waited.
+    /// The limit only keeps a broken test from hanging; it asserts nothing
+    /// about speed.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Option<(String, Duration)> {
+        let start = Instant::now();
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return Some((line.clone(), Duration::ZERO));
+        }
+        while let Some(left) = limit.checked_sub(start.elapsed()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Some((line, start.elapsed()));
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub fn expect(&mut self, needle: &str) -> String {
+        match self.wait_for(needle, Duration::from_secs(30)) {
+            Some((line, _)) => line,
+            None => panic!("no line containing {needle:?}; saw {:#?}", self.seen),
+        }
+    }
+
+    /// Everything logged so far (drains what has arrived).
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY-free: kill(2) through nix.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::try_from(signal).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Waits for the child to exit; the limit only stops a hang.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Touches a file (creating it).
+pub fn touch(path: &Path) {
+    heartwatch::cli::touch(path).unwrap();
+}

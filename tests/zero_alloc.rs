@@ -1,0 +1,182 @@
+//! The steady state allocates nothing. A counting global allocator wraps
+//! the system one; the real daemon loop runs over 120 heartbeat rules (some
+//! kept fresh, some going stale, some recovering) with the `none` device,
+//! logging and systemd notification on; after a warm-up, every turn is
+//! counted and must not allocate, in the loop or in its stat workers.
+//!
+//! `harness = false`: libtest's own threads would allocate and be counted.
+
+use heartwatch::config;
+use heartwatch::daemon::{Control, Daemon};
+use heartwatch::health::Health;
+use heartwatch::notify::Notifier;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: defers every call to the system allocator unchanged; it only
+// counts calls while COUNTING is set.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const RULES: usize = 120;
+
+fn touch(path: &CString) {
+    // SAFETY: `path` is NUL-terminated; a null `times` means "now".
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    assert!(fd >= 0);
+    // SAFETY: `fd` is open; null times set both to now.
+    unsafe {
+        libc::futimens(fd, std::ptr::null());
+        libc::close(fd);
+    }
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("hw-zero-alloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("conf/rules.d")).unwrap();
+    std::fs::write(
+        dir.join("conf/heartwatch.conf"),
+        format!(
+            "[Watchdog]\nDevice=none\n[Daemon]\nStartupGrace=0s\nRuntimeDirectory={0}/run\nStateDirectory={0}/state\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut beats = Vec::new();
+    for i in 0..RULES {
+        let file = dir.join(format!("beat-{i}"));
+        std::fs::write(
+            dir.join(format!("conf/rules.d/r{i:03}.rule")),
+            format!("[Heartbeat]\nFile={}\nMaxAge=300ms\n", file.display()),
+        )
+        .unwrap();
+        let c = CString::new(file.as_os_str().as_bytes()).unwrap();
+        touch(&c);
+        beats.push(c);
+    }
+    heartwatch::logger::init(false, false);
+    let notify_path = dir.join("notify.sock");
+    let notify_socket = UnixDatagram::bind(&notify_path).unwrap();
+    notify_socket.set_nonblocking(true).unwrap();
+    let notifier = Notifier::new(
+        Some(notify_path.as_os_str()),
+        Some(Duration::from_millis(100)),
+    );
+    let config = config::load(&dir.join("conf")).unwrap();
+    let mut daemon = Daemon::start(config, notifier).unwrap();
+
+    // Rules 0..40 stay fresh; 40..80 go stale and stay stale; 80..120
+    // flap: stale, then touched back to health, again and again.
+    let run = |daemon: &mut Daemon, how_long: Duration, turns: &mut u64| {
+        let start = Instant::now();
+        let mut last_flap = Instant::now();
+        while start.elapsed() < how_long {
+            assert_eq!(daemon.turn().unwrap(), Control::Continue);
+            *turns += 1;
+            for beat in &beats[..40] {
+                touch(beat);
+            }
+            if last_flap.elapsed() > Duration::from_millis(700) {
+                for beat in &beats[80..] {
+                    touch(beat);
+                }
+                last_flap = Instant::now();
+            }
+            let mut buf = [0u8; 512];
+            while notify_socket.recv(&mut buf).is_ok() {}
+        }
+    };
+    let mut warmup_turns = 0;
+    run(&mut daemon, Duration::from_secs(2), &mut warmup_turns);
+
+    let failing_before = daemon
+        .rule_health()
+        .filter(|(_, h)| matches!(h, Health::Failing(_)))
+        .count();
+    let changes_before = daemon.health_changes();
+    let mut turns = 0;
+    COUNTING.store(true, Ordering::SeqCst);
+    run(&mut daemon, Duration::from_secs(4), &mut turns);
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let changes = daemon.health_changes() - changes_before;
+
+    // The counter itself works: one deliberate allocation is seen.
+    COUNTING.store(true, Ordering::SeqCst);
+    let probe = std::hint::black_box(Box::new([0u8; 64]));
+    COUNTING.store(false, Ordering::SeqCst);
+    drop(probe);
+    let counter_works = ALLOCATIONS.load(Ordering::SeqCst) == allocations + 1;
+
+    let failing: Vec<&str> = daemon
+        .rule_health()
+        .filter(|(_, h)| matches!(h, Health::Failing(_)))
+        .map(|(n, _)| n)
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "zero_alloc: {RULES} rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        failing_before,
+        failing.len()
+    );
+    let mut failed = 0;
+    let mut check = |ok: bool, what: &str| {
+        println!("{} zero_alloc: {what}", if ok { "PASS" } else { "FAIL" });
+        if !ok {
+            failed += 1;
+        }
+    };
+    check(turns > 100, "the loop turned many times");
+    check(
+        failing.iter().any(|n| *n >= "r040" && *n < "r080"),
+        "unfed rules went stale during the run",
+    );
+    check(
+        !failing.iter().any(|n| *n < "r040"),
+        "fed rules stayed healthy",
+    );
+    check(changes >= 40, "rules changed health while counting (logs and status written)");
+    check(counter_works, "the counting allocator sees an allocation");
+    check(allocations == 0, "no allocation in the steady state");
+    println!("{} passed, {failed} failed", 6 - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
