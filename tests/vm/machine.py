@@ -211,8 +211,10 @@ class Machine:
         return f"exit status {code} ({meaning}); QMP events: {events}"
 
     def qemu_stderr(self):
+        """What QEMU said on stderr, less its notice that it waits for the QMP client."""
         with open(os.path.join(self.workdir, "qemu.stderr"), errors="replace") as f:
-            return f.read().strip()
+            return "\n".join(l for l in f.read().strip().splitlines()
+                             if "QEMU waiting for connection" not in l)
 
     def console_tail(self, n=40):
         with self._cond:

@@ -14,6 +14,7 @@ vm_exit() {
 	sync
 	# isa-debug-exit listens at port 0xf4 (244): a byte V written there makes
 	# QEMU exit with status 2*V+1.
+	# shellcheck disable=SC2059 # the format is the octal escape of that byte
 	printf "\\$(printf '%03o' "$1")" | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
 	vm_mark "FAIL isa-debug-exit did not end the VM"
 	poweroff -f
