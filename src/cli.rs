@@ -20,6 +20,7 @@ commands:
   check                                    validate the configuration and rules
   status                                   the running daemon's view of its rules
   beat NAME                                touch heartbeat rule NAME's file
+  memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
 options:
   --config DIR   configuration root (default /etc/heartwatch)
 ";
@@ -112,6 +113,9 @@ pub fn main() -> ExitCode {
             Ok(()) => beat(&args.root, &args.words[0]),
             Err(code) => return code,
         },
+        "memtest" => return crate::memtest::command(&args.words),
+        #[cfg(feature = "test-hooks")]
+        "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {
             eprintln!("heartwatch: unknown command {other:?}\n{USAGE}");
             return ExitCode::from(EXIT_USAGE);
@@ -186,7 +190,12 @@ fn check(root: &Path) -> Result<(), u8> {
     }
     println!("rules: {}", config.rules.len());
     for rule in &config.rules {
-        println!("  {}: {}", rule.name, explain(&rule.watch));
+        println!(
+            "  {}: {}: {}",
+            rule.name,
+            explain(&rule.watch),
+            crate::ladder::explain(&rule.ladder)
+        );
     }
     Ok(())
 }
@@ -195,12 +204,23 @@ fn check(root: &Path) -> Result<(), u8> {
 pub fn explain(watch: &Watch) -> String {
     match watch {
         Watch::Heartbeat(h) => format!(
-            "heartbeat {} must change at least every {} (looked at every {}); if it fails: log",
+            "if {} is not modified for {} (looked at every {})",
             h.file.display(),
             DurationText(h.max_age),
             DurationText(h.check_interval)
         ),
-        Watch::Process(_) => "process".to_string(),
+        Watch::Process(p) => match &p.target {
+            config::ProcessTarget::PidFile(f) => format!(
+                "if the process in {} dies (pidfile looked at every {})",
+                f.display(),
+                DurationText(p.check_interval)
+            ),
+            config::ProcessTarget::Executable(e) => format!(
+                "if no process runs {} (looked for every {})",
+                e.display(),
+                DurationText(p.check_interval)
+            ),
+        },
     }
 }
 

@@ -57,6 +57,8 @@ pub struct RebootSettings {
     pub orderly_timeout: Duration,
     /// The orderly reboot; `None` when no `systemctl` exists and none is set.
     pub command: Option<Argv>,
+    /// Call `reboot(2)` when the orderly reboot has not happened in time.
+    pub forced: bool,
 }
 
 /// One rule: the file's name, what it watches and how it escalates.
@@ -490,6 +492,7 @@ fn parse_settings(
         },
         None => parse_argv("systemctl reboot").ok(),
     };
+    let forced = keys.get("Forced", parse_bool).unwrap_or(true);
     keys.finish();
 
     if errors.is_empty() {
@@ -513,6 +516,7 @@ fn parse_settings(
                 healthy_uptime,
                 orderly_timeout,
                 command,
+                forced,
             },
         ))
     } else {

@@ -1,17 +1,24 @@
 //! The event loop: one `poll` per turn with an absolute monotonic deadline.
 //! A turn feeds the watchdog when due, starts the rule checks that are due,
-//! publishes state changes, pings systemd, and waits for the next deadline,
-//! a signal (signalfd) or a finished check. Everything a turn needs is
-//! allocated when the configuration is loaded: a turn allocates nothing.
+//! moves the escalation ladders, publishes state changes, pings systemd,
+//! and waits for the next deadline, a signal (signalfd), a finished probe,
+//! a process death (pidfd) or a repair command's output or exit.
+//! Everything the steady state needs is allocated when the configuration is
+//! loaded: a turn of a healthy or failing host allocates nothing. Actions
+//! (running a repair, rebooting) may allocate; they are not the steady state.
 
 use crate::atomic::AtomicFile;
-use crate::config::{self, Config, ConfigError, DurationText, Rule, Watch};
+use crate::config::{self, Config, ConfigError, DurationText, Finally, Rule, Watch};
 use crate::device::{self, Device, DeviceError};
 use crate::health::{Cause, Health};
 use crate::heartbeat::Heartbeat;
+use crate::ladder::{self, Action, Event, Ladder};
 use crate::notify::Notifier;
-use crate::probe::{Outcome, Prober};
-use crate::text::{UtcTime, wall_now};
+use crate::probe::{Finding, Prober, Subject};
+use crate::process::{self, ProcessWatch, Target};
+use crate::reboot::{self, Reason, RebootState};
+use crate::repair::{self, Ending, Running};
+use crate::text::{FixedBuf, UtcTime, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -19,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::CString;
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -65,23 +73,35 @@ pub enum Control {
 struct Watched {
     id: u64,
     rule: Rule,
-    path: Arc<CString>,
+    subject: SubjectRef,
     check: Check,
     health: Health,
     since: Instant,
     since_wall: i64,
     /// Failures are not reported before this (start-up grace).
     grace_end: Instant,
-    /// Identifies the rule's one valid entry in the wakeup heap.
+    /// Identifies the rule's one valid entry in the check heap.
     seq: u32,
     next_at: Instant,
     in_flight: bool,
-    /// The request in flight has outlived `CheckTimeout=`.
+    /// The probe in flight has outlived `CheckTimeout=`.
     late: bool,
+    ladder: Ladder,
+    /// Identifies the ladder's one valid timer in the timer heap.
+    ladder_seq: u32,
+    ladder_at: Option<Instant>,
+    repair: Option<Running>,
+    last_repair: Option<repair::Outcome>,
+}
+
+enum SubjectRef {
+    File(Arc<CString>),
+    Process(Arc<Target>),
 }
 
 enum Check {
     Heartbeat(Heartbeat),
+    Process(ProcessWatch),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +111,28 @@ struct Wakeup {
     seq: u32,
 }
 
+/// Who a slot of the poll set belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Signals,
+    Prober,
+    Process(usize),
+    RepairExit(usize),
+    RepairOutput(usize),
+}
+
+/// Where a reboot stands once decided.
+#[derive(Debug)]
+enum Rebooting {
+    /// The orderly reboot was asked for; `reboot(2)` follows at the deadline.
+    Orderly {
+        deadline: Instant,
+        command: Option<Running>,
+    },
+    /// Feeding has stopped: the hardware watchdog will reset the host.
+    FeedStopped,
+}
+
 /// The running daemon.
 pub struct Daemon {
     config: Config,
@@ -98,12 +140,18 @@ pub struct Daemon {
     feeding_ok: bool,
     notifier: Notifier,
     prober: Prober,
+    use_pidfd: bool,
     signals: SignalFd,
     rules: Vec<Watched>,
     ids: HashMap<u64, usize>,
     next_id: u64,
-    wakeups: BinaryHeap<Reverse<Wakeup>>,
+    checks: BinaryHeap<Reverse<Wakeup>>,
+    timers: BinaryHeap<Reverse<Wakeup>>,
     pollfds: Vec<libc::pollfd>,
+    owners: Vec<Owner>,
+    poll_dirty: bool,
+    /// Rules with a repair command running.
+    repairing: Vec<usize>,
     status_file: AtomicFile,
     status_buf: Vec<u8>,
     status_dirty: bool,
@@ -111,7 +159,13 @@ pub struct Daemon {
     next_feed: Instant,
     next_ping: Option<Instant>,
     boot_status: String,
-    /// Changes of any rule's health since start.
+    reboot_state: Option<RebootState>,
+    /// The reboot heartwatch started before this boot, if any.
+    previous_reboot: Option<Reason>,
+    rebooting: Option<Rebooting>,
+    suppressed: Option<String>,
+    /// Since when no rule whose ladder can reboot has been failing.
+    healthy_since: Option<Instant>,
     changes: u64,
 }
 
@@ -140,6 +194,11 @@ fn lock_memory() {
     }
 }
 
+/// The file in the runtime directory through which the package scripts
+/// ask the next stop to keep the watchdog armed (upgrade) or to disarm it
+/// (removal), whatever `KeepArmedOnStop=` says.
+const NEXT_STOP: &str = "next-stop";
+
 impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
     /// systemd it is ready.
@@ -155,13 +214,22 @@ impl Daemon {
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| DaemonError::Io("signalfd", e.into()))?;
         let prober = Prober::new(config.rules.len().max(16))
-            .map_err(|e| DaemonError::Io("starting stat workers", e))?;
+            .map_err(|e| DaemonError::Io("starting probe workers", e))?;
         let status_file = AtomicFile::new(&config.daemon.runtime_dir, "status")
             .map_err(|e| DaemonError::Io("runtime directory", e))?;
+        let _ = std::fs::remove_file(config.daemon.runtime_dir.join(NEXT_STOP));
 
         if config.daemon.dry_run {
             log::info!("dry run: actions are logged, not taken");
         }
+        let use_pidfd = process::have_pidfd();
+        if !use_pidfd {
+            log::warn!(
+                "this kernel has no pidfd_open (Linux 5.3+): process deaths are found by periodic checks, not at once"
+            );
+        }
+        let (reboot_state, previous_reboot) = open_reboot_state(&config);
+
         let mut devices = Vec::with_capacity(config.watchdog.devices.len());
         let mut boot_status = String::new();
         for path in &config.watchdog.devices {
@@ -182,6 +250,7 @@ impl Daemon {
         if devices.is_empty() {
             log::info!("no watchdog device (Device=none): running the checks only");
         }
+        install_crash_handler(&config, &devices);
 
         let now = Instant::now();
         let mut daemon = Daemon {
@@ -189,12 +258,17 @@ impl Daemon {
             feeding_ok: true,
             notifier,
             prober,
+            use_pidfd,
             signals,
             rules: Vec::new(),
             ids: HashMap::new(),
             next_id: 1,
-            wakeups: BinaryHeap::new(),
+            checks: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
             pollfds: Vec::new(),
+            owners: Vec::new(),
+            poll_dirty: true,
+            repairing: Vec::new(),
             status_file,
             status_buf: Vec::new(),
             status_dirty: true,
@@ -202,6 +276,11 @@ impl Daemon {
             next_feed: now,
             next_ping: None,
             boot_status,
+            reboot_state,
+            previous_reboot,
+            rebooting: None,
+            suppressed: None,
+            healthy_since: Some(now),
             changes: 0,
             config,
         };
@@ -215,7 +294,7 @@ impl Daemon {
         let rules = std::mem::take(&mut daemon.config.rules);
         daemon.install_rules(rules, Vec::new(), now);
         daemon.next_ping = daemon.notifier.ping_interval().map(|_| now);
-        daemon.publish(now);
+        daemon.publish();
         daemon.notifier.ready();
         log::info!("ready: {} rules", daemon.rules.len());
         Ok(daemon)
@@ -224,6 +303,11 @@ impl Daemon {
     /// One turn of the loop: wait for the next deadline or event, then do
     /// what is due.
     pub fn turn(&mut self) -> Result<Control, DaemonError> {
+        #[cfg(feature = "test-hooks")]
+        crate::crash::trigger_for_tests();
+        if self.poll_dirty {
+            self.rebuild_poll_set();
+        }
         let now = Instant::now();
         let deadline = self.next_deadline(now);
         let timeout = deadline.saturating_duration_since(now);
@@ -239,20 +323,38 @@ impl Daemon {
         if n < 0 && Errno::last() != Errno::EINTR {
             return Err(DaemonError::Io("poll", std::io::Error::last_os_error()));
         }
-        let mut control = Control::Continue;
-        if self.pollfds[0].revents != 0 {
-            control = self.take_signals();
-        }
         let now = Instant::now();
-        if self.pollfds[1].revents != 0 {
-            self.take_answers(now);
-        }
         if now >= self.next_feed {
             self.feed(now);
         }
-        self.run_due_rules(now);
+        let mut control = Control::Continue;
+        for slot in 0..self.pollfds.len() {
+            if n <= 0 || self.pollfds[slot].revents == 0 {
+                continue;
+            }
+            self.pollfds[slot].revents = 0;
+            match self.owners[slot] {
+                Owner::Signals => control = self.take_signals(),
+                Owner::Prober => self.take_answers(now),
+                Owner::Process(i) => self.process_died(i, now),
+                Owner::RepairOutput(i) => self.repair_output(i),
+                Owner::RepairExit(i) => self.repair_exited(i, now),
+            }
+            if control == Control::Stop || self.poll_dirty {
+                // A reload or a changed poll set invalidates the slots.
+                break;
+            }
+        }
+        if control == Control::Stop {
+            return Ok(control);
+        }
+        self.run_due_checks(now);
+        self.run_due_timers(now);
+        self.tend_repairs(now);
+        self.tend_reboot(now);
+        self.tend_budget(now);
         if self.status_dirty {
-            self.publish(now);
+            self.publish();
         }
         if let (Some(at), Some(interval)) = (self.next_ping, self.notifier.ping_interval())
             && now >= at
@@ -265,12 +367,29 @@ impl Daemon {
     }
 
     /// The orderly stop: tell systemd, disarm unless told to stay armed.
-    pub fn stop(self) {
+    pub fn stop(mut self) {
         self.notifier.stopping();
-        for device in self.devices {
+        let next_stop = std::fs::read_to_string(self.config.daemon.runtime_dir.join(NEXT_STOP))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let keep_armed = if self.rebooting.is_some() {
+            Some("a reboot is under way")
+        } else if next_stop == "keep-armed" {
+            Some("next-stop: keep-armed")
+        } else if next_stop == "disarm" {
+            None
+        } else if self.config.watchdog.keep_armed_on_stop {
+            Some("KeepArmedOnStop=yes")
+        } else {
+            None
+        };
+        for rule in &mut self.rules {
+            rule.repair = None;
+        }
+        for device in std::mem::take(&mut self.devices) {
             let path = device.path().display().to_string();
-            if self.config.watchdog.keep_armed_on_stop {
-                log::info!("watchdog {path}: left armed (KeepArmedOnStop=yes)");
+            if let Some(why) = keep_armed {
+                log::info!("watchdog {path}: left armed ({why})");
                 drop(device);
             } else if !device.has_magic_close() {
                 log::warn!(
@@ -288,21 +407,44 @@ impl Daemon {
     }
 
     fn next_deadline(&self, now: Instant) -> Instant {
-        let mut deadline = if self.devices.is_empty() {
-            now + Duration::from_secs(3600)
-        } else {
-            self.next_feed
-        };
+        let mut deadline = now + Duration::from_secs(3600);
+        if !self.devices.is_empty() && !matches!(self.rebooting, Some(Rebooting::FeedStopped)) {
+            deadline = deadline.min(self.next_feed);
+        }
         if let Some(ping) = self.next_ping {
             deadline = deadline.min(ping);
         }
-        if let Some(Reverse(w)) = self.wakeups.peek() {
+        if let Some(Reverse(w)) = self.checks.peek() {
             deadline = deadline.min(w.at);
+        }
+        if let Some(Reverse(w)) = self.timers.peek() {
+            deadline = deadline.min(w.at);
+        }
+        for &i in &self.repairing {
+            if let Some(r) = &self.rules[i].repair {
+                deadline = deadline.min(r.next_deadline());
+                if r.pidfd.is_none() {
+                    // No pidfd to say it exited: look again soon.
+                    deadline = deadline.min(now + Duration::from_millis(100));
+                }
+            }
+        }
+        if let Some(Rebooting::Orderly { deadline: d, .. }) = &self.rebooting {
+            deadline = deadline.min(*d);
+        }
+        if let Some(since) = self.healthy_since
+            && self.reboot_count() > 0
+        {
+            deadline = deadline.min(since + self.config.reboot.healthy_uptime);
         }
         deadline
     }
 
     fn feed(&mut self, now: Instant) {
+        self.next_feed = now + self.config.watchdog.feed_interval;
+        if matches!(self.rebooting, Some(Rebooting::FeedStopped)) {
+            return;
+        }
         let mut ok = true;
         for device in &mut self.devices {
             if let Err(e) = device.feed() {
@@ -314,7 +456,6 @@ impl Daemon {
             self.status_dirty = true;
         }
         self.feeding_ok = ok;
-        self.next_feed = now + self.config.watchdog.feed_interval;
     }
 
     fn take_signals(&mut self) -> Control {
@@ -370,6 +511,7 @@ impl Daemon {
                 let rules = std::mem::take(&mut new.rules);
                 let old = std::mem::take(&mut self.rules);
                 self.config = new;
+                install_crash_handler(&self.config, &self.devices);
                 self.install_rules(rules, old, now);
                 log::info!("reloaded: {} rules", self.rules.len());
             }
@@ -392,6 +534,12 @@ impl Daemon {
                 .filter(|w| w.rule.watch == rule.watch);
             let entry = match kept {
                 Some(mut w) => {
+                    let mut ladder = Ladder::new(rule.ladder.clone(), ladder::seed());
+                    ladder.carry_over(&w.ladder);
+                    if ladder.state() != w.ladder.state() {
+                        w.ladder_at = None;
+                    }
+                    w.ladder = ladder;
                     w.rule = rule;
                     w
                 }
@@ -413,51 +561,71 @@ impl Daemon {
             .map(|(i, w)| (w.id, i))
             .collect();
         self.prober.reserve(self.rules.len());
-        self.wakeups = BinaryHeap::with_capacity(self.rules.len() * 3 + 16);
+        self.checks = BinaryHeap::with_capacity(self.rules.len() * 3 + 16);
+        self.timers = BinaryHeap::with_capacity(self.rules.len() * 3 + 16);
+        self.repairing = Vec::with_capacity(self.rules.len());
         for (i, w) in self.rules.iter().enumerate() {
             if !w.late {
-                self.wakeups.push(Reverse(Wakeup {
+                self.checks.push(Reverse(Wakeup {
                     at: w.next_at,
                     rule: i as u32,
                     seq: w.seq,
                 }));
             }
+            if let Some(at) = w.ladder_at {
+                self.timers.push(Reverse(Wakeup {
+                    at,
+                    rule: i as u32,
+                    seq: w.ladder_seq,
+                }));
+            }
+            if w.repair.is_some() {
+                self.repairing.push(i);
+            }
         }
-        self.pollfds = vec![
-            libc::pollfd {
-                fd: self.signals.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.prober.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let slots = 2 + self.rules.len() * 3;
+        self.pollfds = Vec::with_capacity(slots);
+        self.owners = Vec::with_capacity(slots);
+        self.poll_dirty = true;
         let longest_name = self
             .rules
             .iter()
             .map(|w| w.rule.name.len())
             .max()
             .unwrap_or(0);
-        let per_rule = 200 + longest_name;
-        self.status_buf = Vec::with_capacity(4096 + self.rules.len() * per_rule);
+        let per_rule = 400 + longest_name;
+        self.status_buf = Vec::with_capacity(8192 + self.rules.len() * per_rule);
         self.status_dirty = true;
+        self.healthy_since = self.healthy_since.or(Some(now));
     }
 
     fn new_watched(&mut self, rule: Rule, now: Instant, grace_end: Instant) -> Watched {
         let id = self.next_id;
         self.next_id += 1;
-        let (check, path) = match &rule.watch {
-            Watch::Heartbeat(spec) => (Check::Heartbeat(Heartbeat::new(spec, now)), &spec.file),
-            Watch::Process(_) => unreachable!("process rules are not watched yet"),
+        let cstring = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL");
+        let (check, subject) = match &rule.watch {
+            Watch::Heartbeat(spec) => (
+                Check::Heartbeat(Heartbeat::new(spec, now)),
+                SubjectRef::File(Arc::new(cstring(&spec.file))),
+            ),
+            Watch::Process(spec) => {
+                let target = match &spec.target {
+                    config::ProcessTarget::PidFile(p) => Target::PidFile(cstring(p)),
+                    config::ProcessTarget::Executable(p) => {
+                        Target::Executable(p.as_os_str().as_bytes().to_vec())
+                    }
+                };
+                (
+                    Check::Process(ProcessWatch::new(spec.check_interval)),
+                    SubjectRef::Process(Arc::new(target)),
+                )
+            }
         };
-        let path = Arc::new(CString::new(path.as_os_str().as_bytes()).expect("paths have no NUL"));
+        let ladder = Ladder::new(rule.ladder.clone(), ladder::seed() ^ id);
         Watched {
             id,
             rule,
-            path,
+            subject,
             check,
             health: Health::Starting,
             since: now,
@@ -467,10 +635,49 @@ impl Daemon {
             next_at: now,
             in_flight: false,
             late: false,
+            ladder,
+            ladder_seq: 0,
+            ladder_at: None,
+            repair: None,
+            last_repair: None,
         }
     }
 
-    fn schedule(&mut self, index: usize, at: Instant) {
+    /// Lays out the poll set anew: signals, answers, and only the
+    /// descriptors in use. Within the capacity reserved at load, so no
+    /// allocation.
+    fn rebuild_poll_set(&mut self) {
+        self.poll_dirty = false;
+        self.pollfds.clear();
+        self.owners.clear();
+        let mut add = |fd: i32, owner: Owner, pollfds: &mut Vec<libc::pollfd>| {
+            pollfds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            self.owners.push(owner);
+        };
+        add(self.signals.as_raw_fd(), Owner::Signals, &mut self.pollfds);
+        add(self.prober.fd(), Owner::Prober, &mut self.pollfds);
+        for (i, w) in self.rules.iter().enumerate() {
+            if let Check::Process(p) = &w.check
+                && let Some(fd) = p.pidfd()
+            {
+                add(fd.as_raw_fd(), Owner::Process(i), &mut self.pollfds);
+            }
+            if let Some(r) = &w.repair {
+                if let Some(fd) = &r.pidfd {
+                    add(fd.as_raw_fd(), Owner::RepairExit(i), &mut self.pollfds);
+                }
+                if let Some(fd) = &r.output {
+                    add(fd.as_raw_fd(), Owner::RepairOutput(i), &mut self.pollfds);
+                }
+            }
+        }
+    }
+
+    fn schedule_check(&mut self, index: usize, at: Instant) {
         let w = &mut self.rules[index];
         w.seq = w.seq.wrapping_add(1);
         w.next_at = at;
@@ -479,21 +686,39 @@ impl Daemon {
             rule: index as u32,
             seq: w.seq,
         };
-        if self.wakeups.len() == self.wakeups.capacity() {
+        if self.checks.len() == self.checks.capacity() {
             // Drop outdated entries in place rather than grow the heap.
             let rules = &self.rules;
-            self.wakeups
+            self.checks
                 .retain(|Reverse(w)| rules[w.rule as usize].seq == w.seq);
         }
-        self.wakeups.push(Reverse(wakeup));
+        self.checks.push(Reverse(wakeup));
     }
 
-    fn run_due_rules(&mut self, now: Instant) {
-        while let Some(Reverse(w)) = self.wakeups.peek().copied() {
+    fn schedule_timer(&mut self, index: usize, at: Option<Instant>) {
+        let w = &mut self.rules[index];
+        w.ladder_seq = w.ladder_seq.wrapping_add(1);
+        w.ladder_at = at;
+        let Some(at) = at else { return };
+        let wakeup = Wakeup {
+            at,
+            rule: index as u32,
+            seq: w.ladder_seq,
+        };
+        if self.timers.len() == self.timers.capacity() {
+            let rules = &self.rules;
+            self.timers
+                .retain(|Reverse(w)| rules[w.rule as usize].ladder_seq == w.seq);
+        }
+        self.timers.push(Reverse(wakeup));
+    }
+
+    fn run_due_checks(&mut self, now: Instant) {
+        while let Some(Reverse(w)) = self.checks.peek().copied() {
             if w.at > now {
                 break;
             }
-            self.wakeups.pop();
+            self.checks.pop();
             let index = w.rule as usize;
             if self.rules[index].seq != w.seq {
                 continue;
@@ -509,9 +734,13 @@ impl Daemon {
     fn start_check(&mut self, index: usize, now: Instant) {
         let w = &mut self.rules[index];
         w.in_flight = true;
-        self.prober.submit(w.id, &w.path);
+        let subject = match &w.subject {
+            SubjectRef::File(path) => Subject::File(Arc::clone(path)),
+            SubjectRef::Process(target) => Subject::Process(Arc::clone(target), self.use_pidfd),
+        };
+        self.prober.submit(w.id, subject);
         let timeout = self.config.daemon.check_timeout;
-        self.schedule(index, now + timeout);
+        self.schedule_check(index, now + timeout);
     }
 
     fn check_timed_out(&mut self, index: usize, now: Instant) {
@@ -528,11 +757,11 @@ impl Daemon {
             let Some(&index) = self.ids.get(&answer.ticket) else {
                 continue;
             };
-            self.on_answer(index, answer.outcome, now);
+            self.on_answer(index, answer.finding, now);
         }
     }
 
-    fn on_answer(&mut self, index: usize, outcome: Outcome, now: Instant) {
+    fn on_answer(&mut self, index: usize, finding: Finding, now: Instant) {
         let w = &mut self.rules[index];
         if !w.in_flight {
             return;
@@ -542,14 +771,41 @@ impl Daemon {
             w.late = false;
             self.prober.late_answer();
         }
-        let (verdict, next) = match &mut self.rules[index].check {
-            Check::Heartbeat(hb) => hb.observe(outcome, now),
+        let (verdict, next) = match (&mut w.check, finding) {
+            (Check::Heartbeat(hb), Finding::File(outcome)) => hb.observe(outcome, now),
+            (Check::Process(p), Finding::Process(lookup)) => {
+                let before = p.pidfd().map(|fd| fd.as_raw_fd());
+                let result = p.observe(lookup, now);
+                if p.pidfd().map(|fd| fd.as_raw_fd()) != before {
+                    self.poll_dirty = true;
+                }
+                result
+            }
+            _ => return,
         };
         self.judge(index, verdict, now);
-        self.schedule(index, next);
+        self.schedule_check(index, next);
     }
 
-    /// Records a check's verdict; logs and publishes a change of health.
+    /// A watched process's pidfd became readable: it exited.
+    fn process_died(&mut self, index: usize, now: Instant) {
+        let w = &mut self.rules[index];
+        let Check::Process(p) = &mut w.check else {
+            return;
+        };
+        let pid = p.pid().unwrap_or(0);
+        let cause = p.died();
+        self.poll_dirty = true;
+        log::debug!("rule {}: process {pid} exited", w.rule.name);
+        self.judge(index, Err(cause), now);
+        // Look again at once: a restarted service rewrites its pidfile.
+        if !self.rules[index].in_flight {
+            self.schedule_check(index, now);
+        }
+    }
+
+    /// Records a check's verdict; logs and publishes a change of health and
+    /// moves the ladder.
     fn judge(&mut self, index: usize, verdict: Result<(), Cause>, now: Instant) {
         let w = &mut self.rules[index];
         let health = match verdict {
@@ -563,26 +819,350 @@ impl Daemon {
         }
         let was = w.health;
         let name = &w.rule.name;
-        match health {
-            Health::Failing(cause) => log::warn!("rule {name}: failing: {cause}"),
-            Health::Healthy if matches!(was, Health::Failing(_)) => log::info!(
-                "rule {name}: healthy again after {}",
-                DurationText(Duration::from_millis(
-                    now.saturating_duration_since(w.since).as_millis() as u64
-                ))
-            ),
-            Health::Healthy => log::info!("rule {name}: healthy"),
-            Health::Starting => {}
-        }
+        let event = match health {
+            Health::Failing(cause) => {
+                log::warn!("rule {name}: failing: {cause}");
+                (!matches!(was, Health::Failing(_))).then_some(Event::Failed)
+            }
+            Health::Healthy if matches!(was, Health::Failing(_)) => {
+                log::info!(
+                    "rule {name}: healthy again after {}",
+                    DurationText(Duration::from_millis(
+                        now.saturating_duration_since(w.since).as_millis() as u64
+                    ))
+                );
+                Some(Event::Healthy)
+            }
+            Health::Healthy => {
+                log::info!("rule {name}: healthy");
+                Some(Event::Healthy)
+            }
+            Health::Starting => None,
+        };
         w.health = health;
         w.since = now;
         w.since_wall = wall_now();
         self.status_dirty = true;
         self.changes += 1;
+        if let Some(event) = event {
+            self.step_ladder(index, event, now);
+        }
+        self.update_healthy_since(now);
+    }
+
+    /// Feeds an event to a rule's ladder and carries out what it says.
+    fn step_ladder(&mut self, index: usize, event: Event, now: Instant) {
+        let before = self.rules[index].ladder.state();
+        let action = self.rules[index].ladder.on(event);
+        if self.rules[index].ladder.state() != before {
+            self.status_dirty = true;
+            // Whatever timer the old state had is void.
+            if !matches!(action, Action::Wait(_)) {
+                self.schedule_timer(index, None);
+            }
+        }
+        let name = &self.rules[index].rule.name;
+        match action {
+            Action::Nothing => {}
+            Action::Wait(delay) => {
+                log::debug!("rule {name}: ladder waits {}", DurationText(delay));
+                self.schedule_timer(index, Some(now + delay));
+            }
+            Action::Repair(attempt) => self.start_repair(index, attempt, now),
+            Action::Reset => log::info!("rule {name}: stayed healthy; its ladder starts over"),
+            Action::Final(Finally::Log) => {
+                log::error!("rule {name}: every repair was tried; nothing more will be done")
+            }
+            Action::Final(Finally::Reboot) => self.decide_reboot(index, now),
+        }
+    }
+
+    fn run_due_timers(&mut self, now: Instant) {
+        while let Some(Reverse(w)) = self.timers.peek().copied() {
+            if w.at > now {
+                break;
+            }
+            self.timers.pop();
+            let index = w.rule as usize;
+            if self.rules[index].ladder_seq != w.seq {
+                continue;
+            }
+            self.rules[index].ladder_at = None;
+            self.step_ladder(index, Event::TimerFired, now);
+        }
+    }
+
+    fn start_repair(&mut self, index: usize, attempt: u32, now: Instant) {
+        let w = &mut self.rules[index];
+        let Some(spec) = w.rule.ladder.repair.clone() else {
+            return;
+        };
+        let name = w.rule.name.clone();
+        let of = spec.attempts;
+        if self.config.daemon.dry_run {
+            log::warn!(
+                "rule {name}: dry run: would run `{}` (repair attempt {attempt} of {of})",
+                spec.command.text
+            );
+            self.finish_repair(index, attempt, Ending::DryRun, Duration::ZERO, now);
+            return;
+        }
+        log::warn!(
+            "rule {name}: running `{}` (repair attempt {attempt} of {of})",
+            spec.command.text
+        );
+        match repair::start(&spec.command, spec.timeout, now) {
+            Ok(running) => {
+                self.rules[index].repair = Some(running);
+                self.repairing.push(index);
+                self.poll_dirty = true;
+                self.status_dirty = true;
+            }
+            Err(ending) => {
+                self.finish_repair(index, attempt, ending, Duration::ZERO, now);
+            }
+        }
+    }
+
+    fn repair_output(&mut self, index: usize) {
+        let w = &mut self.rules[index];
+        if let Some(r) = &mut w.repair {
+            let had = r.output.is_some();
+            r.drain_output(&w.rule.name);
+            if had && r.output.is_none() {
+                self.poll_dirty = true;
+            }
+        }
+    }
+
+    fn repair_exited(&mut self, index: usize, now: Instant) {
+        let attempt = match self.rules[index].ladder.state() {
+            ladder::State::Repairing(n) => n,
+            _ => 0,
+        };
+        let w = &mut self.rules[index];
+        let Some(r) = &mut w.repair else { return };
+        if let Some(outcome) = r.try_finish(now, attempt, &w.rule.name) {
+            w.repair = None;
+            self.poll_dirty = true;
+            self.repairing.retain(|&i| i != index);
+            self.finish_repair(index, attempt, outcome.ending, outcome.duration, now);
+        }
+    }
+
+    /// Enforces repair timeouts, and finds exits where there is no pidfd.
+    fn tend_repairs(&mut self, now: Instant) {
+        let mut k = 0;
+        while k < self.repairing.len() {
+            let index = self.repairing[k];
+            let w = &mut self.rules[index];
+            if let Some(r) = &mut w.repair {
+                r.tick(now, &w.rule.name);
+                if r.pidfd.is_none() {
+                    let before = self.repairing.len();
+                    self.repair_exited(index, now);
+                    if self.repairing.len() < before {
+                        continue;
+                    }
+                }
+            }
+            k += 1;
+        }
+    }
+
+    fn finish_repair(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        ending: Ending,
+        duration: Duration,
+        now: Instant,
+    ) {
+        let w = &mut self.rules[index];
+        let outcome = repair::Outcome {
+            attempt,
+            ending,
+            duration,
+            ended_wall: wall_now(),
+        };
+        match ending {
+            Ending::Exited(0) | Ending::DryRun => {
+                log::info!("rule {}: repair {outcome}", w.rule.name)
+            }
+            _ => log::warn!("rule {}: repair {outcome}", w.rule.name),
+        }
+        w.last_repair = Some(outcome);
+        self.status_dirty = true;
+        self.step_ladder(index, Event::RepairEnded, now);
+    }
+
+    fn reboot_count(&self) -> u32 {
+        self.reboot_state.as_ref().map_or(0, |s| s.record.count)
+    }
+
+    /// A ladder reached `reboot`: within the budget, record why and begin;
+    /// past it, refuse loudly and go on feeding and repairing.
+    fn decide_reboot(&mut self, index: usize, now: Instant) {
+        let w = &self.rules[index];
+        let cause = match w.health {
+            Health::Failing(cause) => cause.to_string(),
+            _ => "failing".to_string(),
+        };
+        let step = match &w.rule.ladder.repair {
+            Some(r) => format!("after {} repair attempts", r.attempts),
+            None => "no repair configured".to_string(),
+        };
+        let name = w.rule.name.clone();
+        if self.rebooting.is_some() {
+            log::warn!("rule {name}: reboot wanted too; one is already under way");
+            return;
+        }
+        let budget = self.config.reboot.budget;
+        let count = self.reboot_count();
+        if count >= budget {
+            let text = format!(
+                "rule {name}: {cause}: reboot suppressed: {count} reboots without a healthy period (Budget={budget}); staying up, feeding, repairing"
+            );
+            crate::critical!("{text}");
+            self.suppressed = Some(text);
+            self.status_dirty = true;
+            self.step_ladder(index, Event::RebootSuppressed, now);
+            return;
+        }
+        let reason = Reason {
+            rule: name.clone(),
+            cause: cause.clone(),
+            step,
+            uptime: reboot::uptime(),
+            wall: wall_now(),
+            boot_id: reboot::boot_id(),
+        };
+        crate::critical!("rebooting: {reason}");
+        let dry_run = self.config.daemon.dry_run;
+        if dry_run {
+            log::warn!(
+                "dry run: would record the reason, reboot in order, then call reboot(2), then stop feeding the watchdog"
+            );
+            self.suppressed = Some(format!("dry run: would reboot for rule {name}: {cause}"));
+            self.status_dirty = true;
+            self.step_ladder(index, Event::RebootSuppressed, now);
+            return;
+        }
+        match &mut self.reboot_state {
+            Some(state) => {
+                state.record.count += 1;
+                state.record.last = Some(reason.clone());
+                if let Err(e) = state.save() {
+                    log::error!(
+                        "cannot record the reboot reason in {}: {e}; rebooting anyway",
+                        state.path().display()
+                    );
+                }
+            }
+            None => log::error!("no state directory: the reboot reason is only in this log"),
+        }
+        let command = match &self.config.reboot.command {
+            Some(argv) => {
+                log::warn!("orderly reboot: running `{}`", argv.text);
+                match repair::start(argv, self.config.reboot.orderly_timeout, now) {
+                    Ok(running) => Some(running),
+                    Err(ending) => {
+                        log::error!("orderly reboot: `{}` {ending}", argv.text);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let deadline = if command.is_some() {
+            now + self.config.reboot.orderly_timeout
+        } else {
+            now
+        };
+        self.rebooting = Some(Rebooting::Orderly { deadline, command });
+        self.suppressed = None;
+        self.status_dirty = true;
+    }
+
+    /// Moves a decided reboot on: when the orderly reboot has not happened
+    /// by its deadline, `reboot(2)`; if that fails too, stop feeding.
+    fn tend_reboot(&mut self, now: Instant) {
+        let Some(Rebooting::Orderly { deadline, command }) = &mut self.rebooting else {
+            return;
+        };
+        if let Some(running) = command {
+            running.drain_output("reboot");
+            if let Some(outcome) = running.try_finish(now, 1, "reboot") {
+                log::info!("orderly reboot command {}", outcome.ending);
+                *command = None;
+            }
+        }
+        if now < *deadline {
+            return;
+        }
+        if self.config.reboot.forced {
+            crate::critical!("the orderly reboot did not happen in time; calling reboot(2)");
+            let errno = reboot::force();
+            log::error!("reboot(2) failed: {errno}");
+        } else {
+            log::warn!(
+                "the orderly reboot did not happen in time; Forced=no: not calling reboot(2)"
+            );
+        }
+        if self.devices.is_empty() {
+            crate::critical!("no hardware watchdog to fall back on; the host stays up");
+        } else {
+            crate::critical!(
+                "stopped feeding the watchdog: the hardware resets the host within {}",
+                DurationText(self.config.watchdog.timeout)
+            );
+        }
+        crate::crash::stop_feeding();
+        self.rebooting = Some(Rebooting::FeedStopped);
+        self.status_dirty = true;
+    }
+
+    /// Tracks whether every rule that can reboot is healthy.
+    fn update_healthy_since(&mut self, now: Instant) {
+        let failing = self.rules.iter().any(|w| {
+            w.rule.ladder.finally == Finally::Reboot && matches!(w.health, Health::Failing(_))
+        });
+        match (failing, self.healthy_since) {
+            (true, Some(_)) => self.healthy_since = None,
+            (false, None) => self.healthy_since = Some(now),
+            _ => {}
+        }
+    }
+
+    /// After a healthy period, the reboot count starts again.
+    fn tend_budget(&mut self, now: Instant) {
+        let Some(since) = self.healthy_since else {
+            return;
+        };
+        if now.saturating_duration_since(since) < self.config.reboot.healthy_uptime
+            || self.rebooting.is_some()
+        {
+            return;
+        }
+        if let Some(state) = &mut self.reboot_state
+            && state.record.count > 0
+        {
+            log::info!(
+                "healthy for {}: the reboot count ({}) starts again",
+                DurationText(self.config.reboot.healthy_uptime),
+                state.record.count
+            );
+            state.record.count = 0;
+            if let Err(e) = state.save() {
+                log::error!("cannot write {}: {e}", state.path().display());
+            }
+            self.suppressed = None;
+            self.status_dirty = true;
+        }
     }
 
     /// Rewrites the status file and tells systemd the one-line summary.
-    fn publish(&mut self, now: Instant) {
+    fn publish(&mut self) {
         self.status_dirty = false;
         let mut counts = [0usize; 3];
         let mut first_failing: Option<&str> = None;
@@ -597,30 +1177,48 @@ impl Daemon {
             }
         }
         let [starting, healthy, failing] = counts;
-        match first_failing {
-            Some(name) => self.notifier.status(format_args!(
-                "{} rules: {healthy} healthy, {failing} failing ({name}…), {starting} starting",
-                self.rules.len()
-            )),
-            None => self.notifier.status(format_args!(
-                "{} rules: {healthy} healthy, {failing} failing, {starting} starting",
-                self.rules.len()
-            )),
+        let n = self.rules.len();
+        if let Some(reason) = self.rebooting_reason() {
+            self.notifier.status(format_args!("rebooting: {reason}"));
+        } else if let Some(text) = &self.suppressed {
+            self.notifier
+                .status(format_args!("REBOOT SUPPRESSED: {text}"));
+        } else if let Some(name) = first_failing {
+            self.notifier.status(format_args!(
+                "{n} rules: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
+            ));
+        } else {
+            self.notifier.status(format_args!(
+                "{n} rules: {healthy} healthy, {failing} failing, {starting} starting"
+            ));
         }
+        let mut summary = FixedBuf::<256>::new();
+        let _ = write!(
+            summary,
+            "{n} rules: {healthy} healthy, {failing} failing, {starting} starting"
+        );
+        if let Some(name) = first_failing {
+            let _ = write!(summary, "; first failing: {name}");
+        }
+        crate::crash::publish_summary(summary.as_str());
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
-        let _ = self.render_status(&mut buf, counts, now);
+        let _ = self.render_status(&mut buf, counts);
         if let Err(e) = self.status_file.write(&buf) {
             log::error!("cannot write {}: {e}", self.status_file.path().display());
         }
         self.status_buf = buf;
     }
 
+    fn rebooting_reason(&self) -> Option<&Reason> {
+        self.rebooting.as_ref()?;
+        self.reboot_state.as_ref()?.record.last.as_ref()
+    }
+
     fn render_status(
         &self,
         out: &mut Vec<u8>,
         [starting, healthy, failing]: [usize; 3],
-        _now: Instant,
     ) -> std::io::Result<()> {
         let c = &self.config;
         writeln!(
@@ -652,15 +1250,32 @@ impl Daemon {
                 d.identity(),
                 DurationText(d.timeout()),
                 DurationText(c.watchdog.feed_interval),
-                if self.feeding_ok {
-                    ""
-                } else {
-                    ", FEEDING FAILS"
+                match (&self.rebooting, self.feeding_ok) {
+                    (Some(Rebooting::FeedStopped), _) => ", FEEDING STOPPED for the reboot",
+                    (_, false) => ", FEEDING FAILS",
+                    _ => "",
                 }
             )?;
         }
         if !self.boot_status.is_empty() {
             writeln!(out, "boot: {}", self.boot_status)?;
+        }
+        match &self.previous_reboot {
+            Some(r) => writeln!(out, "last reboot by heartwatch: {r}")?,
+            None => writeln!(out, "last reboot by heartwatch: none recorded")?,
+        }
+        writeln!(
+            out,
+            "reboot budget: {} of {} used (starts again after {} healthy)",
+            self.reboot_count(),
+            c.reboot.budget,
+            DurationText(c.reboot.healthy_uptime)
+        )?;
+        if let Some(reason) = self.rebooting_reason() {
+            writeln!(out, "REBOOTING: {reason}")?;
+        }
+        if let Some(text) = &self.suppressed {
+            writeln!(out, "REBOOT SUPPRESSED: {text}")?;
         }
         writeln!(
             out,
@@ -684,12 +1299,18 @@ impl Daemon {
             if let Health::Failing(cause) = w.health {
                 write!(out, "  {cause}")?;
             }
+            if w.ladder.state() != ladder::State::Idle {
+                write!(out, "; ladder: {}", w.ladder.state())?;
+            }
+            if let Some(r) = &w.last_repair {
+                write!(out, "; last repair: {r} at {}", UtcTime(r.ended_wall))?;
+            }
             writeln!(out)?;
         }
         Ok(())
     }
 
-    /// Health of each rule by name, for tests and `status`.
+    /// Health of each rule by name, for tests.
     pub fn rule_health(&self) -> impl Iterator<Item = (&str, Health)> {
         self.rules.iter().map(|w| (w.rule.name.as_str(), w.health))
     }
@@ -702,6 +1323,54 @@ impl Daemon {
     pub fn status_path(&self) -> PathBuf {
         self.status_file.path().to_path_buf()
     }
+}
+
+/// Hands the crash handler what it needs: the devices to feed once and
+/// leave armed, and the memory test's bound (a quarter of the hardware
+/// timeout, so the test ends well before the device would fire).
+fn install_crash_handler(config: &Config, devices: &[Device]) {
+    let budget = if devices.is_empty() {
+        Duration::from_secs(2)
+    } else {
+        devices
+            .iter()
+            .map(|d| d.timeout() / 4)
+            .min()
+            .unwrap_or(Duration::from_secs(2))
+    };
+    let setup = crate::crash::Setup {
+        watchdog_fds: devices.iter().map(Device::raw_fd).collect(),
+        memtest: config.daemon.crash_memtest,
+        memtest_budget: budget,
+    };
+    if let Err(e) = crate::crash::install(setup) {
+        log::error!("cannot install the crash handler: {e}");
+    }
+}
+
+/// Opens the reboot record and reports the reboot heartwatch started before
+/// this boot, if there was one. A state directory that cannot be used does
+/// not stop the daemon: reboots then go on without a record.
+fn open_reboot_state(config: &Config) -> (Option<RebootState>, Option<Reason>) {
+    let state = match RebootState::open(&config.daemon.state_dir) {
+        Ok(state) => state,
+        Err(e) => {
+            log::error!(
+                "state directory {}: {e}; reboot reasons and the reboot budget will not be kept",
+                config.daemon.state_dir.display()
+            );
+            return (None, None);
+        }
+    };
+    let previous = state
+        .record
+        .last
+        .clone()
+        .filter(|r| r.boot_id != reboot::boot_id());
+    if let Some(r) = &previous {
+        log::warn!("the previous boot ended in a reboot by heartwatch: {r}");
+    }
+    (Some(state), previous)
 }
 
 fn describe(device: &Device, feed: Duration) {

@@ -2,19 +2,28 @@
 //!
 //! The module list is the architecture: configuration (`ini`, `config`),
 //! the hardware watchdog (`device`), the checks (`health`, `heartbeat`,
-//! `probe`), systemd notification (`notify`), atomic files (`atomic`), text
-//! without allocation (`text`), logging (`logger`), the event loop
-//! (`daemon`) and the command line (`cli`).
+//! `process`, `probe`), the escalation state machine (`ladder`), repair
+//! commands (`repair`), the reboot path and its budget (`reboot`), the
+//! crash report and memory test (`crash`, `memtest`), systemd notification
+//! (`notify`), atomic files (`atomic`), text without allocation (`text`),
+//! logging (`logger`), the event loop (`daemon`) and the command line
+//! (`cli`).
 
 pub mod atomic;
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod device;
 pub mod health;
 pub mod heartbeat;
 pub mod ini;
+pub mod ladder;
 pub mod logger;
+pub mod memtest;
 pub mod notify;
 pub mod probe;
+pub mod process;
+pub mod reboot;
+pub mod repair;
 pub mod text;

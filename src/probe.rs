@@ -1,4 +1,5 @@
-//! Stats of heartbeat files, run off the feeding path. A `stat` on a hung
+//! Probes — stats of heartbeat files, process look-ups — run off the
+//! feeding path. A `stat` on a hung
 //! NFS or FUSE mount can block for ever; here it blocks a worker thread,
 //! never the loop that feeds the watchdog. The loop submits a request,
 //! goes on, and learns of the answer through an eventfd it polls; a request
@@ -7,6 +8,7 @@
 //! Queues are allocated when the configuration is loaded and never grow in
 //! the steady state: at most one request per rule is in flight.
 
+use crate::process::{self, Lookup, Target};
 use nix::errno::Errno;
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -35,16 +37,32 @@ pub struct Stamp {
     pub device: u64,
 }
 
-/// A finished stat, tagged with the ticket it was submitted under.
-#[derive(Debug, Clone, Copy)]
+/// What to look at.
+#[derive(Debug)]
+pub enum Subject {
+    /// `stat` a heartbeat file.
+    File(Arc<CString>),
+    /// Find a process; `bool`: open a pidfd on it.
+    Process(Arc<Target>, bool),
+}
+
+/// What was found.
+#[derive(Debug)]
+pub enum Finding {
+    File(Outcome),
+    Process(Lookup),
+}
+
+/// A finished probe, tagged with the ticket it was submitted under.
+#[derive(Debug)]
 pub struct Answer {
     pub ticket: u64,
-    pub outcome: Outcome,
+    pub finding: Finding,
 }
 
 struct Request {
     ticket: u64,
-    path: Arc<CString>,
+    subject: Subject,
 }
 
 struct Shared {
@@ -112,13 +130,10 @@ impl Prober {
         self.shared.answered.as_raw_fd()
     }
 
-    /// Queues a stat of `path`; the answer comes back with `ticket`.
-    pub fn submit(&self, ticket: u64, path: &Arc<CString>) {
+    /// Queues a probe of `subject`; the answer comes back with `ticket`.
+    pub fn submit(&self, ticket: u64, subject: Subject) {
         let mut requests = lock(&self.shared.requests);
-        requests.push_back(Request {
-            ticket,
-            path: Arc::clone(path),
-        });
+        requests.push_back(Request { ticket, subject });
         drop(requests);
         self.shared.wake_worker.notify_one();
     }
@@ -163,7 +178,11 @@ impl Prober {
         std::thread::Builder::new()
             .name("stat".into())
             .stack_size(WORKER_STACK)
-            .spawn(move || work(&shared))?;
+            .spawn(move || {
+                // A crash on this thread is reported like one on the loop's.
+                let _stack = crate::crash::prepare_thread();
+                work(&shared)
+            })?;
         self.workers += 1;
         Ok(())
     }
@@ -191,12 +210,15 @@ fn work(shared: &Shared) {
                     .unwrap_or_else(|p| p.into_inner());
             }
         };
-        let outcome = stat(&request.path);
-        drop(request.path);
+        let finding = match &request.subject {
+            Subject::File(path) => Finding::File(stat(path)),
+            Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
+        };
+        drop(request.subject);
         let mut answers = lock(&shared.answers);
         answers.push_back(Answer {
             ticket: request.ticket,
-            outcome,
+            finding,
         });
         let first = answers.len() == 1;
         drop(answers);
@@ -251,8 +273,8 @@ mod tests {
         let prober = Prober::new(4).unwrap();
         let here = Arc::new(CString::new("/").unwrap());
         let gone = Arc::new(CString::new("/no/such/file/here").unwrap());
-        prober.submit(7, &here);
-        prober.submit(9, &gone);
+        prober.submit(7, Subject::File(here));
+        prober.submit(9, Subject::File(gone));
         let mut got = Vec::new();
         let start = Instant::now();
         while got.len() < 2 && start.elapsed() < Duration::from_secs(10) {
@@ -263,9 +285,9 @@ mod tests {
         }
         got.sort_by_key(|a| a.ticket);
         assert_eq!(got[0].ticket, 7);
-        assert!(matches!(got[0].outcome, Outcome::Found(_)));
+        assert!(matches!(got[0].finding, Finding::File(Outcome::Found(_))));
         assert_eq!(got[1].ticket, 9);
-        assert_eq!(got[1].outcome, Outcome::Missing);
+        assert!(matches!(got[1].finding, Finding::File(Outcome::Missing)));
     }
 
     #[test]

@@ -30,7 +30,11 @@ fn a_stale_heartbeat_is_reported_in_the_log_and_the_status() {
         assert_eq!(heartwatch(&s.conf(), &["beat", "job"]).0, 0);
     }
     let last_beat = Instant::now();
-    assert!(!d.drain().iter().any(|l| l.contains("failing")), "{:?}", d.seen);
+    assert!(
+        !d.drain().iter().any(|l| l.contains("failing")),
+        "{:?}",
+        d.seen
+    );
     let line = d.expect("rule job: failing: stale: not modified for");
     let late = last_beat.elapsed().saturating_sub(Duration::from_secs(1));
     eprintln!("stale reported {late:?} after the deadline");
@@ -137,7 +141,10 @@ fn a_missing_device_says_what_to_do() {
         .replace("Device=none", "Device=/dev/no-such-watchdog");
     std::fs::write(s.conf().join("heartwatch.conf"), conf).unwrap();
     let mut d = Daemon::start(&s.conf(), &[]);
-    assert_eq!(d.wait_exit(Duration::from_secs(30)).unwrap().code(), Some(1));
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).unwrap().code(),
+        Some(1)
+    );
     d.expect("load the driver for your hardware (or `modprobe softdog`), or set Device=none");
 }
 
@@ -148,7 +155,9 @@ fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
     s.write_rule("a", &heartbeat_rule(&s.path("a.beat"), "1h"));
     let socket_path = s.path("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut d = Daemon::start_with(
         Command::new(BIN)
             .args(["run", "--config"])

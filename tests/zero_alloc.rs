@@ -172,7 +172,10 @@ fn main() {
         !failing.iter().any(|n| *n < "r040"),
         "fed rules stayed healthy",
     );
-    check(changes >= 40, "rules changed health while counting (logs and status written)");
+    check(
+        changes >= 40,
+        "rules changed health while counting (logs and status written)",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
     println!("{} passed, {failed} failed", 6 - failed);

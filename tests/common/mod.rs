@@ -102,7 +102,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(conf: &Path, extra_args: &[&str]) -> Daemon {
-        Self::start_with(Command::new(BIN).arg("run").args(extra_args).arg("--config").arg(conf))
+        Self::start_with(
+            Command::new(BIN)
+                .arg("run")
+                .args(extra_args)
+                .arg("--config")
+                .arg(conf),
+        )
     }
 
     pub fn start_with(command: &mut Command) -> Daemon {
