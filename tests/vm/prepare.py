@@ -6,6 +6,7 @@ cache directory instead of being installed, so the host's /boot is never
 touched. heartwatch itself is built statically into target/vm.
 """
 
+import fcntl
 import gzip
 import lzma
 import os
@@ -292,8 +293,11 @@ def build_heartwatch():
 
 def prepare():
     CACHE.mkdir(parents=True, exist_ok=True)
-    qemu = ensure_qemu()
-    kernel = ensure_kernel()
-    busybox = ensure_busybox()
+    with open(CACHE / ".lock", "w") as lock:
+        # Two runs at once would share the download directory.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        qemu = ensure_qemu()
+        kernel = ensure_kernel()
+        busybox = ensure_busybox()
     heartwatch, features = build_heartwatch()
     return Inputs(qemu, kernel, busybox, heartwatch, features)
