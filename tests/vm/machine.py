@@ -71,6 +71,8 @@ class Machine:
         self._open_streams = 0
         self._proc = None
         self._killer = None
+        self._console = None
+        self._stderr = None
         self.t0 = None
 
     def start(self):
@@ -104,7 +106,7 @@ class Machine:
     def _note(self, text):
         with self._cond:
             self.lines.append(Line(time.monotonic(), text))
-            if not self._console.closed:
+            if self._console is not None and not self._console.closed:
                 self._console.write(f"[{self.elapsed():7.2f}] {text}\n")
                 self._console.flush()
             self._cond.notify_all()
@@ -204,6 +206,8 @@ class Machine:
             return [e for e in self.events if e.name == name]
 
     def describe_exit(self):
+        if self._proc is None:
+            return "QEMU did not start"
         code = self._proc.poll()
         meaning = {EXIT_GUEST_DONE: "guest done", EXIT_GUEST_FAILED: "guest failed",
                    EXIT_POWEROFF: "poweroff"}.get(code, "unexpected")
@@ -212,11 +216,16 @@ class Machine:
 
     def qemu_stderr(self):
         """What QEMU said on stderr, less its notice that it waits for the QMP client."""
-        with open(os.path.join(self.workdir, "qemu.stderr"), errors="replace") as f:
+        path = os.path.join(self.workdir, "qemu.stderr")
+        if not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
             return "\n".join(l for l in f.read().strip().splitlines()
                              if "QEMU waiting for connection" not in l)
 
     def console_tail(self, n=40):
+        if self.t0 is None:
+            return []
         with self._cond:
             return [f"[{self.elapsed(l.t):7.2f}] {l.text}" for l in self.lines[-n:]]
 
@@ -233,5 +242,7 @@ class Machine:
                 self._proc.wait()
         with self._cond:
             self._cond.wait_for(self.exited, timeout=KILL_GRACE)
-            self._console.close()
-        self._stderr.close()
+            if self._console is not None:
+                self._console.close()
+        if self._stderr is not None:
+            self._stderr.close()
