@@ -4,6 +4,8 @@
 //! Exit codes: 0 success; 1 a runtime failure (device, I/O, daemon not
 //! running for `status`); 2 a usage error; 3 an invalid configuration.
 
+#![deny(unsafe_code)]
+
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
 use std::path::{Path, PathBuf};
