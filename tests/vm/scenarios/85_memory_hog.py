@@ -79,8 +79,8 @@ def run(trial):
         raise Failed(f"feeding suffered under memory pressure: {feeds.text} "
                      f"(FeedInterval={FEED}s, Timeout={TIMEOUT}s)")
     trial.note(f"{len(kills)} OOM kills, all of the hog, in {HOG_SECONDS} s "
-               f"({MEMORY} MiB VM); heartwatch (oom_score_adj -1000, {locked.group(1)} of "
-               f"{rss.group(1)} kB resident locked, VmLck {vmlck.group(1)} kB) untouched, "
+               f"({MEMORY} MiB VM); heartwatch (oom_score_adj -1000, VmRSS {rss.group(1)} kB, "
+               f"Locked {locked.group(1)} kB, VmLck {vmlck.group(1)} kB) untouched, "
                f"no WATCHDOG event")
     trial.note(f"feeds under pressure: {count}, interval max {longest:.3f} s, "
                f"mean {float(stats['mean']):.3f} s (FeedInterval={FEED}s)")
