@@ -396,7 +396,8 @@ fn line_errors(path: &Path, errors: Vec<LineError>) -> Vec<ConfigError> {
         .collect()
 }
 
-fn parse_settings(
+/// Parses the text of `heartwatch.conf` (public for the fuzz target).
+pub fn parse_settings(
     path: &Path,
     text: &str,
 ) -> Result<(WatchdogSettings, DaemonSettings, RebootSettings), Vec<ConfigError>> {

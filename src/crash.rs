@@ -942,15 +942,16 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
 
 /// One line of `/proc/self/maps`, as far as the memory test cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Mapping {
-    start: usize,
-    end: usize,
+pub struct Mapping {
+    pub start: usize,
+    pub end: usize,
     /// Private, readable, writable and anonymous (heap, stacks, anonymous
     /// mmaps; not files, not the vDSO, not shared memory).
-    anonymous_rw: bool,
+    pub anonymous_rw: bool,
 }
 
-fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
+/// Parses one line of `/proc/self/maps` (public for the fuzz target).
+pub fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
     let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let range = fields.next()?;
     let dash = range.iter().position(|&b| b == b'-')?;
