@@ -957,6 +957,11 @@ pub fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
     let dash = range.iter().position(|&b| b == b'-')?;
     let start = parse_hex(&range[..dash])? as usize;
     let end = parse_hex(&range[dash + 1..])? as usize;
+    if end < start {
+        // Never from the kernel, but a cut or corrupted buffer must not
+        // make the memory test's sizes underflow.
+        return None;
+    }
     let perms = fields.next()?;
     let _offset = fields.next()?;
     let _device = fields.next()?;
@@ -1622,6 +1627,18 @@ mod tests {
         }
         assert_eq!(parse_maps_line(b""), None);
         assert_eq!(parse_maps_line(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_mapping_that_ends_before_it_starts_is_refused() {
+        // Found by the `proc` fuzz target (a truncated or corrupted maps
+        // buffer): `end - start` would underflow in the memory test.
+        assert_eq!(
+            parse_maps_line(b"7f6f1e380000-7f6f1 rw-p 00000000 00:00 0 "),
+            None
+        );
+        assert_eq!(parse_maps_line(b"2000-1000 rw-p 00000000 00:00 0"), None);
+        assert!(parse_maps_line(b"1000-1000 rw-p 00000000 00:00 0").is_some());
     }
 
     #[test]
