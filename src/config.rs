@@ -235,6 +235,12 @@ fn load_rules(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Rule> {
         });
         match parsed {
             Ok(rule) => rules.push(rule),
+            // Removed since the directory was listed (a package upgrade,
+            // an admin): it is simply not a rule any more. A dangling
+            // symlink is still there, and still an error.
+            Err(_)
+                if fs::symlink_metadata(&path)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {}
             Err(mut e) => errors.append(&mut e),
         }
     }
