@@ -521,3 +521,79 @@ fn sighup_storms_over_a_large_rule_set_keep_the_rhythm_and_end_on_the_disk_confi
     d.signal(SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
+
+/// Whether `pid` blocks SIGHUP (`SigBlk:` in /proc/PID/status).
+fn blocks_sighup(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (SIGHUP - 1)) != 0)
+}
+
+/// Whether `pid` has `dir` or a file in it open (it is reading the rules).
+fn has_open(pid: u32, dir: &Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(dir)))
+    })
+}
+
+#[test]
+fn a_sighup_storm_during_start_does_not_kill_the_daemon() {
+    const RULES: usize = 3000;
+    let s = Scratch::new("storm-start");
+    s.write_conf("");
+    let beat = s.path("a.beat");
+    touch(&beat);
+    for i in 0..RULES {
+        s.write_rule(
+            &format!("r{i:05}"),
+            &format!("[Heartbeat]\nFile={}\nMaxAge=1h\n", beat.display()),
+        );
+    }
+    let rules_d = s.conf().join("rules.d");
+    let mut d = Daemon::start(&s.conf(), &[]);
+    let pid = d.child.id();
+    // The storm begins as soon as heartwatch blocks SIGHUP or starts to
+    // read its rules, whichever comes first: a daemon that read its rules
+    // with SIGHUP's default action in place dies here.
+    let waited = Instant::now();
+    let blocked = loop {
+        if blocks_sighup(pid) {
+            break true;
+        }
+        if has_open(pid, &rules_d) {
+            break false;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "heartwatch never started"
+        );
+    };
+    let ready_before = d.drain().iter().any(|l| l.contains("ready:"));
+    eprintln!(
+        "storm begins {:?} after the start; SIGHUP blocked: {blocked}; ready already: {ready_before}",
+        waited.elapsed()
+    );
+    for _ in 0..300 {
+        if d.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "heartwatch died in a SIGHUP storm during its start: {:?}",
+        d.child.try_wait()
+    );
+    d.expect(&format!("ready: {RULES} rules"));
+    d.expect(&format!("reloaded: {RULES} rules"));
+    d.signal(SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).unwrap().success());
+}
