@@ -1036,6 +1036,7 @@ impl Daemon {
             _ => "failing".to_string(),
         };
         let step = match &w.rule.ladder.repair {
+            Some(r) if r.attempts == 1 => "after 1 repair attempt".to_string(),
             Some(r) => format!("after {} repair attempts", r.attempts),
             None => "no repair configured".to_string(),
         };

@@ -40,16 +40,16 @@ class Event:
 
 class Machine:
     def __init__(self, qemu, kernel_image, initrd, workdir, *, action="poweroff",
-                 reboot=False, share=None, memory=256, budget=120):
+                 reboot=False, share=None, smp=1, memory=256, budget=120):
         """action: QEMU's -action watchdog=...; reboot: let a guest reset reboot
         (otherwise -no-reboot turns it into an exit); share: a host directory
-        the guest mounts with vm_mount_host; budget: seconds after which QEMU
-        is killed whatever happens."""
+        the guest mounts with vm_mount_host; smp: virtual CPUs; memory: MiB;
+        budget: seconds after which QEMU is killed whatever happens."""
         self.workdir = workdir
         self.qmp_path = os.path.join(workdir, "qmp.sock")
         self.console_path = os.path.join(workdir, "console.log")
         self.cmd = [
-            qemu, "-accel", "tcg", "-m", str(memory), "-smp", "1",
+            qemu, "-accel", "tcg", "-m", str(memory), "-smp", str(smp),
             "-nodefaults", "-no-user-config", "-display", "none",
             "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=on",

@@ -27,13 +27,14 @@ class Trial:
         self.share = None
 
     def boot(self, script, *, modules=("i6300esb",), files=None, action="poweroff",
-             reboot=False, share=False, budget=90):
+             reboot=False, share=False, smp=1, memory=256, budget=90):
         """Builds an initramfs whose /init runs SCRIPT (after guest/lib.sh's
         vm_setup) and boots it. modules: loaded in this order, so the first
         watchdog driver is watchdog0; files: guest path -> text; action:
         QEMU's watchdog action; reboot: a guest or watchdog reset reboots
         the VM rather than ending QEMU; share: give the guest a host
-        directory (trial.share) to mount with vm_mount_host."""
+        directory (trial.share) to mount with vm_mount_host; smp: virtual
+        CPUs; memory: MiB of RAM."""
         n = len(self.machines)
         workdir = os.path.join(self.workdir, f"boot{n}")
         os.makedirs(workdir)
@@ -46,7 +47,7 @@ class Trial:
         initramfs.build(self.inputs, script, modules, files or {}, initrd)
         machine = Machine(self.inputs.qemu, self.inputs.kernel.image, initrd, workdir,
                           action=action, reboot=reboot, share=self.share if share else None,
-                          budget=budget)
+                          smp=smp, memory=memory, budget=budget)
         self.machines.append(machine)
         return machine.start()
 

@@ -60,11 +60,13 @@ wd_attr() {
 }
 
 # Starts `heartwatch run ARGS...` in the background. Its output goes to the
-# console and to /tmp/heartwatch.log; HW_PID is its process id.
+# console and to /tmp/heartwatch.log; HW_PID is its process id, HW_TEE_PID
+# that of the tee that copies its output.
 hw_start() {
 	rm -f /tmp/heartwatch.fifo /tmp/heartwatch.log
 	mkfifo /tmp/heartwatch.fifo
 	tee /tmp/heartwatch.log </tmp/heartwatch.fifo >/dev/console &
+	HW_TEE_PID=$!
 	heartwatch run "$@" >/tmp/heartwatch.fifo 2>&1 &
 	HW_PID=$!
 }
@@ -85,4 +87,60 @@ hw_wait_log() {
 		[ "$tries" -gt 0 ] || vm_fail "heartwatch did not log '$1' within $2 s"
 		sleep 0.2
 	done
+}
+
+# Runs `heartwatch status`, copies its output to the console as "status| ..."
+# lines and marks "STATUS exit=N".
+hw_status() {
+	heartwatch status >/tmp/status 2>&1
+	status=$?
+	sed 's/^/status| /' /tmp/status >/dev/console
+	vm_mark "STATUS exit=$status"
+}
+
+# The boot's number, counted in /mnt/host/boots (vm_mount_host first): 1 on
+# the first boot of a scenario, then one more on each boot after a reset.
+vm_count_boot() {
+	BOOT=$(cat /mnt/host/boots 2>/dev/null || echo 0)
+	BOOT=$((BOOT + 1))
+	echo "$BOOT" >/mnt/host/boots
+	sync
+}
+
+# Records each feed of heartwatch's main thread (ioctl WDIOC_KEEPALIVE,
+# 0x80045705) with ftrace, with the kernel's timestamps; feed_trace_stop
+# reports them. HW_PID must be set (hw_start).
+TRACE=/sys/kernel/tracing
+feed_trace_start() {
+	[ -e "$TRACE/trace" ] || mount -t tracefs tracefs "$TRACE" || vm_fail "cannot mount tracefs"
+	echo 0 >"$TRACE/tracing_on"
+	: >"$TRACE/trace"
+	echo "common_pid == $HW_PID && cmd == 0x80045705" \
+		>"$TRACE/events/syscalls/sys_enter_ioctl/filter" || vm_fail "cannot filter the ioctl trace"
+	echo 1 >"$TRACE/events/syscalls/sys_enter_ioctl/enable" || vm_fail "cannot trace ioctl"
+	echo 1 >"$TRACE/tracing_on"
+}
+
+# Stops the feed trace and marks "FEEDS count=N max=S mean=S lost=N": the
+# number of feeds recorded, the longest and the mean interval between two
+# of them (seconds), and how many trace events the kernel dropped.
+feed_trace_stop() {
+	echo 0 >"$TRACE/tracing_on"
+	echo 0 >"$TRACE/events/syscalls/sys_enter_ioctl/enable"
+	# shellcheck disable=SC2016 # awk's own variables
+	vm_mark "FEEDS $(awk '
+		/LOST [0-9]+ EVENTS/ { lost += $3 }
+		/sys_ioctl\(/ {
+			for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) {
+				t = substr($i, 1, length($i) - 1) + 0
+				if (n > 0) { d = t - last; sum += d; if (d > max) max = d }
+				last = t; n++
+			}
+		}
+		END {
+			mean = 0
+			if (n > 1) mean = sum / (n - 1)
+			printf "count=%d max=%.3f mean=%.3f lost=%d", n, max, mean, lost
+		}
+	' "$TRACE/trace")"
 }
