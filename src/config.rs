@@ -171,6 +171,10 @@ impl std::error::Error for ConfigError {}
 /// found, not just the first.
 pub fn load(root: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    // Whoever can write the root can swap heartwatch.conf or rules.d.
+    if let Err(e) = check_trust(root, &fs::metadata(root).map_err(|e| e.to_string())) {
+        errors.push(e);
+    }
     let conf_path = root.join("heartwatch.conf");
     let settings = match read_trusted(&conf_path) {
         Ok(text) => parse_settings(&conf_path, &text),
@@ -233,6 +237,12 @@ fn load_rules(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Rule> {
         });
         match parsed {
             Ok(rule) => rules.push(rule),
+            // Removed since the directory was listed (a package upgrade,
+            // an admin): it is simply not a rule any more. A dangling
+            // symlink is still there, and still an error.
+            Err(_)
+                if fs::symlink_metadata(&path)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {}
             Err(mut e) => errors.append(&mut e),
         }
     }
@@ -262,9 +272,16 @@ fn rule_name(path: &Path) -> Result<String, String> {
 
 /// Reads a file that may make heartwatch run commands as root: it must be a
 /// regular file owned by root (or by whoever runs heartwatch) and writable
-/// by nobody else, and small.
+/// by nobody else, in a directory that is just as safe, and small.
 fn read_trusted(path: &Path) -> Result<String, ConfigError> {
-    // O_NONBLOCK so that a FIFO in place of a rule cannot stall us.
+    // Look before opening: opening a device can act (opening a watchdog
+    // arms it), and a FIFO could stall the read.
+    let meta =
+        fs::metadata(path).map_err(|e| ConfigError::file(path, format!("cannot open: {e}")))?;
+    if !meta.is_file() {
+        return Err(not_regular(path, &meta));
+    }
+    // O_NONBLOCK so that a FIFO swapped in since the look cannot stall us.
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -274,8 +291,9 @@ fn read_trusted(path: &Path) -> Result<String, ConfigError> {
     check_trust(path, &meta)?;
     let meta = meta.expect("checked by check_trust");
     if !meta.is_file() {
-        return Err(ConfigError::file(path, "is not a regular file"));
+        return Err(not_regular(path, &meta));
     }
+    check_symlink_target(path)?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(ConfigError::file(
             path,
@@ -293,6 +311,45 @@ fn read_trusted(path: &Path) -> Result<String, ConfigError> {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         ConfigError::at(path, line, "is not UTF-8 text")
+    })
+}
+
+fn not_regular(path: &Path, meta: &fs::Metadata) -> ConfigError {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "something else"
+    };
+    ConfigError::file(path, format!("is not a regular file ({kind})"))
+}
+
+/// A rule may be a symlink, but the directory it really lives in must be
+/// as safe as rules.d: whoever can write there can swap the rule.
+fn check_symlink_target(path: &Path) -> Result<(), ConfigError> {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Ok(());
+    }
+    let target = fs::canonicalize(path)
+        .map_err(|e| ConfigError::file(path, format!("cannot resolve the symlink: {e}")))?;
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    check_trust(dir, &fs::metadata(dir).map_err(|e| e.to_string())).map_err(|e| {
+        ConfigError::file(
+            path,
+            format!(
+                "is a symlink to {}, and its directory {e}",
+                target.display()
+            ),
+        )
     })
 }
 
@@ -398,7 +455,8 @@ fn line_errors(path: &Path, errors: Vec<LineError>) -> Vec<ConfigError> {
         .collect()
 }
 
-fn parse_settings(
+/// Parses the text of `heartwatch.conf` (public for the fuzz target).
+pub fn parse_settings(
     path: &Path,
     text: &str,
 ) -> Result<(WatchdogSettings, DaemonSettings, RebootSettings), Vec<ConfigError>> {

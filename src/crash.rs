@@ -942,20 +942,26 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
 
 /// One line of `/proc/self/maps`, as far as the memory test cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Mapping {
-    start: usize,
-    end: usize,
+pub struct Mapping {
+    pub start: usize,
+    pub end: usize,
     /// Private, readable, writable and anonymous (heap, stacks, anonymous
     /// mmaps; not files, not the vDSO, not shared memory).
-    anonymous_rw: bool,
+    pub anonymous_rw: bool,
 }
 
-fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
+/// Parses one line of `/proc/self/maps` (public for the fuzz target).
+pub fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
     let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let range = fields.next()?;
     let dash = range.iter().position(|&b| b == b'-')?;
     let start = parse_hex(&range[..dash])? as usize;
     let end = parse_hex(&range[dash + 1..])? as usize;
+    if end < start {
+        // Never from the kernel, but a cut or corrupted buffer must not
+        // make the memory test's sizes underflow.
+        return None;
+    }
     let perms = fields.next()?;
     let _offset = fields.next()?;
     let _device = fields.next()?;
@@ -1621,6 +1627,18 @@ mod tests {
         }
         assert_eq!(parse_maps_line(b""), None);
         assert_eq!(parse_maps_line(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_mapping_that_ends_before_it_starts_is_refused() {
+        // Found by the `proc` fuzz target (a truncated or corrupted maps
+        // buffer): `end - start` would underflow in the memory test.
+        assert_eq!(
+            parse_maps_line(b"7f6f1e380000-7f6f1 rw-p 00000000 00:00 0 "),
+            None
+        );
+        assert_eq!(parse_maps_line(b"2000-1000 rw-p 00000000 00:00 0"), None);
+        assert!(parse_maps_line(b"1000-1000 rw-p 00000000 00:00 0").is_some());
     }
 
     #[test]

@@ -180,6 +180,12 @@ pub struct Options {
 
 /// Loads the configuration, starts the daemon and runs it until stopped.
 pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
+    // SIGHUP's default action ends the process: block the signals before
+    // the configuration is read, so that one sent during a long load waits
+    // for the signalfd instead of killing the daemon.
+    handled_signals()
+        .thread_block()
+        .map_err(|e| DaemonError::Io("blocking signals", e.into()))?;
     let mut config = config::load(root).map_err(DaemonError::Config)?;
     config.daemon.dry_run |= options.dry_run;
     lock_memory();
@@ -187,6 +193,15 @@ pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
     while daemon.turn()? == Control::Continue {}
     daemon.stop();
     Ok(())
+}
+
+/// The signals the loop takes through its signalfd.
+fn handled_signals() -> SigSet {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask
 }
 
 /// Keeps the daemon in RAM under memory pressure: every page it uses is
@@ -241,10 +256,7 @@ impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
     /// systemd it is ready.
     pub fn start(config: Config, notifier: Notifier) -> Result<Daemon, DaemonError> {
-        let mut mask = SigSet::empty();
-        for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-            mask.add(s);
-        }
+        let mask = handled_signals();
         // Blocked before any thread starts, so every thread inherits it and
         // the signals arrive only through the signalfd.
         mask.thread_block()
