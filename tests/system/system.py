@@ -81,6 +81,8 @@ def ensure_host_packages():
     missing = sorted({pkg for cmd, pkg in HOST_PACKAGES.items() if shutil.which(cmd) is None})
     if not glob.glob("/boot/vmlinuz-*"):
         missing.append("linux-image-amd64")
+    if not os.path.exists("/usr/share/keyrings/debian-archive-keyring.gpg"):
+        missing.append("debian-archive-keyring")  # debootstrap only recommends it
     if not missing:
         return
     say(f"installing {' '.join(missing)}")
@@ -330,7 +332,10 @@ class Machine:
         return next(((t, n, d) for t, n, d in self.events if t >= after and n == name), None)
 
     def describe_exit(self):
-        code = self.proc.poll()
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = "none yet"
         names = [n for _, n, _ in self.events if n in ("WATCHDOG", "SHUTDOWN", "RESET")]
         return f"QEMU exit status {code}, QMP events {names or 'none'}"
 
@@ -435,17 +440,16 @@ def reboot_boot(img, share, workdir, report):
     m.start()
     try:
         begin = m.wait(lambda: m.line(r"^@@ BEGIN reboot$"), "the scenario's start", 180)[0]
-        fail = lambda after: m.line(r"^@@ FAIL (reboot|driver)\b", after)  # noqa: E731
-        t, text = m.wait(lambda: m.line(r"^@@ REBOOT-EXPECTED$") or fail(0), "the ladder's repairs", 180)
-        if text.startswith("@@ FAIL"):
-            raise Failed(text.split(": ", 1)[-1])
-        reset = m.wait(lambda: m.event("RESET", t) or fail(t), "the reboot (QMP RESET)", 240)
-        if isinstance(reset[1], str) and reset[1].startswith("@@ FAIL"):
+        # The guest checks the ladder's repairs after the reboot, from what
+        # it wrote to disk: the reboot may come before it could look.
+        reset = m.wait(lambda: m.event("RESET", begin) or m.line(r"^@@ FAIL (reboot|driver)\b"),
+                       "the reboot (QMP RESET)", 300)
+        if len(reset) == 2:
             raise Failed(reset[1].split(": ", 1)[-1])
         reset_t, _, data = reset
         if not data.get("guest"):
             raise Failed(f"QEMU reset the VM, not the guest: {data}")
-        down = [text for lt, text in m.lines if t <= lt <= reset_t]
+        down = [text for lt, text in m.lines if begin <= lt <= reset_t]
         if not any("systemd-shutdown" in x for x in down):
             raise Failed("the console shows no systemd-shutdown before the reset: not a reboot through systemd")
         t, text = m.wait(lambda: m.line(r"^@@ (PASS|FAIL) (reboot|driver)\b", reset_t),
@@ -563,7 +567,7 @@ def main():
     except (Failed, subprocess.SubprocessError, OSError) as e:
         report.fail("setup", str(e))
     say(f"wall time {time.monotonic() - started:.0f} s")
-    if report.failed:
+    if report.failed or os.environ.get("HEARTWATCH_SYSTEM_KEEP"):
         say(f"logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
