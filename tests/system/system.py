@@ -368,15 +368,24 @@ class Report:
     def __init__(self):
         self.passed = 0
         self.failed = 0
-        self.tails = []
+        self.names = set()
 
     def ok(self, name, secs, detail=""):
+        self.names.add(name)
         self.passed += 1
         print(f"PASS system: {name} ({secs:.1f} s){detail}", flush=True)
 
-    def fail(self, name, why, machine=None):
+    def fail(self, name, why, machine=None, guest_failed_at=None):
+        self.names.add(name)
         self.failed += 1
         print(f"FAIL system: {name}: {why}", flush=True)
+        if guest_failed_at is not None:
+            # The guest follows its FAIL with the unit's status and journal.
+            try:
+                machine.wait(lambda: machine.line(r"^@@ DIAGNOSED$", guest_failed_at),
+                             "the guest's diagnosis", 20)
+            except Failed:
+                pass
         if machine is not None:
             print(f"---- last lines of the guest console ({machine.console_path})", flush=True)
             print(machine.console_tail(), end="", flush=True)
@@ -387,9 +396,8 @@ def result_line(m, name, after):
     return m.line(rf"^@@ (PASS|FAIL) ({re.escape(name)}|driver)(\W|$)", after)
 
 
-def guest_scenarios(m, names, timeouts, report):
+def guest_scenarios(m, names, timeouts, report, after=0.0):
     """Waits for each of the guest's scenarios in turn and reports it."""
-    after = 0.0
     for i, name in enumerate(names):
         try:
             t, text = m.wait(lambda: result_line(m, name, after), f"result of {name}", timeouts[name])
@@ -407,7 +415,7 @@ def guest_scenarios(m, names, timeouts, report):
         elif text.startswith("@@ PASS"):
             report.fail(name, f"the hardware watchdog fired at {fired - m.t0:.1f} s", m)
         else:
-            report.fail(name, text.split(": ", 1)[-1], m)
+            report.fail(name, text.split(": ", 1)[-1], m, guest_failed_at=t)
     return True
 
 
@@ -434,10 +442,13 @@ def main_boot(img, share, workdir, report):
 
 
 def reboot_boot(img, share, workdir, report):
+    """The ladder that ends in a reboot, then, in the boot after it, how
+    heartwatch started with that boot."""
     name = "reboot"
     m = Machine("reboot", img, share, workdir, "reboot", reboot=True, budget=600)
-    say("booting the Debian system for scenario reboot (a ladder that ends in a reboot)")
+    say("booting the Debian system for scenarios reboot, boot-start")
     m.start()
+    rebooted_at = None
     try:
         begin = m.wait(lambda: m.line(r"^@@ BEGIN reboot$"), "the scenario's start", 180)[0]
         # The guest checks the ladder's repairs after the reboot, from what
@@ -445,27 +456,34 @@ def reboot_boot(img, share, workdir, report):
         reset = m.wait(lambda: m.event("RESET", begin) or m.line(r"^@@ FAIL (reboot|driver)\b"),
                        "the reboot (QMP RESET)", 300)
         if len(reset) == 2:
-            raise Failed(reset[1].split(": ", 1)[-1])
-        reset_t, _, data = reset
-        if not data.get("guest"):
-            raise Failed(f"QEMU reset the VM, not the guest: {data}")
-        down = [text for lt, text in m.lines if begin <= lt <= reset_t]
-        if not any("systemd-shutdown" in x for x in down):
-            raise Failed("the console shows no systemd-shutdown before the reset: not a reboot through systemd")
-        t, text = m.wait(lambda: m.line(r"^@@ (PASS|FAIL) (reboot|driver)\b", reset_t),
+            report.fail(name, reset[1].split(": ", 1)[-1], m, guest_failed_at=reset[0])
+            raise Failed("the scenario failed before the reboot")
+        rebooted_at, _, data = reset
+        t, text = m.wait(lambda: m.line(r"^@@ (PASS|FAIL) (reboot|driver)\b", rebooted_at),
                          "the result after the reboot", 240)
-        if text.startswith("@@ FAIL"):
-            raise Failed(text.split(": ", 1)[-1])
-        if m.watchdog_fired() is not None:
-            raise Failed("the hardware watchdog fired")
-        report.ok(name, t - begin, f" [reboot {reset_t - begin:.0f} s after the start]" + text[len("@@ PASS reboot"):])
-        try:
-            m.wait(lambda: m.line(r"^@@ DONE", t), "the guest's DONE", 30)
-            m.wait_exit(60)
-        except Failed as e:
-            say(f"reboot: shutting down: {e}")
+        down = [x for lt, x in m.lines if begin <= lt <= rebooted_at]
+        if not data.get("guest"):
+            report.fail(name, f"QEMU reset the VM, not the guest: {data}", m)
+        elif not any("systemd-shutdown" in x for x in down):
+            report.fail(name, "the console shows no systemd-shutdown before the reset: "
+                        "not a reboot through systemd", m)
+        elif m.watchdog_fired() is not None:
+            report.fail(name, "the hardware watchdog fired", m)
+        elif text.startswith("@@ FAIL"):
+            report.fail(name, text.split(": ", 1)[-1], m, guest_failed_at=t)
+        else:
+            report.ok(name, t - begin, f" [reboot {rebooted_at - begin:.0f} s after the start]"
+                      + text[len("@@ PASS reboot"):])
+        guest_scenarios(m, ["boot-start"], {"boot-start": 60}, report, after=t)
+        m.wait(lambda: m.line(r"^@@ DONE", t), "the guest's DONE", 30)
+        m.wait_exit(60)
     except Failed as e:
-        report.fail(name, str(e), m)
+        if name not in report.names:
+            report.fail(name, str(e), m)
+        if "boot-start" not in report.names:
+            report.fail("boot-start", "not run: there was no reboot" if rebooted_at is None else str(e))
+        elif not m.exited():
+            say(f"reboot: {e}")
     finally:
         m.stop()
 
