@@ -4,6 +4,8 @@
 //! Exit codes: 0 success; 1 a runtime failure (device, I/O, daemon not
 //! running for `status`); 2 a usage error; 3 an invalid configuration.
 
+#![deny(unsafe_code)]
+
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
 use std::path::{Path, PathBuf};
@@ -185,6 +187,16 @@ fn check(root: &Path) -> Result<(), u8> {
             }
         );
     }
+    if !w.devices.is_empty() {
+        let (restart, source) = systemd_restart_time();
+        if w.timeout <= restart {
+            println!(
+                "warning: Timeout={} is not longer than systemd needs to notice a hung heartwatch and start it again (about {}: WatchdogSec + TimeoutAbortSec + RestartSec + 1s to start, from {source}); the hardware could reset the host first",
+                DurationText(w.timeout),
+                DurationText(restart)
+            );
+        }
+    }
     if config.daemon.dry_run {
         println!("dry run: actions are logged, not taken");
     }
@@ -198,6 +210,44 @@ fn check(root: &Path) -> Result<(), u8> {
         );
     }
     Ok(())
+}
+
+/// How long systemd may take from a hung daemon to a fed watchdog again:
+/// `WatchdogSec + TimeoutAbortSec + RestartSec` of the installed unit (asked
+/// of systemd), or of the shipped unit when systemd cannot say, plus a
+/// second to start.
+fn systemd_restart_time() -> (std::time::Duration, &'static str) {
+    let shipped = std::time::Duration::from_secs(10 + 5 + 2 + 1);
+    let asked = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--value",
+            "-p",
+            "WatchdogUSec",
+            "-p",
+            "TimeoutAbortUSec",
+            "-p",
+            "RestartUSec",
+            "heartwatch.service",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Ok(out) = asked else {
+        return (shipped, "the shipped unit");
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<Option<std::time::Duration>> = text
+        .lines()
+        .map(|l| config::parse_duration(&l.replace(' ', "")).ok())
+        .collect();
+    match values.as_slice() {
+        [Some(w), Some(a), Some(r)] if out.status.success() && !w.is_zero() => (
+            *w + *a + *r + std::time::Duration::from_secs(1),
+            "the installed unit",
+        ),
+        _ => (shipped, "the shipped unit"),
+    }
 }
 
 /// What a rule watches, in words.

@@ -2,6 +2,8 @@
 //! file `heartwatch.conf` and one rule per `rules.d/NAME.rule`. Nothing
 //! downstream sees a raw string. Every error is `path:line: what is wrong`.
 
+#![deny(unsafe_code)]
+
 use crate::ini::{self, Entry, LineError, Section};
 use std::fmt;
 use std::fs;

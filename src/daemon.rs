@@ -90,6 +90,9 @@ struct Watched {
     /// Identifies the ladder's one valid timer in the timer heap.
     ladder_seq: u32,
     ladder_at: Option<Instant>,
+    /// The ladder's timer fired while a check was in flight: the ladder
+    /// judges again once that fresh answer is in.
+    timer_waits_for_check: bool,
     repair: Option<Running>,
     last_repair: Option<repair::Outcome>,
 }
@@ -638,6 +641,7 @@ impl Daemon {
             ladder,
             ladder_seq: 0,
             ladder_at: None,
+            timer_waits_for_check: false,
             repair: None,
             last_repair: None,
         }
@@ -785,6 +789,9 @@ impl Daemon {
         };
         self.judge(index, verdict, now);
         self.schedule_check(index, next);
+        if std::mem::take(&mut self.rules[index].timer_waits_for_check) {
+            self.step_ladder(index, Event::TimerFired, now);
+        }
     }
 
     /// A watched process's pidfd became readable: it exited.
@@ -888,7 +895,11 @@ impl Daemon {
                 continue;
             }
             self.rules[index].ladder_at = None;
-            self.step_ladder(index, Event::TimerFired, now);
+            if self.rules[index].in_flight && !self.rules[index].late {
+                self.rules[index].timer_waits_for_check = true;
+            } else {
+                self.step_ladder(index, Event::TimerFired, now);
+            }
         }
     }
 
@@ -993,6 +1004,10 @@ impl Daemon {
         }
         w.last_repair = Some(outcome);
         self.status_dirty = true;
+        // Judge the repair on a fresh look, not on what was seen before it.
+        if !self.rules[index].in_flight {
+            self.schedule_check(index, now);
+        }
         self.step_ladder(index, Event::RepairEnded, now);
     }
 
@@ -1147,15 +1162,14 @@ impl Daemon {
         if let Some(state) = &mut self.reboot_state
             && state.record.count > 0
         {
-            log::info!(
-                "healthy for {}: the reboot count ({}) starts again",
-                DurationText(self.config.reboot.healthy_uptime),
-                state.record.count
-            );
-            state.record.count = 0;
+            let count = std::mem::take(&mut state.record.count);
             if let Err(e) = state.save() {
                 log::error!("cannot write {}: {e}", state.path().display());
             }
+            log::info!(
+                "healthy for {}: the reboot count ({count}) starts again",
+                DurationText(self.config.reboot.healthy_uptime),
+            );
             self.suppressed = None;
             self.status_dirty = true;
         }

@@ -1,5 +1,7 @@
 //! A rule's health and the causes of failure, shared by every kind of check.
 
+#![deny(unsafe_code)]
+
 use crate::config::DurationText;
 use nix::errno::Errno;
 use std::fmt;

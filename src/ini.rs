@@ -2,6 +2,8 @@
 //! `Key=value` lines, `#` and `;` comments. It knows no keys; `config` gives
 //! them meaning. Every problem carries the line it was found on.
 
+#![deny(unsafe_code)]
+
 /// One `Key=value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -310,6 +310,9 @@ pub struct ProcessWatch {
     /// The last process trusted: PID, start time and the pidfile's identity
     /// then. Kept after the process dies, to recognise its PID reused.
     binding: Option<(i32, u64, Option<Stamp>)>,
+    /// The last process seen to die: a look-up made before its death and
+    /// answered after it must not bring it back to life.
+    died: Option<(i32, u64)>,
 }
 
 impl ProcessWatch {
@@ -318,6 +321,7 @@ impl ProcessWatch {
             interval,
             tracked: None,
             binding: None,
+            died: None,
         }
     }
 
@@ -334,6 +338,7 @@ impl ProcessWatch {
     pub fn carry_over(&mut self, old: &mut ProcessWatch) {
         self.tracked = old.tracked.take();
         self.binding = old.binding;
+        self.died = old.died;
     }
 
     /// Judges a lookup made at `now`. Returns the verdict and when to look
@@ -350,6 +355,9 @@ impl ProcessWatch {
     }
 
     fn accept(&mut self, found: Found) -> Result<(), Cause> {
+        if self.died == Some((found.pid, found.start)) {
+            return Err(Cause::ProcessDead);
+        }
         if let Some((pid, start, pidfile)) = self.binding
             && pid == found.pid
             && start != found.start
@@ -379,7 +387,9 @@ impl ProcessWatch {
 
     /// The pidfd became readable: the process exited.
     pub fn died(&mut self) -> Cause {
-        self.tracked = None;
+        if let Some(t) = self.tracked.take() {
+            self.died = Some((t.pid, t.start));
+        }
         Cause::ProcessDead
     }
 }
@@ -463,5 +473,17 @@ mod tests {
             }),
         });
         assert_eq!(w.observe(rewritten, now).0, Ok(()));
+        // A look-up answered after the death it raced with stays dead.
+        assert_eq!(w.died(), Cause::ProcessDead);
+        let late = Lookup::Alive(Found {
+            pid: 100,
+            start: 900,
+            pidfd: None,
+            pidfile: Some(Stamp {
+                mtime_sec: 2,
+                ..stamp
+            }),
+        });
+        assert_eq!(w.observe(late, now).0, Err(Cause::ProcessDead));
     }
 }

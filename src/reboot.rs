@@ -4,6 +4,8 @@
 //! followed by a healthy period; past it, heartwatch does not reboot: a
 //! broken rule cannot put a host into a reboot loop.
 
+#![deny(unsafe_code)]
+
 use crate::atomic::AtomicFile;
 use crate::text::UtcTime;
 use std::fmt::Write as _;

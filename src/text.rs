@@ -2,6 +2,8 @@
 //! and wall-clock dates rendered by hand. The loop logs and writes status
 //! through these so that a state change costs no heap allocation.
 
+#![deny(unsafe_code)]
+
 use std::fmt;
 
 /// A fixed-capacity text buffer; what does not fit is cut off, marked `…`.

@@ -1,6 +1,8 @@
 //! The steady state allocates nothing. A counting global allocator wraps
 //! the system one; the real daemon loop runs over 120 heartbeat rules (some
-//! kept fresh, some going stale, some recovering) with the `none` device,
+//! kept fresh, some going stale, some recovering) and 20 process rules (ten
+//! alive, watched through pidfds and looked up every 100 ms; ten failing:
+//! a missing pidfile, garbage, a dead PID) with the `none` device,
 //! logging and systemd notification on; after a warm-up, every turn is
 //! counted and must not allocate, in the loop or in its stat workers.
 //!
@@ -91,6 +93,31 @@ fn main() {
         touch(&c);
         beats.push(c);
     }
+    let mut sleepers = Vec::new();
+    for i in 0..20 {
+        let pidfile = dir.join(format!("p{i}.pid"));
+        match i {
+            0..10 => {
+                let child = std::process::Command::new("sleep")
+                    .arg("1000")
+                    .spawn()
+                    .unwrap();
+                std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+                sleepers.push(child);
+            }
+            10..13 => std::fs::write(&pidfile, "garbage\n").unwrap(),
+            13..16 => std::fs::write(&pidfile, "999999999\n").unwrap(),
+            _ => {}
+        }
+        std::fs::write(
+            dir.join(format!("conf/rules.d/p{i:03}.rule")),
+            format!(
+                "[Process]\nPidFile={}\nCheckInterval=100ms\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+    }
     heartwatch::logger::init(false, false);
     let notify_path = dir.join("notify.sock");
     let notify_socket = UnixDatagram::bind(&notify_path).unwrap();
@@ -150,9 +177,17 @@ fn main() {
         .filter(|(_, h)| matches!(h, Health::Failing(_)))
         .map(|(n, _)| n)
         .collect();
+    for mut child in sleepers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let alive_watched = daemon
+        .rule_health()
+        .filter(|(n, h)| n.starts_with('p') && *n < "p010" && *h == Health::Healthy)
+        .count();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "zero_alloc: {RULES} rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        "zero_alloc: {RULES} heartbeat and 20 process rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
         failing_before,
         failing.len()
     );
@@ -165,12 +200,22 @@ fn main() {
     };
     check(turns > 100, "the loop turned many times");
     check(
-        failing.iter().any(|n| *n >= "r040" && *n < "r080"),
+        failing
+            .iter()
+            .any(|n| n.starts_with('r') && *n >= "r040" && *n < "r080"),
         "unfed rules went stale during the run",
     );
     check(
-        !failing.iter().any(|n| *n < "r040"),
+        !failing.iter().any(|n| n.starts_with('r') && *n < "r040"),
         "fed rules stayed healthy",
+    );
+    check(
+        alive_watched == 10,
+        "live processes were watched as healthy",
+    );
+    check(
+        failing.iter().filter(|n| n.starts_with('p')).count() == 10,
+        "dead process rules were failing",
     );
     check(
         changes >= 40,
@@ -178,7 +223,7 @@ fn main() {
     );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 6 - failed);
+    println!("{} passed, {failed} failed", 8 - failed);
     if failed > 0 {
         std::process::exit(1);
     }
