@@ -1,0 +1,597 @@
+"""heartwatch system tests: the packages on a real Debian bookworm system
+booted with systemd as PID 1 in QEMU (TCG) with an emulated i6300ESB.
+
+Builds the packages, builds (once per machine, cached) the Debian image,
+then boots it twice with -snapshot: once for the scenarios that share one
+boot in order (install, reload, SIGSTOP, kill -9, EBUSY, upgrade, purge),
+once for the ladder that ends in a reboot. The rpm scenario runs on the
+host. The guest reports over the serial console with `@@` markers (see
+guest/lib); QMP events tell a hardware watchdog reset from a reboot.
+
+Prints `PASS system: NAME (T s)` or `FAIL system: NAME: WHY` per scenario
+and `N passed, N failed` last; exits 1 when any failed.
+"""
+
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CACHE = os.environ.get("HEARTWATCH_SYSTEM_CACHE", "/var/cache/heartwatch-system")
+SUITE = "bookworm"
+
+# Debian packages the suite needs on the host, by the command that shows
+# each is there.
+HOST_PACKAGES = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "debootstrap": "debootstrap",
+    "mkfs.ext4": "e2fsprogs",
+    "rpm": "rpm",
+    "modprobe": "kmod",
+    "depmod": "kmod",
+    "dpkg-deb": "dpkg",
+}
+
+
+class Failed(Exception):
+    """A scenario's expectation did not hold; the message says what was seen."""
+
+
+def say(text):
+    print(f"system: {text}", flush=True)
+
+
+def run(cmd, *, timeout, log=None, **kw):
+    """Runs CMD with a bound; its output goes to LOG (a path) when given."""
+    if log is None:
+        return subprocess.run(cmd, check=True, timeout=timeout, **kw)
+    with open(log, "ab") as out:
+        try:
+            return subprocess.run(cmd, check=True, timeout=timeout, stdout=out,
+                                  stderr=subprocess.STDOUT, **kw)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            out.flush()
+            print(tail(log, 40), file=sys.stderr)
+            raise
+
+
+def tail(path, n):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return f"({path}: {e})"
+
+
+# ---- host preparation -------------------------------------------------------
+
+def ensure_host_packages():
+    missing = sorted({pkg for cmd, pkg in HOST_PACKAGES.items() if shutil.which(cmd) is None})
+    if not glob.glob("/boot/vmlinuz-*"):
+        missing.append("linux-image-amd64")
+    if not os.path.exists("/usr/share/keyrings/debian-archive-keyring.gpg"):
+        missing.append("debian-archive-keyring")  # debootstrap only recommends it
+    if not missing:
+        return
+    say(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update"], timeout=900, env=env)
+    run(["apt-get", "install", "-y", "--no-install-recommends", *missing], timeout=1800, env=env)
+
+
+def host_kernel():
+    """The newest installed Debian kernel: (version, vmlinuz, initrd)."""
+    def key(path):
+        return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", path)]
+    for vmlinuz in sorted(glob.glob("/boot/vmlinuz-*"), key=key, reverse=True):
+        version = vmlinuz[len("/boot/vmlinuz-"):]
+        initrd = f"/boot/initrd.img-{version}"
+        if os.path.exists(initrd) and os.path.isdir(f"/lib/modules/{version}"):
+            return version, vmlinuz, initrd
+    raise Failed("no /boot/vmlinuz-* with its initrd and modules: apt-get install linux-image-amd64")
+
+
+def debian_mirror():
+    """The Debian mirror that apt on this machine uses for bookworm."""
+    if os.environ.get("HEARTWATCH_SYSTEM_MIRROR"):
+        return os.environ["HEARTWATCH_SYSTEM_MIRROR"]
+    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*"))]:
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        if path.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
+                if ("deb" in fields.get("Types", "").split()
+                        and SUITE in fields.get("Suites", "").split()
+                        and "main" in fields.get("Components", "").split()):
+                    return fields["URIs"].split()[0]
+        else:
+            for m in re.finditer(rf"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s.*\bmain\b", text, re.M):
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def sha256_files(paths):
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h
+
+
+def image(workdir):
+    """The cached image directory (root.img, rootfs/, vmlinuz, initrd),
+    built when the recipe, the kernel or the initrd changed."""
+    version, vmlinuz, initrd = host_kernel()
+    recipe = sorted(glob.glob(os.path.join(HERE, "image", "*")))
+    h = sha256_files(recipe + [vmlinuz, initrd])
+    h.update(f"{SUITE} {version}".encode())
+    key = h.hexdigest()[:16]
+    final = os.path.join(CACHE, f"{SUITE}-{key}")
+    os.makedirs(CACHE, exist_ok=True)
+    with open(os.path.join(CACHE, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(final, "done")):
+            say(f"image: cached {final}")
+            return final
+        building = final + ".building"
+        shutil.rmtree(building, ignore_errors=True)
+        os.makedirs(building)
+        mirror = debian_mirror()
+        say(f"image: building {final} (debootstrap {SUITE} from {mirror}, kernel {version})")
+        started = time.monotonic()
+        log = os.path.join(workdir, "image-build.log")
+        run([os.path.join(HERE, "image", "build"), building, mirror, version],
+            timeout=1800, log=log)
+        shutil.copy(vmlinuz, os.path.join(building, "vmlinuz"))
+        shutil.copy(initrd, os.path.join(building, "initrd"))
+        open(os.path.join(building, "done"), "w").close()
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(building, final)
+        say(f"image: built in {time.monotonic() - started:.0f} s")
+        return final
+
+
+def build_packages(workdir):
+    """Builds the .deb and .rpm fresh; returns (deb, rpm)."""
+    say("building the packages (packaging/build)")
+    started = time.monotonic()
+    run([os.path.join(REPO, "packaging", "build")], timeout=3000,
+        log=os.path.join(workdir, "packaging-build.log"), cwd=REPO)
+    out = os.path.join(REPO, "target", "packages")
+    debs = glob.glob(os.path.join(out, "heartwatch_*.deb"))
+    rpms = glob.glob(os.path.join(out, "heartwatch-*.rpm"))
+    if len(debs) != 1 or len(rpms) != 1:
+        raise Failed(f"packaging/build made {debs + rpms}, not one .deb and one .rpm")
+    say(f"packages built in {time.monotonic() - started:.0f} s")
+    return debs[0], rpms[0]
+
+
+def newer_deb(deb, workdir):
+    """The same package with a higher version, as an upgrade would bring."""
+    tree = os.path.join(workdir, "newer")
+    run(["dpkg-deb", "--raw-extract", deb, tree], timeout=120)
+    control = os.path.join(tree, "DEBIAN", "control")
+    text = open(control).read()
+    version = re.search(r"^Version: (\S+)$", text, re.M).group(1) + "+systemtest1"
+    open(control, "w").write(re.sub(r"^Version: .*$", f"Version: {version}", text, flags=re.M))
+    out = os.path.join(workdir, "heartwatch-newer.deb")
+    run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", tree, out], timeout=300,
+        stdout=subprocess.DEVNULL)
+    shutil.rmtree(tree)
+    return out, version
+
+
+# ---- the virtual machine ----------------------------------------------------
+
+class Machine:
+    """One QEMU run: console lines and QMP events, each with the host's
+    monotonic time, and waits on them that end early when QEMU exits."""
+
+    def __init__(self, name, img, share, workdir, stage, *, reboot, budget):
+        self.name = name
+        self.console_path = os.path.join(workdir, f"console-{name}.log")
+        qmp = os.path.join(workdir, f"qmp-{name}.sock")
+        self.qmp_path = qmp
+        self.cmd = [
+            "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2",
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+            "-qmp", f"unix:{qmp},server=on,wait=on",
+            "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd"),
+            "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 hwtest.stage={stage}",
+            "-drive", f"file={os.path.join(img, 'root.img')},if=virtio,format=raw,"
+                      "cache=unsafe,snapshot=on",
+            "-device", "i6300esb", "-action", "watchdog=poweroff",
+            "-virtfs", f"local,path={share},mount_tag=host,security_model=none,id=host",
+        ]
+        if not reboot:
+            self.cmd.append("-no-reboot")
+        self.budget = budget
+        self.lines = []
+        self.events = []
+        self.cond = threading.Condition()
+        self.open_streams = 0
+        self.proc = None
+        self.t0 = None
+        self.console = None
+        self.stderr = None
+        self.killer = None
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.console = open(self.console_path, "w")
+        self.stderr = open(self.console_path + ".stderr", "wb")
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.stderr)
+        self.killer = threading.Timer(self.budget, self._over_budget)
+        self.killer.daemon = True
+        self.killer.start()
+        self._thread(self._read_console)
+        self._thread(self._read_qmp, self._connect_qmp())
+        return self
+
+    def _over_budget(self):
+        self._note(f"harness: budget of {self.budget} s spent, killing QEMU")
+        self.proc.kill()
+
+    def _thread(self, fn, *args):
+        with self.cond:
+            self.open_streams += 1
+        threading.Thread(target=fn, args=args, daemon=True).start()
+
+    def _closed(self):
+        with self.cond:
+            self.open_streams -= 1
+            self.cond.notify_all()
+
+    def _note(self, text):
+        with self.cond:
+            now = time.monotonic()
+            self.lines.append((now, text))
+            self.console.write(f"[{now - self.t0:7.2f}] {text}\n")
+            self.console.flush()
+            self.cond.notify_all()
+
+    def _read_console(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            self._note(raw.decode(errors="replace").rstrip("\r\n").replace("\r", ""))
+        self._closed()
+
+    def _connect_qmp(self):
+        deadline = time.monotonic() + 20
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.qmp_path)
+                sock.sendall(b'{"execute": "qmp_capabilities"}\n')
+                return sock
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise Failed(f"QEMU did not open its QMP socket: {tail(self.console_path + '.stderr', 5)}")
+                time.sleep(0.05)
+
+    def _read_qmp(self, sock):
+        with sock, sock.makefile("rb") as stream:
+            for raw in stream:
+                msg = json.loads(raw)
+                if "event" in msg:
+                    with self.cond:
+                        self.events.append((time.monotonic(), msg["event"], msg.get("data", {})))
+                    self._note(f"qmp: {msg['event']} {json.dumps(msg.get('data', {}))}")
+        self._closed()
+
+    def exited(self):
+        return self.open_streams == 0
+
+    def watchdog_fired(self, before=float("inf")):
+        return next((t for t, name, _ in self.events if name == "WATCHDOG" and t <= before), None)
+
+    def wait(self, find, what, timeout):
+        """Waits until FIND() returns something; fails on timeout or QEMU's exit."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = find()
+                if found is not None:
+                    return found
+                fired = self.watchdog_fired()
+                if fired is not None:
+                    raise Failed(f"the hardware watchdog fired (QMP WATCHDOG at {fired - self.t0:.1f} s) before {what}")
+                if self.exited():
+                    raise Failed(f"the VM ended ({self.describe_exit()}) before {what}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Failed(f"no {what} within {timeout:g} s")
+                self.cond.wait(left)
+
+    def line(self, pattern, after=0.0):
+        """The first console line at or after AFTER matching PATTERN (regex)."""
+        rx = re.compile(pattern)
+        return next(((t, text) for t, text in self.lines if t >= after and rx.search(text)), None)
+
+    def event(self, name, after=0.0):
+        return next(((t, n, d) for t, n, d in self.events if t >= after and n == name), None)
+
+    def describe_exit(self):
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = "none yet"
+        names = [n for _, n, _ in self.events if n in ("WATCHDOG", "SHUTDOWN", "RESET")]
+        return f"QEMU exit status {code}, QMP events {names or 'none'}"
+
+    def wait_exit(self, timeout):
+        try:
+            self.wait(lambda: True if self.exited() else None, "QEMU's exit", timeout)
+        except Failed:
+            if not self.exited():
+                raise
+        return self.proc.wait(timeout=5)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.killer is not None:
+            self.killer.cancel()
+
+    def console_tail(self, n=60):
+        return tail(self.console_path, n)
+
+
+# ---- scenarios --------------------------------------------------------------
+
+class Report:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.names = set()
+
+    def ok(self, name, secs, detail=""):
+        self.names.add(name)
+        self.passed += 1
+        print(f"PASS system: {name} ({secs:.1f} s){detail}", flush=True)
+
+    def fail(self, name, why, machine=None, guest_failed_at=None):
+        self.names.add(name)
+        self.failed += 1
+        print(f"FAIL system: {name}: {why}", flush=True)
+        if guest_failed_at is not None:
+            # The guest follows its FAIL with the unit's status and journal.
+            try:
+                machine.wait(lambda: machine.line(r"^@@ DIAGNOSED$", guest_failed_at),
+                             "the guest's diagnosis", 20)
+            except Failed:
+                pass
+        if machine is not None:
+            print(f"---- last lines of the guest console ({machine.console_path})", flush=True)
+            print(machine.console_tail(), end="", flush=True)
+            print("----", flush=True)
+
+
+def result_line(m, name, after):
+    return m.line(rf"^@@ (PASS|FAIL) ({re.escape(name)}|driver)(\W|$)", after)
+
+
+def guest_scenarios(m, names, timeouts, report, after=0.0):
+    """Waits for each of the guest's scenarios in turn and reports it."""
+    for i, name in enumerate(names):
+        try:
+            t, text = m.wait(lambda: result_line(m, name, after), f"result of {name}", timeouts[name])
+        except Failed as e:
+            report.fail(name, str(e), m)
+            for rest in names[i + 1:]:
+                report.fail(rest, f"not run: {name} did not finish")
+            return False
+        begin = m.line(rf"^@@ BEGIN {re.escape(name)}$", after)
+        secs = t - (begin[0] if begin else after or m.t0)
+        after = t
+        fired = m.watchdog_fired(before=t)
+        if text.startswith("@@ PASS") and fired is None:
+            report.ok(name, secs, text[len(f"@@ PASS {name}"):])
+        elif text.startswith("@@ PASS"):
+            report.fail(name, f"the hardware watchdog fired at {fired - m.t0:.1f} s", m)
+        else:
+            report.fail(name, text.split(": ", 1)[-1], m, guest_failed_at=t)
+    return True
+
+
+def main_boot(img, share, workdir, report):
+    names = ["install", "reload", "sigstop", "kill9", "ebusy", "upgrade", "purge"]
+    timeouts = {"install": 180, "reload": 90, "sigstop": 120, "kill9": 90,
+                "ebusy": 180, "upgrade": 120, "purge": 120}
+    m = Machine("main", img, share, workdir, "main", reboot=False, budget=sum(timeouts.values()) + 120)
+    say("booting the Debian system for scenarios " + ", ".join(names))
+    m.start()
+    try:
+        if guest_scenarios(m, names, timeouts, report):
+            try:
+                m.wait(lambda: m.line(r"^@@ DONE"), "the guest's DONE", 30)
+                code = m.wait_exit(60)
+                if m.watchdog_fired() is not None:
+                    report.fail("shutdown", "the hardware watchdog fired after the last scenario", m)
+                elif code != 0:
+                    report.fail("shutdown", f"QEMU exit status {code}", m)
+            except Failed as e:
+                report.fail("shutdown", str(e), m)
+    finally:
+        m.stop()
+
+
+def reboot_boot(img, share, workdir, report):
+    """The ladder that ends in a reboot, then, in the boot after it, how
+    heartwatch started with that boot."""
+    name = "reboot"
+    m = Machine("reboot", img, share, workdir, "reboot", reboot=True, budget=600)
+    say("booting the Debian system for scenarios reboot, boot-start")
+    m.start()
+    rebooted_at = None
+    try:
+        begin = m.wait(lambda: m.line(r"^@@ BEGIN reboot$"), "the scenario's start", 180)[0]
+        # The guest checks the ladder's repairs after the reboot, from what
+        # it wrote to disk: the reboot may come before it could look.
+        reset = m.wait(lambda: m.event("RESET", begin) or m.line(r"^@@ FAIL (reboot|driver)\b"),
+                       "the reboot (QMP RESET)", 300)
+        if len(reset) == 2:
+            report.fail(name, reset[1].split(": ", 1)[-1], m, guest_failed_at=reset[0])
+            raise Failed("the scenario failed before the reboot")
+        rebooted_at, _, data = reset
+        t, text = m.wait(lambda: m.line(r"^@@ (PASS|FAIL) (reboot|driver)\b", rebooted_at),
+                         "the result after the reboot", 240)
+        down = [x for lt, x in m.lines if begin <= lt <= rebooted_at]
+        if not data.get("guest"):
+            report.fail(name, f"QEMU reset the VM, not the guest: {data}", m)
+        elif not any("systemd-shutdown" in x for x in down):
+            report.fail(name, "the console shows no systemd-shutdown before the reset: "
+                        "not a reboot through systemd", m)
+        elif m.watchdog_fired() is not None:
+            report.fail(name, "the hardware watchdog fired", m)
+        elif text.startswith("@@ FAIL"):
+            report.fail(name, text.split(": ", 1)[-1], m, guest_failed_at=t)
+        else:
+            report.ok(name, t - begin, f" [reboot {rebooted_at - begin:.0f} s after the start]"
+                      + text[len("@@ PASS reboot"):])
+        guest_scenarios(m, ["boot-start"], {"boot-start": 60}, report, after=t)
+        m.wait(lambda: m.line(r"^@@ DONE", t), "the guest's DONE", 30)
+        m.wait_exit(60)
+    except Failed as e:
+        if name not in report.names:
+            report.fail(name, str(e), m)
+        if "boot-start" not in report.names:
+            report.fail("boot-start", "not run: there was no reboot" if rebooted_at is None else str(e))
+        elif not m.exited():
+            say(f"reboot: {e}")
+    finally:
+        m.stop()
+
+
+def rpm_layout(img, deb, rpm, workdir, report):
+    """The rpm installs into a scratch root (a copy of the image's tree, so
+    that its scriptlets have a shell) the same files as the deb."""
+    name = "rpm-layout"
+    started = time.monotonic()
+    root = os.path.join(workdir, "rpmroot")
+    try:
+        run(["cp", "-a", "--reflink=auto", os.path.join(img, "rootfs"), root], timeout=300)
+        proc = subprocess.run(["rpm", "-i", "--root", root, "--nodeps", rpm],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise Failed(f"rpm -i --root exit status {proc.returncode}: {proc.stderr.strip()}")
+        if "scriptlet failed" in proc.stderr:
+            raise Failed(f"rpm -i: {proc.stderr.strip()}")
+        listing = subprocess.run(["dpkg-deb", "--contents", deb], capture_output=True,
+                                 text=True, check=True, timeout=60).stdout
+
+        def comparable(path):
+            # Documented differences: the deb's unit is in /lib (the same
+            # directory under merged /usr), its man pages are gzipped, and
+            # dpkg's changelog and copyright are the deb's own.
+            path = re.sub(r"^/lib/systemd/", "/usr/lib/systemd/", path)
+            return re.sub(r"^(/usr/share/man/.*)\.gz$", r"\1", path)
+
+        deb_paths = {}
+        for line in listing.splitlines():
+            perms, owner, _size, _date, _time, path = line.split(None, 5)
+            path = path.removeprefix(".").rstrip("/")
+            if path and not path.startswith("/usr/share/doc/heartwatch/c"):
+                deb_paths[comparable(path)] = (perms, owner)
+        problems = []
+        for path, (perms, owner) in sorted(deb_paths.items()):
+            full = root + path
+            if perms.startswith("d") and "heartwatch" not in path:
+                # System directories: the deb only lists them as parents.
+                if not os.path.isdir(full):
+                    problems.append(f"{path} is not a directory")
+                continue
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                problems.append(f"{path} missing")
+                continue
+            mode = stat.filemode(st.st_mode)
+            if mode != perms or (st.st_uid, st.st_gid) != (0, 0):
+                problems.append(f"{path} is {mode} {st.st_uid}:{st.st_gid}, the deb's is {perms} {owner}")
+        owned = subprocess.run(["rpm", "-qlp", rpm], capture_output=True, text=True,
+                               check=True, timeout=60).stdout.split()
+        for path in owned:
+            if comparable(path) not in deb_paths:
+                problems.append(f"{path} is in the rpm, not in the deb")
+        wants = os.path.join(root, "etc/systemd/system/multi-user.target.wants/heartwatch.service")
+        if not os.path.islink(wants):
+            problems.append("%post did not enable heartwatch.service")
+        check = subprocess.run(["chroot", root, "/usr/sbin/heartwatch", "check"],
+                               capture_output=True, text=True, timeout=60)
+        if check.returncode != 0:
+            problems.append(f"heartwatch check in the root: exit {check.returncode}: {check.stdout}{check.stderr}")
+        if problems:
+            raise Failed("; ".join(problems))
+        report.ok(name, time.monotonic() - started, f" [{len(deb_paths)} paths as in the deb]")
+    except (Failed, subprocess.SubprocessError, OSError) as e:
+        report.fail(name, str(e))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("tests/system/run must run as root (debootstrap, QEMU, chroot)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="heartwatch-system.")
+    report = Report()
+    try:
+        ensure_host_packages()
+        deb, rpm = build_packages(workdir)
+        newer, newer_version = newer_deb(deb, workdir)
+        img = image(workdir)
+        share = os.path.join(workdir, "share")
+        os.makedirs(os.path.join(share, "pkg"))
+        os.makedirs(os.path.join(share, "out"))
+        shutil.copytree(os.path.join(HERE, "guest"), os.path.join(share, "guest"))
+        shutil.copy(deb, os.path.join(share, "pkg", "heartwatch.deb"))
+        shutil.copy(newer, os.path.join(share, "pkg", "heartwatch-newer.deb"))
+        with open(os.path.join(share, "pkg", "newer-version"), "w") as f:
+            f.write(newer_version + "\n")
+        only = os.environ.get("HEARTWATCH_SYSTEM_ONLY", "main reboot rpm").split()
+        if "rpm" in only:
+            rpm_layout(img, deb, rpm, workdir, report)
+        if "main" in only:
+            main_boot(img, share, workdir, report)
+        if "reboot" in only:
+            reboot_boot(img, share, workdir, report)
+    except (Failed, subprocess.SubprocessError, OSError) as e:
+        report.fail("setup", str(e))
+    say(f"wall time {time.monotonic() - started:.0f} s")
+    if report.failed or os.environ.get("HEARTWATCH_SYSTEM_KEEP"):
+        say(f"logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"{report.passed} passed, {report.failed} failed", flush=True)
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
