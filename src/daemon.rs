@@ -1057,6 +1057,11 @@ impl Daemon {
             self.schedule_check(index, now);
         }
         self.step_ladder(index, Event::RepairEnded, now);
+        // A rule that became healthy while its repair ran raised its event
+        // then, when the ladder was not listening: tell it now.
+        if self.rules[index].health == Health::Healthy {
+            self.step_ladder(index, Event::Healthy, now);
+        }
     }
 
     fn reboot_count(&self) -> u32 {

@@ -110,6 +110,10 @@ impl fmt::Display for DeviceError {
                         f,
                         "watchdog {p}: no such device ({errno}); load the driver for your hardware (or `modprobe softdog`), or set Device=none in heartwatch.conf to run the checks without one"
                     ),
+                    Errno::EACCES | Errno::EPERM if nix::unistd::geteuid().is_root() => write!(
+                        f,
+                        "watchdog {p}: permission denied ({errno}) although heartwatch runs as root: a device cgroup or security module refuses it (under systemd, DeviceAllow= is resolved when the unit starts, so a driver loaded later is not covered: restart the unit)"
+                    ),
                     Errno::EACCES | Errno::EPERM => write!(
                         f,
                         "watchdog {p}: permission denied ({errno}); run heartwatch as root (the systemd unit does)"

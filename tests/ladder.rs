@@ -430,3 +430,32 @@ fn check_explains_each_ladder_in_words() {
         "{out}"
     );
 }
+
+#[test]
+fn a_rule_that_heals_while_its_repair_runs_does_not_climb() {
+    let s = Scratch::new("heal-during");
+    s.write_conf(&reboot_conf(&s, 3));
+    let beat = s.path("beat");
+    // The repair fixes the heartbeat at once but takes a while to return,
+    // like `systemctl restart` of a slow service: the rule is healthy again
+    // before the repair ends.
+    s.write_rule(
+        "slow",
+        &format!(
+            "[Heartbeat]\nFile={0}\nMaxAge=1s\n[Escalate]\nRepair=sh -c 'touch {0}; sleep 1'\nRepairAttempts=2\nRepairBackoff=100ms\nRecoveryPeriod=500ms\nFinally=reboot\n",
+            beat.display()
+        ),
+    );
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("rule slow: failing: missing");
+    d.expect("rule slow: healthy again");
+    d.expect("rule slow: repair attempt 1 succeeded (exit 0)");
+    d.expect("rule slow: stayed healthy; its ladder starts over");
+    touch(&beat);
+    assert!(
+        !d.drain()
+            .iter()
+            .any(|l| l.contains("attempt 2") || l.contains("rebooting"))
+    );
+    assert!(!s.path("rebooted").exists());
+}
