@@ -120,7 +120,10 @@ fn a_reused_pid_is_treated_as_dead() {
     a.kill().unwrap();
     a.wait().unwrap();
     d.expect("rule r: failing: dead: the process exited");
-    // Make the kernel hand the same PID to an unrelated process.
+    // Make the kernel hand the same PID to an unrelated process. Start
+    // times count clock ticks (10 ms): a real reuse, after the PID space
+    // wrapped, is never within a tick of the death; this one must not be.
+    std::thread::sleep(Duration::from_millis(200));
     let mut b = None;
     // Other processes on the machine fork too: try until ours wins the race.
     for _ in 0..5000 {
@@ -442,7 +445,7 @@ fn a_rule_that_heals_while_its_repair_runs_does_not_climb() {
     s.write_rule(
         "slow",
         &format!(
-            "[Heartbeat]\nFile={0}\nMaxAge=1s\n[Escalate]\nRepair=sh -c 'touch {0}; sleep 1'\nRepairAttempts=2\nRepairBackoff=100ms\nRecoveryPeriod=500ms\nFinally=reboot\n",
+            "[Heartbeat]\nFile={0}\nMaxAge=3s\n[Escalate]\nRepair=sh -c 'touch {0}; sleep 1'\nRepairAttempts=2\nRepairBackoff=100ms\nRecoveryPeriod=500ms\nFinally=reboot\n",
             beat.display()
         ),
     );
