@@ -523,18 +523,9 @@ impl Line {
         self.bytes(s.as_bytes())
     }
 
-    fn dec(&mut self, mut n: u64) -> &mut Self {
+    fn dec(&mut self, n: u64) -> &mut Self {
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.bytes(&digits[i..])
+        self.bytes(crate::text::decimal(n, &mut digits))
     }
 
     fn signed(&mut self, n: i64) -> &mut Self {

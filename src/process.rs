@@ -78,18 +78,9 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// Writes `/proc/PID/NAME` NUL-terminated into `buf` and returns it.
 fn proc_path<'a>(buf: &'a mut [u8; 64], pid: i32, name: &[u8]) -> &'a [u8] {
-    let mut digits = [0u8; 12];
-    let mut n = pid.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let parts: [&[u8]; 4] = [b"/proc/", &digits[i..], b"/", name];
+    let mut digits = [0u8; 20];
+    let digits = crate::text::decimal(u64::from(pid.unsigned_abs()), &mut digits);
+    let parts: [&[u8]; 4] = [b"/proc/", digits, b"/", name];
     let mut len = 0;
     for part in parts {
         buf[len..len + part.len()].copy_from_slice(part);

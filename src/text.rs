@@ -108,6 +108,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Writes `n` in decimal into the end of `buf` and returns the digits.
+/// Plain arithmetic on a caller's buffer: safe in a signal handler.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// Seconds since the epoch by the wall clock (display only).
 pub fn wall_now() -> i64 {
     std::time::SystemTime::now()
@@ -129,6 +144,14 @@ mod tests {
         assert!(b.is_truncated());
         assert!(b.as_str().ends_with('…'));
         assert!(b.as_bytes().len() <= 10);
+    }
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(1234, &mut buf), b"1234");
+        assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
     }
 
     #[test]
