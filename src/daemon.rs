@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1386,10 +1386,6 @@ impl Daemon {
     /// How many times any rule's health changed since start.
     pub fn health_changes(&self) -> u64 {
         self.changes
-    }
-
-    pub fn status_path(&self) -> PathBuf {
-        self.status_file.path().to_path_buf()
     }
 }
 
