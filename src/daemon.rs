@@ -169,6 +169,8 @@ pub struct Daemon {
     suppressed: Option<String>,
     /// Since when no rule whose ladder can reboot has been failing.
     healthy_since: Option<Instant>,
+    /// How many rules whose ladder ends in `reboot` are failing.
+    failing_rebooters: usize,
     changes: u64,
 }
 
@@ -331,6 +333,7 @@ impl Daemon {
             rebooting: None,
             suppressed: None,
             healthy_since: Some(now),
+            failing_rebooters: 0,
             changes: 0,
             config,
         };
@@ -646,7 +649,12 @@ impl Daemon {
         let per_rule = 300 + longest_name;
         self.status_buf = Vec::with_capacity(8192 + self.rules.len() * per_rule);
         self.status_dirty = true;
-        self.healthy_since = self.healthy_since.or(Some(now));
+        self.failing_rebooters = self
+            .rules
+            .iter()
+            .filter(|w| fails_and_can_reboot(w))
+            .count();
+        self.update_healthy_since(now);
     }
 
     fn new_watched(&mut self, rule: Rule, now: Instant, grace_end: Instant) -> Watched {
@@ -893,9 +901,13 @@ impl Daemon {
             }
             Health::Starting => None,
         };
+        let was_counted = fails_and_can_reboot(w);
         w.health = health;
         w.since = now;
         w.since_wall = wall_now();
+        let counted = fails_and_can_reboot(w);
+        self.failing_rebooters = (self.failing_rebooters + usize::from(counted))
+            .saturating_sub(usize::from(was_counted));
         self.status_dirty = true;
         self.changes += 1;
         if let Some(event) = event {
@@ -1191,12 +1203,9 @@ impl Daemon {
         self.status_dirty = true;
     }
 
-    /// Tracks whether every rule that can reboot is healthy.
+    /// Tracks since when no rule that can reboot has been failing.
     fn update_healthy_since(&mut self, now: Instant) {
-        let failing = self.rules.iter().any(|w| {
-            w.rule.ladder.finally == Finally::Reboot && matches!(w.health, Health::Failing(_))
-        });
-        match (failing, self.healthy_since) {
+        match (self.failing_rebooters > 0, self.healthy_since) {
             (true, Some(_)) => self.healthy_since = None,
             (false, None) => self.healthy_since = Some(now),
             _ => {}
@@ -1387,6 +1396,12 @@ impl Daemon {
     pub fn health_changes(&self) -> u64 {
         self.changes
     }
+}
+
+/// Whether a rule is failing and its ladder ends in `reboot`: while any
+/// is, the host is not in a healthy period for the reboot budget.
+fn fails_and_can_reboot(w: &Watched) -> bool {
+    w.rule.ladder.finally == Finally::Reboot && matches!(w.health, Health::Failing(_))
 }
 
 /// Hands the crash handler what it needs: the devices to feed once and

@@ -440,13 +440,18 @@ mod tests {
             inode: 1,
             device: 1,
         };
-        let found = |start| {
+        let found_in = |start, pidfile| {
             Lookup::Alive(Found {
                 pid: 100,
                 start,
                 pidfd: None,
-                pidfile: Some(stamp),
+                pidfile: Some(pidfile),
             })
+        };
+        let found = |start| found_in(start, stamp);
+        let rewritten_stamp = Stamp {
+            mtime_sec: 2,
+            ..stamp
         };
         let mut w = ProcessWatch::new(Duration::from_secs(1));
         assert_eq!(w.observe(found(500), now).0, Ok(()));
@@ -454,27 +459,12 @@ mod tests {
         assert_eq!(w.observe(found(900), now).0, Err(Cause::PidReused));
         assert_eq!(w.observe(found(900), now).0, Err(Cause::PidReused));
         // A rewritten pidfile is trusted afresh.
-        let rewritten = Lookup::Alive(Found {
-            pid: 100,
-            start: 900,
-            pidfd: None,
-            pidfile: Some(Stamp {
-                mtime_sec: 2,
-                ..stamp
-            }),
-        });
-        assert_eq!(w.observe(rewritten, now).0, Ok(()));
+        assert_eq!(w.observe(found_in(900, rewritten_stamp), now).0, Ok(()));
         // A look-up answered after the death it raced with stays dead.
         assert_eq!(w.died(), Cause::ProcessDead);
-        let late = Lookup::Alive(Found {
-            pid: 100,
-            start: 900,
-            pidfd: None,
-            pidfile: Some(Stamp {
-                mtime_sec: 2,
-                ..stamp
-            }),
-        });
-        assert_eq!(w.observe(late, now).0, Err(Cause::ProcessDead));
+        assert_eq!(
+            w.observe(found_in(900, rewritten_stamp), now).0,
+            Err(Cause::ProcessDead)
+        );
     }
 }
