@@ -288,9 +288,15 @@ impl Daemon {
             let device =
                 Device::open(path, config.watchdog.timeout).map_err(DaemonError::Device)?;
             describe(&device, config.watchdog.feed_interval);
-            device
-                .check_feed_interval(config.watchdog.feed_interval)
-                .map_err(DaemonError::Device)?;
+            if let Err(e) = device.check_feed_interval(config.watchdog.feed_interval) {
+                // A configuration that does not fit the driver is refused
+                // before heartwatch takes on the feeding: disarm what was
+                // armed, so a settings mistake cannot reset the host.
+                for armed in devices.into_iter().chain([device]) {
+                    let _ = armed.disarm();
+                }
+                return Err(DaemonError::Device(e));
+            }
             let sentence = device::describe_boot_status(device.boot_status());
             log::info!("watchdog {}: {sentence}", path.display());
             if !boot_status.is_empty() {
