@@ -80,41 +80,30 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let expect_words = |n: usize| -> Result<(), ExitCode> {
-        if args.words.len() == n {
-            Ok(())
-        } else {
-            eprintln!(
-                "heartwatch: wrong number of arguments for {}\n{USAGE}",
-                args.command
-            );
-            Err(ExitCode::from(EXIT_USAGE))
-        }
+    let words_wanted = match args.command.as_str() {
+        "run" | "check" | "status" => Some(0),
+        "beat" => Some(1),
+        _ => None,
     };
+    if words_wanted.is_some_and(|n| n != args.words.len()) {
+        eprintln!(
+            "heartwatch: wrong number of arguments for {}\n{USAGE}",
+            args.command
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let result = match args.command.as_str() {
         "help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         "run" => {
-            if let Err(code) = expect_words(0) {
-                return code;
-            }
             crate::logger::init(args.verbose, args.syslog);
             run(&args)
         }
-        "check" => match expect_words(0) {
-            Ok(()) => check(&args.root),
-            Err(code) => return code,
-        },
-        "status" => match expect_words(0) {
-            Ok(()) => status(&args.root),
-            Err(code) => return code,
-        },
-        "beat" => match expect_words(1) {
-            Ok(()) => beat(&args.root, &args.words[0]),
-            Err(code) => return code,
-        },
+        "check" => check(&args.root),
+        "status" => status(&args.root),
+        "beat" => beat(&args.root, &args.words[0]),
         "memtest" => return crate::memtest::command(&args.words),
         #[cfg(feature = "test-hooks")]
         "crash-test" => return crate::crash::crash_test_command(&args.words),
