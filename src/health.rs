@@ -37,6 +37,10 @@ pub enum Cause {
     PidFileMissing,
     /// The pidfile does not hold a process ID.
     PidFileGarbage,
+    /// The pidfile is a FIFO, a device, a directory: it is not opened.
+    PidFileNotRegular,
+    /// The pidfile names a thread of a process, not a process.
+    PidFileNamesThread { tid: i32, process: i32 },
     /// The pidfile names a PID that now belongs to another process.
     PidReused,
     /// The watched process is a zombie.
@@ -65,6 +69,13 @@ impl fmt::Display for Cause {
             Cause::ProcessDead => f.write_str("dead: the process exited"),
             Cause::PidFileMissing => f.write_str("pidfile missing"),
             Cause::PidFileGarbage => f.write_str("pidfile garbage: it holds no process ID"),
+            Cause::PidFileNotRegular => {
+                f.write_str("pidfile refused: it is not a regular file, so it is not opened")
+            }
+            Cause::PidFileNamesThread { tid, process } => write!(
+                f,
+                "pidfile names a thread: {tid} is a thread of process {process}, not a process"
+            ),
             Cause::PidReused => {
                 f.write_str("dead: the PID now belongs to another process (start time differs)")
             }

@@ -10,8 +10,8 @@
 use crate::health::Cause;
 use crate::probe::Stamp;
 use nix::errno::Errno;
-use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// What a process rule looks for.
@@ -90,9 +90,21 @@ fn proc_path<'a>(buf: &'a mut [u8; 64], pid: i32, name: &[u8]) -> &'a [u8] {
     &buf[..=len]
 }
 
+/// Writes `/proc/self/fd/FD` NUL-terminated into `buf` and returns it.
+fn fd_path(buf: &mut [u8; 64], fd: i32) -> &[u8] {
+    let mut digits = [0u8; 20];
+    let digits = crate::text::decimal(u64::from(fd.unsigned_abs()), &mut digits);
+    let prefix = b"/proc/self/fd/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    buf[prefix.len()..prefix.len() + digits.len()].copy_from_slice(digits);
+    buf[prefix.len() + digits.len()] = 0;
+    &buf[..=prefix.len() + digits.len()]
+}
+
 /// Reads a small file into `buf`; returns the bytes read.
 fn read_small(path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: `path` is NUL-terminated (built by `proc_path` or a CString).
+    // SAFETY: `path` is NUL-terminated (built by `proc_path`, `fd_path`
+    // or a CString).
     let fd = unsafe {
         libc::open(
             path.as_ptr().cast(),
@@ -109,7 +121,7 @@ fn read_small(path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
         // SAFETY: writes at most `buf.len() - len` bytes into `buf[len..]`.
         let n = unsafe {
             libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                fd.as_raw_fd(),
                 buf[len..].as_mut_ptr().cast(),
                 buf.len() - len,
             )
@@ -131,6 +143,12 @@ fn stat_of(pid: i32) -> Option<(u8, u64)> {
     let mut buf = [0u8; 1024];
     let n = read_small(path, &mut buf).ok()?;
     parse_stat(&buf[..n])
+}
+
+/// The start time of `pid` in clock ticks after boot, or `None` if it is
+/// gone.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_of(pid).map(|(_, start)| start)
 }
 
 /// `pidfd_open(2)`; `Err(ENOSYS)` on kernels before 5.3.
@@ -158,19 +176,15 @@ pub fn lookup(target: &Target, use_pidfd: bool) -> Lookup {
 }
 
 fn lookup_pidfile(path: &CString, use_pidfd: bool) -> Lookup {
-    let stamp = match crate::probe::stat(path) {
-        crate::probe::Outcome::Found(stamp) => stamp,
-        _ => return Lookup::Dead(Cause::PidFileMissing),
+    let (pid, stamp) = match read_pidfile(path) {
+        Ok(found) => found,
+        Err(cause) => return Lookup::Dead(cause),
     };
-    let mut buf = [0u8; 64];
-    let n = match read_small(path.as_bytes_with_nul(), &mut buf) {
-        Ok(n) => n,
-        Err(Errno::ENOENT) => return Lookup::Dead(Cause::PidFileMissing),
-        Err(_) => return Lookup::Dead(Cause::PidFileGarbage),
-    };
-    let Some(pid) = (n < buf.len()).then(|| parse_pid(&buf[..n])).flatten() else {
-        return Lookup::Dead(Cause::PidFileGarbage);
-    };
+    if let Some(process) = thread_group(pid)
+        && process != pid
+    {
+        return Lookup::Dead(Cause::PidFileNamesThread { tid: pid, process });
+    }
     match attach(pid, use_pidfd) {
         Lookup::Alive(mut found) => {
             found.pidfile = Some(stamp);
@@ -178,6 +192,58 @@ fn lookup_pidfile(path: &CString, use_pidfd: bool) -> Lookup {
         }
         dead => dead,
     }
+}
+
+/// Reads the PID in a pidfile, with the pidfile's identity. Only a regular
+/// file is opened: opening a device can act (opening a watchdog arms it)
+/// and a FIFO could stall the read, so the path is first opened with
+/// `O_PATH` (which opens nothing), looked at, and only then opened for
+/// reading through `/proc/self/fd`, which reaches the inode looked at, not
+/// whatever the name points to by then.
+pub fn read_pidfile(path: &CStr) -> Result<(i32, Stamp), Cause> {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(match Errno::last() {
+            Errno::ENOENT | Errno::ENOTDIR => Cause::PidFileMissing,
+            _ => Cause::PidFileGarbage,
+        });
+    }
+    // SAFETY: `fd` was just opened and is owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|_| Cause::PidFileGarbage)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Cause::PidFileNotRegular);
+    }
+    let stamp = Stamp {
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+        inode: st.st_ino,
+        device: st.st_dev,
+    };
+    let mut reopen = [0u8; 64];
+    let reopen = fd_path(&mut reopen, fd.as_raw_fd());
+    let mut buf = [0u8; 64];
+    let n = read_small(reopen, &mut buf).map_err(|_| Cause::PidFileGarbage)?;
+    match (n < buf.len()).then(|| parse_pid(&buf[..n])).flatten() {
+        Some(pid) => Ok((pid, stamp)),
+        None => Err(Cause::PidFileGarbage),
+    }
+}
+
+/// The process (thread group) that the task `pid` belongs to, from the
+/// `Tgid:` line of `/proc/PID/status`; it differs from `pid` when `pid`
+/// names a thread. `None` when no such task exists.
+pub fn thread_group(pid: i32) -> Option<i32> {
+    let mut path = [0u8; 64];
+    let path = proc_path(&mut path, pid, b"status");
+    // The Tgid: line comes fourth, after a name of at most 64 bytes.
+    let mut buf = [0u8; 512];
+    let n = read_small(path, &mut buf).ok()?;
+    buf[..n]
+        .split(|b| *b == b'\n')
+        .find_map(|line| line.strip_prefix(b"Tgid:"))
+        .and_then(parse_pid)
 }
 
 /// Opens a pidfd on `pid` and only then reads its state and start time, so
@@ -265,7 +331,7 @@ fn for_each_pid(mut f: impl FnMut(i32)) -> Result<(), Errno> {
         let n = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                fd.as_raw_fd(),
                 buf.as_mut_ptr(),
                 buf.len(),
             )
@@ -429,6 +495,22 @@ mod tests {
             lookup_executable(b"/no/such/exe", false),
             Lookup::Dead(Cause::NoSuchProcess)
         ));
+    }
+
+    #[test]
+    fn a_thread_is_known_by_its_thread_group() {
+        let me = std::process::id() as i32;
+        assert_eq!(thread_group(me), Some(me));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            let _ = parked.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_eq!(thread_group(tid), Some(me));
+        drop(stop);
+        thread.join().unwrap();
     }
 
     #[test]
