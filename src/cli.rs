@@ -2,14 +2,21 @@
 //! to an exit code in one place.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (device, I/O, daemon not
-//! running for `status`); 2 a usage error; 3 an invalid configuration.
+//! running for `status`); 2 a usage error; 3 an invalid configuration. A
+//! reader that closes the output early (`heartwatch check | head -1`)
+//! changes nothing: the rest of the output is dropped, the code stays.
 
 #![deny(unsafe_code)]
 
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
+use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -21,11 +28,90 @@ commands:
   run [--dry-run] [--syslog] [--verbose]   the daemon (what the systemd unit starts)
   check                                    validate the configuration and rules
   status                                   the running daemon's view of its rules
-  beat NAME                                touch heartbeat rule NAME's file
+  beat [--] NAME                           touch heartbeat rule NAME's file
   memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
 options:
   --config DIR   configuration root (default /etc/heartwatch)
+  --             what follows are words, not options (a rule named -x)
 ";
+
+/// Says something on standard error. When that is closed too there is
+/// nowhere left to say it, so a failed write is dropped.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Writes one line of a command's report (see [`Report`]).
+macro_rules! say {
+    ($report:expr, $($arg:tt)*) => {
+        $report.line(format_args!($($arg)*))
+    };
+}
+
+/// Where writing standard output stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Writing,
+    /// The reader went away (`| head -1`): the rest is dropped quietly.
+    ReaderGone,
+    /// Another write error, already said on standard error.
+    Failed,
+}
+
+/// Standard output for a command's report. A closed pipe ends the report
+/// quietly and leaves the command's exit code as it is; any other write
+/// error (a full disk) is said once and fails the command.
+struct Report {
+    out: std::io::StdoutLock<'static>,
+    state: Output,
+}
+
+impl Report {
+    fn new() -> Report {
+        Report {
+            out: std::io::stdout().lock(),
+            state: Output::Writing,
+        }
+    }
+
+    fn line(&mut self, args: fmt::Arguments) {
+        self.text(&format!("{args}\n"));
+    }
+
+    fn text(&mut self, text: &str) {
+        if self.state == Output::Writing {
+            let written = self.out.write_all(text.as_bytes());
+            self.record(written);
+        }
+    }
+
+    fn record(&mut self, written: std::io::Result<()>) {
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.state = Output::ReaderGone;
+            }
+            Err(e) => {
+                complain!("heartwatch: cannot write standard output: {e}");
+                self.state = Output::Failed;
+            }
+        }
+    }
+
+    /// The command's result, failed if its output could not be written.
+    fn finish(mut self, result: Result<(), u8>) -> Result<(), u8> {
+        if self.state == Output::Writing {
+            let flushed = self.out.flush();
+            self.record(flushed);
+        }
+        match self.state {
+            Output::Failed => result.and(Err(EXIT_FAILURE)),
+            Output::Writing | Output::ReaderGone => result,
+        }
+    }
+}
 
 /// Parsed arguments: the command, its words, and the shared flags.
 struct Args {
@@ -47,8 +133,12 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         verbose: false,
     };
     let mut iter = raw.iter();
+    let mut only_words = false;
     while let Some(arg) = iter.next() {
         match arg.as_str() {
+            s if only_words && args.command.is_empty() => args.command = s.to_string(),
+            s if only_words => args.words.push(s.to_string()),
+            "--" => only_words = true,
             "--config" | "-c" => {
                 let dir = iter.next().ok_or("--config needs a directory")?;
                 args.root = PathBuf::from(dir);
@@ -76,7 +166,7 @@ pub fn main() -> ExitCode {
     let args = match parse_args(&raw) {
         Ok(args) => args,
         Err(message) => {
-            eprintln!("heartwatch: {message}\n{USAGE}");
+            complain!("heartwatch: {message}\n{USAGE}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -86,7 +176,7 @@ pub fn main() -> ExitCode {
         _ => None,
     };
     if words_wanted.is_some_and(|n| n != args.words.len()) {
-        eprintln!(
+        complain!(
             "heartwatch: wrong number of arguments for {}\n{USAGE}",
             args.command
         );
@@ -94,8 +184,9 @@ pub fn main() -> ExitCode {
     }
     let result = match args.command.as_str() {
         "help" => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
+            let mut report = Report::new();
+            report.text(USAGE);
+            report.finish(Ok(()))
         }
         "run" => {
             crate::logger::init(args.verbose, args.syslog);
@@ -108,7 +199,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "test-hooks")]
         "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {
-            eprintln!("heartwatch: unknown command {other:?}\n{USAGE}");
+            complain!("heartwatch: unknown command {other:?}\n{USAGE}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -145,9 +236,9 @@ fn run(args: &Args) -> Result<(), u8> {
 fn load(root: &Path) -> Result<Config, u8> {
     config::load(root).map_err(|errors| {
         for e in &errors {
-            eprintln!("{e}");
+            complain!("{e}");
         }
-        eprintln!(
+        complain!(
             "heartwatch: {}: the configuration has {} errors",
             root.display(),
             errors.len()
@@ -158,13 +249,15 @@ fn load(root: &Path) -> Result<Config, u8> {
 
 fn check(root: &Path) -> Result<(), u8> {
     let config = load(root)?;
-    println!("{}: the configuration is valid", root.display());
+    let mut report = Report::new();
+    say!(report, "{}: the configuration is valid", root.display());
     let w = &config.watchdog;
     if w.devices.is_empty() {
-        println!("watchdog: none (checks only)");
+        say!(report, "watchdog: none (checks only)");
     } else {
         let devices: Vec<String> = w.devices.iter().map(|d| d.display().to_string()).collect();
-        println!(
+        say!(
+            report,
             "watchdog: {}, timeout {}, fed every {}; an orderly stop {}",
             devices.join(" "),
             DurationText(w.timeout),
@@ -179,7 +272,8 @@ fn check(root: &Path) -> Result<(), u8> {
     if !w.devices.is_empty() {
         let (restart, source) = systemd_restart_time();
         if w.timeout <= restart {
-            println!(
+            say!(
+                report,
                 "warning: Timeout={} is not longer than systemd needs to notice a hung heartwatch and start it again (about {}: WatchdogSec + TimeoutAbortSec + RestartSec + 1s to start, from {source}); the hardware could reset the host first",
                 DurationText(w.timeout),
                 DurationText(restart)
@@ -187,18 +281,91 @@ fn check(root: &Path) -> Result<(), u8> {
         }
     }
     if config.daemon.dry_run {
-        println!("dry run: actions are logged, not taken");
+        say!(report, "dry run: actions are logged, not taken");
     }
-    println!("rules: {}", config.rules.len());
+    for warning in pidfile_warnings(&config) {
+        say!(report, "warning: {warning}");
+    }
+    say!(report, "rules: {}", config.rules.len());
     for rule in &config.rules {
-        println!(
+        say!(
+            report,
             "  {}: {}: {}",
             rule.name,
             explain(&rule.watch),
             crate::ladder::explain(&rule.ladder)
         );
     }
-    Ok(())
+    report.finish(Ok(()))
+}
+
+/// How long `check` waits for the pidfiles to be read.
+const PIDFILE_READ_BOUND: Duration = Duration::from_secs(2);
+
+/// What the process rules' pidfiles name today that no rule should watch:
+/// init, which cannot die without the host going down, or a thread, which
+/// is not a process. A pidfile missing now is not worth a word (the
+/// service may not run yet). They are read in a thread with a bound, as
+/// the daemon reads them off its loop: a pidfile on a hung mount must not
+/// hang `check`, the unit's `ExecStartPre=`.
+fn pidfile_warnings(config: &Config) -> Vec<String> {
+    let pidfiles: Vec<(String, PathBuf)> = config
+        .rules
+        .iter()
+        .filter_map(|rule| match &rule.watch {
+            Watch::Process(p) => match &p.target {
+                config::ProcessTarget::PidFile(f) => Some((rule.name.clone(), f.clone())),
+                config::ProcessTarget::Executable(_) => None,
+            },
+            Watch::Heartbeat(_) => None,
+        })
+        .collect();
+    if pidfiles.is_empty() {
+        return Vec::new();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::Builder::new()
+        .name("pidfiles".into())
+        .spawn(move || {
+            let warnings: Vec<String> = pidfiles
+                .iter()
+                .filter_map(|(name, path)| pidfile_warning(name, path))
+                .collect();
+            // The receiver is gone only once `check` stopped waiting.
+            let _ = tx.send(warnings);
+        });
+    if let Err(e) = reader {
+        return vec![format!(
+            "the pidfiles were not read: cannot start a thread: {e}"
+        )];
+    }
+    rx.recv_timeout(PIDFILE_READ_BOUND).unwrap_or_else(|_| {
+        vec![format!(
+            "the pidfiles were not read: reading them did not answer within {} (a hung mount?)",
+            DurationText(PIDFILE_READ_BOUND)
+        )]
+    })
+}
+
+fn pidfile_warning(name: &str, path: &Path) -> Option<String> {
+    use crate::health::Cause;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let shown = path.display();
+    match crate::process::read_pidfile(&c_path) {
+        Ok((1, _)) => Some(format!(
+            "rule {name}: {shown} names PID 1 (init): the rule can never fire, as init cannot die without the host going down; name the service's own pidfile"
+        )),
+        Ok((pid, _)) => match crate::process::thread_group(pid) {
+            Some(process) if process != pid => Some(format!(
+                "rule {name}: {shown} names thread {pid} of process {process}, not a process; the rule fails until it names a process"
+            )),
+            _ => None,
+        },
+        Err(Cause::PidFileNotRegular) => Some(format!(
+            "rule {name}: {shown} is not a regular file; the daemon does not open it, and the rule fails"
+        )),
+        Err(_) => None,
+    }
 }
 
 /// How long systemd may take from a hung daemon to a fed watchdog again:
@@ -264,37 +431,174 @@ pub fn explain(watch: &Watch) -> String {
 }
 
 fn status(root: &Path) -> Result<(), u8> {
-    let runtime = match config::load(root) {
-        Ok(config) => config.daemon.runtime_dir,
-        Err(_) => {
-            eprintln!(
-                "heartwatch: {} does not validate; looking in /run/heartwatch",
-                root.display()
-            );
-            PathBuf::from("/run/heartwatch")
-        }
-    };
-    let path = runtime.join("status");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        eprintln!(
-            "heartwatch: {}: {e}; is the daemon running?",
-            path.display()
+    let path = runtime_dir(root).join("status");
+    let text = read_regular(&path, Follow::No).map_err(|e| {
+        complain!(
+            "heartwatch: {}: {}; is the daemon running?",
+            path.display(),
+            e.explain("heartwatch status reads only a regular file")
         );
         EXIT_FAILURE
     })?;
-    print!("{text}");
-    let pid = text
-        .split_whitespace()
-        .skip_while(|w| *w != "pid")
-        .nth(1)
-        .and_then(|p| p.parse::<i32>().ok());
-    let alive = pid
-        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
-    if alive {
-        Ok(())
-    } else {
-        println!("NOT RUNNING: the daemon that wrote this status has exited");
-        Err(EXIT_FAILURE)
+    let verdict = judge(&text);
+    let mut report = Report::new();
+    let result = match &verdict {
+        Verdict::Running => {
+            report.text(&text);
+            Ok(())
+        }
+        Verdict::Unverified(why) => {
+            complain!("heartwatch: {why}");
+            report.text(&text);
+            Ok(())
+        }
+        Verdict::NotRunning(why) => {
+            say!(report, "NOT RUNNING: {why}; its last status follows");
+            report.text(&text);
+            say!(report, "NOT RUNNING: {why}");
+            Err(EXIT_FAILURE)
+        }
+    };
+    report.finish(result)
+}
+
+/// Where the daemon keeps its status: `RuntimeDirectory=` of
+/// heartwatch.conf. Only that file is read for it, so that `status` finds
+/// a running daemon whatever its rules were edited into since it loaded
+/// them; what does not validate is said on standard error.
+fn runtime_dir(root: &Path) -> PathBuf {
+    let default = PathBuf::from("/run/heartwatch");
+    let conf = root.join("heartwatch.conf");
+    let text = match read_regular(&conf, Follow::Yes) {
+        Ok(text) => text,
+        Err(e) => {
+            complain!(
+                "heartwatch: {}: {}; looking in {}",
+                conf.display(),
+                e.explain("heartwatch reads only a regular file"),
+                default.display()
+            );
+            return default;
+        }
+    };
+    match config::parse_settings(&conf, &text) {
+        Ok((_, daemon, _)) => {
+            if let Err(errors) = config::load(root) {
+                complain!(
+                    "heartwatch: note: the configuration in {} no longer validates ({} errors; see heartwatch check); the daemon goes on with what it loaded",
+                    root.display(),
+                    errors.len()
+                );
+            }
+            daemon.runtime_dir
+        }
+        Err(errors) => {
+            let dir = runtime_dir_of(&text);
+            complain!(
+                "heartwatch: {} does not validate ({} errors; see heartwatch check); looking in {}{}",
+                conf.display(),
+                errors.len(),
+                dir.as_ref().unwrap_or(&default).display(),
+                if dir.is_some() {
+                    ", its RuntimeDirectory="
+                } else {
+                    ", the default"
+                }
+            );
+            dir.unwrap_or(default)
+        }
+    }
+}
+
+/// `RuntimeDirectory=` of a heartwatch.conf that does not validate, if it
+/// still reads as settings and the value is an absolute path.
+fn runtime_dir_of(text: &str) -> Option<PathBuf> {
+    let sections = crate::ini::parse(text).ok()?;
+    let entry = sections
+        .iter()
+        .filter(|s| s.name == "Daemon")
+        .flat_map(|s| &s.entries)
+        .find(|e| e.key == "RuntimeDirectory")?;
+    let path = PathBuf::from(&entry.value);
+    path.is_absolute().then_some(path)
+}
+
+/// The status file's line by which `status` knows the daemon that wrote
+/// it: the PID, that PID's start time (clock ticks after boot, as in
+/// `/proc/PID/stat`) and the boot. A PID that another process took since,
+/// in this boot or a later one, is then not taken for the daemon.
+pub fn identity_line() -> String {
+    let pid = std::process::id() as i32;
+    let start = crate::process::start_time(pid).unwrap_or(0);
+    format!("identity: pid {pid} start {start} boot {}", boot_id())
+}
+
+/// This boot's random ID, or `unknown`.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// What the status file says of its writer.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Running,
+    /// Probably running, but that could not be made sure of.
+    Unverified(String),
+    NotRunning(String),
+}
+
+/// Whether the daemon that wrote `text` still runs. The first line says
+/// `heartwatch VERSION pid PID running|stopped ...`; the identity line
+/// (see [`identity_line`]) says which process PID was.
+fn judge(text: &str) -> Verdict {
+    let first: Vec<&str> = text.lines().next().unwrap_or("").split(' ').collect();
+    let pid = match first.as_slice() {
+        ["heartwatch", _, "pid", pid, ..] => pid.parse::<i32>().ok().filter(|p| *p > 0),
+        _ => None,
+    };
+    let Some(pid) = pid else {
+        return Verdict::NotRunning(
+            "the status file does not name the daemon that wrote it".into(),
+        );
+    };
+    if first.get(4) == Some(&"stopped") {
+        return Verdict::NotRunning(format!("heartwatch stopped (an orderly stop of pid {pid})"));
+    }
+    let identity: Option<Vec<&str>> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("identity: "))
+        .map(|l| l.split(' ').collect());
+    let exists = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
+    let gone = format!(
+        "the daemon that wrote this status (pid {pid}) has exited without an orderly stop (it crashed or was killed)"
+    );
+    let Some(["pid", id_pid, "start", start, "boot", boot]) = identity.as_deref() else {
+        // Written by a daemon that did not say its identity.
+        return match exists() {
+            Ok(()) => Verdict::Unverified(format!(
+                "the status file does not say the daemon's start time; assuming pid {pid}, which exists, is the daemon"
+            )),
+            Err(_) => Verdict::NotRunning(gone),
+        };
+    };
+    if id_pid.parse() != Ok(pid) {
+        return Verdict::NotRunning("the status file names two different daemons".into());
+    }
+    let this_boot = boot_id();
+    if *boot != this_boot && *boot != "unknown" && this_boot != "unknown" {
+        return Verdict::NotRunning(format!(
+            "the daemon that wrote this status (pid {pid}) ran before the host last booted"
+        ));
+    }
+    match crate::process::start_time(pid) {
+        Some(now) if start.parse() == Ok(now) => Verdict::Running,
+        Some(_) => Verdict::NotRunning(format!("{gone}; pid {pid} now belongs to another process")),
+        None if exists() == Err(nix::errno::Errno::EPERM) => Verdict::Unverified(format!(
+            "cannot read /proc/{pid}/stat to make sure pid {pid} is still the daemon (is /proc mounted with hidepid=?); assuming it is"
+        )),
+        None => Verdict::NotRunning(gone),
     }
 }
 
@@ -305,30 +609,242 @@ fn beat(root: &Path, name: &str) -> Result<(), u8> {
         .iter()
         .find(|r| r.name == name)
         .ok_or_else(|| {
-            eprintln!("heartwatch: no rule named {name:?} in {}", root.display());
+            complain!("heartwatch: no rule named {name:?} in {}", root.display());
             EXIT_USAGE
         })?;
     let Watch::Heartbeat(spec) = &rule.watch else {
-        eprintln!("heartwatch: rule {name:?} is not a heartbeat rule");
+        complain!("heartwatch: rule {name:?} is not a heartbeat rule");
         return Err(EXIT_USAGE);
     };
     touch(&spec.file).map_err(|e| {
-        eprintln!("heartwatch: {}: {e}", spec.file.display());
+        complain!(
+            "heartwatch: {}: {}",
+            spec.file.display(),
+            e.explain("heartwatch beat touches only regular files")
+        );
         EXIT_FAILURE
     })
 }
 
-/// Sets the file's modification time to now, creating it if missing.
-pub fn touch(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Why the command line did not open a file.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Something other than a regular file is in the file's place: what,
+    /// in words (`a symlink`, `a FIFO`, ...). It was not opened.
+    NotRegular(&'static str),
+    Io(std::io::Error),
+}
+
+impl OpenError {
+    /// The error, followed by `rule` where the file was not regular.
+    fn explain(&self, rule: &str) -> String {
+        match self {
+            OpenError::NotRegular(kind) => format!("is {kind}; {rule}"),
+            OpenError::Io(e) => e.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NotRegular(kind) => write!(f, "is {kind}, not a regular file"),
+            OpenError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Whether a final symlink may be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    Yes,
+    No,
+}
+
+/// Opens `path` with `O_PATH`, which opens nothing (opening a device can
+/// act: opening a watchdog arms it; a FIFO can block), and returns the
+/// descriptor only if it is a regular file. The file is then reached
+/// through [`reopened`], which names the inode looked at, not whatever the
+/// name points to by then.
+fn open_regular(path: &Path, follow: Follow) -> Result<OwnedFd, OpenError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut flags = libc::O_PATH;
+    if follow == Follow::No {
+        flags |= libc::O_NOFOLLOW;
+    }
     let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(OpenError::Io)?;
+    let kind = file.metadata().map_err(OpenError::Io)?.file_type();
+    if kind.is_file() {
+        Ok(file.into())
+    } else if kind.is_symlink() {
+        Err(OpenError::NotRegular("a symlink"))
+    } else if kind.is_fifo() {
+        Err(OpenError::NotRegular("a FIFO"))
+    } else if kind.is_char_device() {
+        Err(OpenError::NotRegular("a character device"))
+    } else if kind.is_block_device() {
+        Err(OpenError::NotRegular("a block device"))
+    } else if kind.is_dir() {
+        Err(OpenError::NotRegular("a directory"))
+    } else if kind.is_socket() {
+        Err(OpenError::NotRegular("a socket"))
+    } else {
+        Err(OpenError::NotRegular("not a regular file"))
+    }
+}
+
+/// The path that reaches the file behind an `O_PATH` descriptor.
+fn reopened(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Reads a regular file; never opens anything else.
+fn read_regular(path: &Path, follow: Follow) -> Result<String, OpenError> {
+    let fd = open_regular(path, follow)?;
+    std::fs::read_to_string(reopened(&fd)).map_err(OpenError::Io)
+}
+
+/// Sets a heartbeat file's modification time to now, creating it if
+/// missing. Only a regular file is touched: never a final symlink (its
+/// target could be any file, created or touched as root), never a FIFO, a
+/// device (opening a watchdog arms it) or a directory.
+pub fn touch(path: &Path) -> Result<(), OpenError> {
+    let fd = match open_regular(path, Follow::No) {
+        Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            match create_new(path) {
+                Ok(()) => return Ok(()),
+                // Made by someone else since the look: touch what is there.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    open_regular(path, Follow::No)?
+                }
+                Err(e) => return Err(OpenError::Io(e)),
+            }
+        }
+        other => other?,
+    };
     let now = nix::sys::time::TimeSpec::UTIME_NOW;
-    nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&file), &now, &now)
-        .map_err(std::io::Error::from)
+    nix::sys::stat::utimensat(
+        None,
+        &reopened(&fd),
+        &now,
+        &now,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .map_err(|e| OpenError::Io(e.into()))
+}
+
+/// Creates a missing heartbeat file; fails if anything, even a dangling
+/// symlink, appeared in its place (`O_EXCL` never follows a link).
+fn create_new(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(raw: &[&str]) -> Result<(String, Vec<String>), String> {
+        let raw: Vec<String> = raw.iter().map(|s| s.to_string()).collect();
+        parse_args(&raw).map(|a| (a.command, a.words))
+    }
+
+    #[test]
+    fn a_double_dash_ends_the_options() {
+        assert_eq!(
+            words(&["beat", "--", "-x"]),
+            Ok(("beat".into(), vec!["-x".into()]))
+        );
+        assert_eq!(
+            words(&["--", "beat", "-x"]),
+            Ok(("beat".into(), vec!["-x".into()]))
+        );
+        assert_eq!(
+            words(&["beat", "--", "--config"]),
+            Ok(("beat".into(), vec!["--config".into()]))
+        );
+        assert!(words(&["beat", "-x"]).is_err());
+        assert!(words(&["--"]).is_err());
+    }
+
+    fn status_text(first: &str, identity: &str) -> String {
+        format!("{first}\n{identity}\nrules: 0\n")
+    }
+
+    #[test]
+    fn the_status_writer_is_known_by_pid_start_time_and_boot() {
+        let me = std::process::id();
+        let start = crate::process::start_time(me as i32).unwrap();
+        let boot = boot_id();
+        let first = format!("heartwatch 0.1.0 pid {me} running since x, updated y");
+        let judged = |identity: String| judge(&status_text(&first, &identity));
+        assert_eq!(judged(identity_line()), Verdict::Running);
+        assert_eq!(
+            judged(format!("identity: pid {me} start {start} boot {boot}")),
+            Verdict::Running
+        );
+        let Verdict::NotRunning(why) = judged(format!(
+            "identity: pid {me} start {} boot {boot}",
+            start + 1
+        )) else {
+            panic!("another start time is another process");
+        };
+        assert!(why.contains("now belongs to another process"), "{why}");
+        let Verdict::NotRunning(why) = judged(format!(
+            "identity: pid {me} start {start} boot 00000000-0000-0000-0000-000000000000"
+        )) else {
+            panic!("another boot is another process");
+        };
+        assert!(why.contains("before the host last booted"), "{why}");
+        assert!(matches!(
+            judged(format!("identity: pid 1 start {start} boot {boot}")),
+            Verdict::NotRunning(_)
+        ));
+        // Without an identity line, the PID's existence is all there is.
+        assert!(matches!(judged(String::new()), Verdict::Unverified(_)));
+        let stopped =
+            format!("heartwatch 0.1.0 pid {me} stopped at x (an orderly stop), ran since y");
+        let Verdict::NotRunning(why) = judge(&status_text(&stopped, &identity_line())) else {
+            panic!("a stopped daemon is not running");
+        };
+        assert!(why.starts_with("heartwatch stopped"), "{why}");
+        for garbage in [
+            "",
+            "\n",
+            "heartwatch",
+            "heartwatch 0.1.0 pid -3 running",
+            "\u{0}\u{ff}",
+        ] {
+            assert!(
+                matches!(judge(garbage), Verdict::NotRunning(_)),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn runtime_dir_of_a_bad_conf_is_read_if_it_still_reads_as_settings() {
+        assert_eq!(
+            runtime_dir_of("[Daemon]\nBogus=1\nRuntimeDirectory=/run/x\n"),
+            Some(PathBuf::from("/run/x"))
+        );
+        assert_eq!(runtime_dir_of("[Daemon]\nRuntimeDirectory=run/x\n"), None);
+        assert_eq!(
+            runtime_dir_of("[Watchdog]\nRuntimeDirectory=/run/x\n"),
+            None
+        );
+        assert_eq!(runtime_dir_of("RuntimeDirectory\n"), None);
+    }
 }

@@ -158,6 +158,10 @@ pub struct Daemon {
     status_file: AtomicFile,
     status_buf: Vec<u8>,
     status_dirty: bool,
+    /// The status file's identity line (`cli::identity_line`).
+    identity: String,
+    /// When the orderly stop ended, for the status file's last word.
+    stopped_wall: Option<i64>,
     started_wall: i64,
     next_feed: Instant,
     next_ping: Option<Instant>,
@@ -330,6 +334,8 @@ impl Daemon {
             status_file,
             status_buf: Vec::new(),
             status_dirty: true,
+            identity: crate::cli::identity_line(),
+            stopped_wall: None,
             started_wall: wall_now(),
             next_feed: now,
             next_ping: None,
@@ -462,6 +468,9 @@ impl Daemon {
                 }
             }
         }
+        // The status file's first line says so, for `heartwatch status`.
+        self.stopped_wall = Some(wall_now());
+        self.publish();
         log::info!("stopped");
     }
 
@@ -1304,14 +1313,25 @@ impl Daemon {
         [starting, healthy, failing]: [usize; 3],
     ) -> std::io::Result<()> {
         let c = &self.config;
-        writeln!(
-            out,
-            "heartwatch {} pid {} running since {}, updated {}",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            UtcTime(self.started_wall),
-            UtcTime(wall_now())
-        )?;
+        match self.stopped_wall {
+            None => writeln!(
+                out,
+                "heartwatch {} pid {} running since {}, updated {}",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                UtcTime(self.started_wall),
+                UtcTime(wall_now())
+            )?,
+            Some(stopped) => writeln!(
+                out,
+                "heartwatch {} pid {} stopped at {} (an orderly stop), ran since {}",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                UtcTime(stopped),
+                UtcTime(self.started_wall)
+            )?,
+        }
+        writeln!(out, "{}", self.identity)?;
         writeln!(
             out,
             "configuration {}{}",
