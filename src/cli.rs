@@ -299,22 +299,26 @@ fn check(root: &Path) -> Result<(), u8> {
     report.finish(Ok(()))
 }
 
-/// How long `check` waits for the pidfiles to be read.
+/// How long `check` waits for the process rules' pidfiles to be read.
 const PIDFILE_READ_BOUND: Duration = Duration::from_secs(2);
 
 /// What the process rules' pidfiles name today that no rule should watch:
 /// init, which cannot die without the host going down, or a thread, which
-/// is not a process. A pidfile missing now is not worth a word (the
-/// service may not run yet). They are read in a thread with a bound, as
-/// the daemon reads them off its loop: a pidfile on a hung mount must not
-/// hang `check`, the unit's `ExecStartPre=`.
+/// is not a process; or a pidfile that is not a regular file. A pidfile
+/// missing now is not worth a word (the service may not run yet). They
+/// are read with a bound (see `process::look_at_pidfiles`): a pidfile on a
+/// hung mount must not hang `check`, the unit's `ExecStartPre=`.
 fn pidfile_warnings(config: &Config) -> Vec<String> {
-    let pidfiles: Vec<(String, PathBuf)> = config
+    use crate::health::Cause;
+    let pidfiles: Vec<(&str, &Path, std::ffi::CString)> = config
         .rules
         .iter()
         .filter_map(|rule| match &rule.watch {
             Watch::Process(p) => match &p.target {
-                config::ProcessTarget::PidFile(f) => Some((rule.name.clone(), f.clone())),
+                config::ProcessTarget::PidFile(path) => {
+                    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+                    Some((rule.name.as_str(), path.as_path(), c_path))
+                }
                 config::ProcessTarget::Executable(_) => None,
             },
             Watch::Heartbeat(_) => None,
@@ -323,49 +327,31 @@ fn pidfile_warnings(config: &Config) -> Vec<String> {
     if pidfiles.is_empty() {
         return Vec::new();
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::Builder::new()
-        .name("pidfiles".into())
-        .spawn(move || {
-            let warnings: Vec<String> = pidfiles
-                .iter()
-                .filter_map(|(name, path)| pidfile_warning(name, path))
-                .collect();
-            // The receiver is gone only once `check` stopped waiting.
-            let _ = tx.send(warnings);
-        });
-    if let Err(e) = reader {
-        return vec![format!(
-            "the pidfiles were not read: cannot start a thread: {e}"
-        )];
-    }
-    rx.recv_timeout(PIDFILE_READ_BOUND).unwrap_or_else(|_| {
-        vec![format!(
-            "the pidfiles were not read: reading them did not answer within {} (a hung mount?)",
-            DurationText(PIDFILE_READ_BOUND)
-        )]
-    })
-}
-
-fn pidfile_warning(name: &str, path: &Path) -> Option<String> {
-    use crate::health::Cause;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let shown = path.display();
-    match crate::process::read_pidfile(&c_path) {
-        Ok((1, _)) => Some(format!(
-            "rule {name}: {shown} names PID 1 (init): the rule can never fire, as init cannot die without the host going down; name the service's own pidfile"
-        )),
-        Ok((pid, _)) => match crate::process::thread_group(pid) {
-            Some(process) if process != pid => Some(format!(
-                "rule {name}: {shown} names thread {pid} of process {process}, not a process; the rule fails until it names a process"
-            )),
-            _ => None,
-        },
-        Err(Cause::PidFileNotRegular) => Some(format!(
-            "rule {name}: {shown} is not a regular file; the daemon does not open it, and the rule fails"
-        )),
-        Err(_) => None,
-    }
+    let paths: Vec<std::ffi::CString> = pidfiles.iter().map(|(_, _, c)| c.clone()).collect();
+    let looks = match crate::process::look_at_pidfiles(&paths, PIDFILE_READ_BOUND) {
+        Ok(looks) => looks,
+        Err(why) => return vec![format!("the process rules' pidfiles were not read: {why}")],
+    };
+    pidfiles
+        .iter()
+        .zip(looks)
+        .filter_map(|((name, path, _), look)| {
+            let shown = path.display();
+            match look {
+                Ok((1, _)) => Some(format!(
+                    "rule {name}: {shown} names PID 1 (init): the rule can never fire, as init cannot die without the host going down; name the service's own pidfile"
+                )),
+                Ok((pid, Some(process))) if process != pid => Some(format!(
+                    "rule {name}: {shown} names thread {pid} of process {process}, not a process; the rule fails until it names a process"
+                )),
+                Ok(_) => None,
+                Err(Cause::PidFileNotRegular) => Some(format!(
+                    "rule {name}: {shown} is not a regular file; the daemon does not open it, and the rule fails"
+                )),
+                Err(_) => None,
+            }
+        })
+        .collect()
 }
 
 /// How long systemd may take from a hung daemon to a fed watchdog again:
@@ -529,7 +515,7 @@ fn runtime_dir_of(text: &str) -> Option<PathBuf> {
 /// in this boot or a later one, is then not taken for the daemon.
 pub fn identity_line() -> String {
     let pid = std::process::id() as i32;
-    let start = crate::process::start_time(pid).unwrap_or(0);
+    let start = crate::process::start_time(pid).map_or("unknown".into(), |s| s.to_string());
     format!("identity: pid {pid} start {start} boot {}", boot_id())
 }
 
@@ -572,12 +558,12 @@ fn judge(text: &str) -> Verdict {
         .map(|l| l.split(' ').collect());
     let exists = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
     let gone = format!(
-        "the daemon that wrote this status (pid {pid}) has exited without an orderly stop (it crashed or was killed)"
+        "the daemon that wrote this status (pid {pid}) has exited without an orderly stop (it crashed, failed or was killed: see the journal)"
     );
     let Some(["pid", id_pid, "start", start, "boot", boot]) = identity.as_deref() else {
         // Written by a daemon that did not say its identity.
         return match exists() {
-            Ok(()) => Verdict::Unverified(format!(
+            Ok(()) | Err(nix::errno::Errno::EPERM) => Verdict::Unverified(format!(
                 "the status file does not say the daemon's start time; assuming pid {pid}, which exists, is the daemon"
             )),
             Err(_) => Verdict::NotRunning(gone),
@@ -592,13 +578,21 @@ fn judge(text: &str) -> Verdict {
             "the daemon that wrote this status (pid {pid}) ran before the host last booted"
         ));
     }
+    let unverified = |why: String| match exists() {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Verdict::Unverified(format!(
+            "{why}; assuming pid {pid}, which exists, is the daemon"
+        )),
+        Err(_) => Verdict::NotRunning(gone.clone()),
+    };
+    if *start == "unknown" {
+        return unverified("the daemon could not say its start time".into());
+    }
     match crate::process::start_time(pid) {
         Some(now) if start.parse() == Ok(now) => Verdict::Running,
         Some(_) => Verdict::NotRunning(format!("{gone}; pid {pid} now belongs to another process")),
-        None if exists() == Err(nix::errno::Errno::EPERM) => Verdict::Unverified(format!(
-            "cannot read /proc/{pid}/stat to make sure pid {pid} is still the daemon (is /proc mounted with hidepid=?); assuming it is"
+        None => unverified(format!(
+            "cannot read /proc/{pid}/stat to make sure it is still the daemon (is /proc mounted with hidepid=?)"
         )),
-        None => Verdict::NotRunning(gone),
     }
 }
 

@@ -231,6 +231,102 @@ pub fn read_pidfile(path: &CStr) -> Result<(i32, Stamp), Cause> {
     }
 }
 
+/// What a pidfile names, as `heartwatch check` looks at it: the PID and
+/// the process (thread group) of that task if it exists, or why not.
+pub type PidFileLook = Result<(i32, Option<i32>), Cause>;
+
+/// Reads `pidfiles` for `heartwatch check` in a child process and waits at
+/// most `bound` for the answers. A read stuck on a hung mount cannot be
+/// left behind in a thread (the process could not exit until the mount
+/// answers, and `check` is the unit's `ExecStartPre=`), so the reading
+/// runs in a process of its own that is left behind instead. Each answer
+/// comes back through a pipe as a fixed record: a tag byte, the PID, the
+/// thread group.
+pub fn look_at_pidfiles(pidfiles: &[CString], bound: Duration) -> Result<Vec<PidFileLook>, String> {
+    const RECORD: usize = 9;
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the child only makes system calls (open, fstat, read, write,
+    // _exit) on memory prepared before the fork, allocates nothing and
+    // takes no lock, which is what is safe after forking a process that
+    // may have threads.
+    let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(read_end);
+            for path in pidfiles {
+                let (tag, pid, group) = match read_pidfile(path) {
+                    Ok((pid, _)) => (0u8, pid, thread_group(pid).unwrap_or(0)),
+                    Err(Cause::PidFileMissing) => (1, 0, 0),
+                    Err(Cause::PidFileNotRegular) => (3, 0, 0),
+                    Err(_) => (2, 0, 0),
+                };
+                let mut record = [0u8; RECORD];
+                record[0] = tag;
+                record[1..5].copy_from_slice(&pid.to_ne_bytes());
+                record[5..9].copy_from_slice(&group.to_ne_bytes());
+                // A pipe write of at most PIPE_BUF bytes is whole or fails.
+                // SAFETY: writes `RECORD` bytes from `record`.
+                let n =
+                    unsafe { libc::write(write_end.as_raw_fd(), record.as_ptr().cast(), RECORD) };
+                if n != RECORD as isize {
+                    break;
+                }
+            }
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(write_end);
+    let deadline = Instant::now() + bound;
+    let mut answers = Vec::with_capacity(pidfiles.len() * RECORD);
+    let mut chunk = [0u8; 4096];
+    let ended = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&read_end),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+            .unwrap_or(nix::poll::PollTimeout::ZERO);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(0) => break false,
+            Ok(_) => match nix::unistd::read(read_end.as_raw_fd(), &mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => answers.extend_from_slice(&chunk[..n]),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(format!("reading the answers: {e}")),
+            },
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+    };
+    if !ended {
+        return Err(format!(
+            "reading them did not answer within {} (a hung mount?)",
+            crate::config::DurationText(bound)
+        ));
+    }
+    // The child closed its end on its way out: it is reaped at once.
+    nix::sys::wait::waitpid(child, None).map_err(|e| format!("waitpid: {e}"))?;
+    if answers.len() != pidfiles.len() * RECORD {
+        return Err("the reader ended before answering for every pidfile".into());
+    }
+    Ok(answers
+        .chunks_exact(RECORD)
+        .map(|r| {
+            let pid = i32::from_ne_bytes([r[1], r[2], r[3], r[4]]);
+            let group = i32::from_ne_bytes([r[5], r[6], r[7], r[8]]);
+            match r[0] {
+                0 => Ok((pid, (group > 0).then_some(group))),
+                1 => Err(Cause::PidFileMissing),
+                3 => Err(Cause::PidFileNotRegular),
+                _ => Err(Cause::PidFileGarbage),
+            }
+        })
+        .collect())
+}
+
 /// The process (thread group) that the task `pid` belongs to, from the
 /// `Tgid:` line of `/proc/PID/status`; it differs from `pid` when `pid`
 /// names a thread. `None` when no such task exists.
