@@ -27,7 +27,7 @@ pub enum Cause {
     Missing,
     /// The mount under the heartbeat file is gone or broken.
     Unreachable(Errno),
-    /// The heartbeat file could not be examined.
+    /// The heartbeat file or the pidfile could not be examined.
     Unreadable(Errno),
     /// Examining the file took longer than `CheckTimeout=`.
     CheckTimedOut(Duration),

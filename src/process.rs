@@ -206,12 +206,12 @@ pub fn read_pidfile(path: &CStr) -> Result<(i32, Stamp), Cause> {
     if fd < 0 {
         return Err(match Errno::last() {
             Errno::ENOENT | Errno::ENOTDIR => Cause::PidFileMissing,
-            _ => Cause::PidFileGarbage,
+            other => Cause::Unreadable(other),
         });
     }
     // SAFETY: `fd` was just opened and is owned here.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|_| Cause::PidFileGarbage)?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(Cause::Unreadable)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Cause::PidFileNotRegular);
     }
@@ -224,7 +224,7 @@ pub fn read_pidfile(path: &CStr) -> Result<(i32, Stamp), Cause> {
     let mut reopen = [0u8; 64];
     let reopen = fd_path(&mut reopen, fd.as_raw_fd());
     let mut buf = [0u8; 64];
-    let n = read_small(reopen, &mut buf).map_err(|_| Cause::PidFileGarbage)?;
+    let n = read_small(reopen, &mut buf).map_err(Cause::Unreadable)?;
     match (n < buf.len()).then(|| parse_pid(&buf[..n])).flatten() {
         Some(pid) => Ok((pid, stamp)),
         None => Err(Cause::PidFileGarbage),

@@ -464,7 +464,10 @@ fn a_pidfile_that_is_a_fifo_or_a_device_is_never_opened() {
     null_device(&device);
     let link = s.path("link.pid");
     std::os::unix::fs::symlink(&device, &link).unwrap();
-    for (name, path) in [("fifo", &fifo), ("link", &link)] {
+    // And a symlink loop: not "missing", but why it cannot be read.
+    let looped = s.path("loop.pid");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    for (name, path) in [("fifo", &fifo), ("link", &link), ("loop", &looped)] {
         s.write_rule(
             name,
             &format!(
@@ -488,16 +491,25 @@ fn a_pidfile_that_is_a_fifo_or_a_device_is_never_opened() {
     } else {
         s.wait_status("fifo  failing")
     };
-    for name in ["fifo", "link"] {
-        let line = status
+    let status = if status.contains("loop  failing") {
+        status
+    } else {
+        s.wait_status("loop  failing")
+    };
+    let line = |name: &str| {
+        status
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{name}  failing")))
-            .unwrap();
+            .unwrap()
+            .to_string()
+    };
+    for name in ["fifo", "link"] {
         assert!(
-            line.contains("pidfile refused: it is not a regular file"),
+            line(name).contains("pidfile refused: it is not a regular file"),
             "{status}"
         );
     }
+    assert!(line("loop").contains("unreadable: ELOOP"), "{status}");
 }
 
 #[test]
