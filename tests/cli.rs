@@ -595,3 +595,32 @@ fn check_is_not_held_up_by_a_pidfile_on_a_hung_mount() {
     );
     assert!(out.contains("rules: 1"), "{out}");
 }
+
+#[test]
+fn a_closed_pipe_on_stderr_ends_a_long_error_report_quietly() {
+    let s = Scratch::new("pipe-stderr");
+    s.write_conf("");
+    for i in 0..1000 {
+        s.write_rule(
+            &format!("rule-{i:04}"),
+            &format!("[Heartbeat]\nFile=relative-{i:04}\nMaxAge=1h\n"),
+        );
+    }
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(s.conf())
+        .arg("check")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut byte = [0u8; 1];
+    stderr.read_exact(&mut byte).unwrap();
+    drop(stderr);
+    let status = child.wait().unwrap();
+    // The configuration's own exit code, not a panic's (101, or 134 for
+    // the release build's abort).
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
