@@ -82,9 +82,7 @@ fn group_members(pgid: i32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[2] == pgid.to_string())
-        })
+        .filter(|&pid| stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[2] == pgid.to_string()))
         .collect()
 }
 
@@ -100,7 +98,10 @@ fn wait_until(what: &str, limit: Duration, mut gone: impl FnMut() -> bool) -> Du
 
 /// The number after `word ` in `line`.
 fn number_after(line: &str, word: &str) -> i32 {
-    let at = line.find(word).unwrap_or_else(|| panic!("{word:?} in {line:?}")) + word.len();
+    let at = line
+        .find(word)
+        .unwrap_or_else(|| panic!("{word:?} in {line:?}"))
+        + word.len();
     line[at..]
         .trim_start()
         .split(|c: char| !c.is_ascii_digit())
@@ -151,7 +152,10 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     );
     s.write_rule("flood", &failing_rule(&s, "sh -c 'yes'", "8s"));
     let pings = Pings::listen(&s.path("notify.sock"));
-    let mut d = Daemon::start_with(&mut heartwatch_with_pings(&s.conf(), &s.path("notify.sock")));
+    let mut d = Daemon::start_with(&mut heartwatch_with_pings(
+        &s.conf(),
+        &s.path("notify.sock"),
+    ));
     d.expect("rule flood: running `sh -c 'yes'`");
     let flood_began = Instant::now();
 
@@ -163,7 +167,10 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     let status = s.wait_status("failing");
     let beat_line = rule_line(&status, "beat");
     assert!(beat_line.contains(" failing "), "{status}");
-    assert!(rule_line(&status, "flood").contains("ladder: repairing"), "{status}");
+    assert!(
+        rule_line(&status, "flood").contains("ladder: repair attempt 1 running"),
+        "{status}"
+    );
     assert!(
         !d.drain().iter().any(|l| l.contains("ran past its timeout")),
         "the flood was over before the other rule was judged"
@@ -173,7 +180,11 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     let line = d.expect("ran past its timeout; sending SIGTERM to its process group");
     let group = number_after(&line, "(pid");
     d.expect("rule flood: repair attempt 1 timed out and was killed");
-    assert_rhythm(&pings, flood_began, "a repair flooding its output until its timeout");
+    assert_rhythm(
+        &pings,
+        flood_began,
+        "a repair flooding its output until its timeout",
+    );
     let summary = d.expect("rule flood: repair output: ");
     let summary = d
         .drain()
@@ -188,11 +199,16 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     let logged = output_lines(&mut d, "flood");
     eprintln!("flood: {logged} output lines logged; {summary}");
     assert!(logged <= 101, "{logged} lines of `yes` reached the log");
-    wait_until("the flooding group is gone", Duration::from_secs(10), || {
-        group_members(group).is_empty()
-    });
+    wait_until(
+        "the flooding group is gone",
+        Duration::from_secs(10),
+        || group_members(group).is_empty(),
+    );
     let status = s.wait_status("last repair: attempt 1 timed out and was killed");
-    assert!(rule_line(&status, "flood").contains("timed out"), "{status}");
+    assert!(
+        rule_line(&status, "flood").contains("timed out"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -203,13 +219,27 @@ fn output_without_a_newline_is_cut_and_counted_and_a_fast_finite_flood_ends_on_i
     // one is logged cut, the rest of it counted; the repair runs to its end.
     s.write_rule(
         "nonl",
-        &failing_rule(&s, "sh -c 'head -c 50000000 /dev/zero; echo; echo done'", "1min"),
+        &failing_rule(
+            &s,
+            "sh -c 'head -c 50000000 /dev/zero; echo; echo done'",
+            "1min",
+        ),
     );
     let mut d = Daemon::start(&s.conf(), &[]);
     let first = d.expect("rule nonl: repair output: ");
-    assert!(first.contains("\\x00\\x00"), "NUL bytes are shown escaped: {first}");
-    assert!(first.len() < 2100, "the cut line is {} bytes long", first.len());
-    assert!(first.contains('…'), "the cut line is not marked as cut: {first}");
+    assert!(
+        first.contains("\\x00\\x00"),
+        "NUL bytes are shown escaped: {first}"
+    );
+    assert!(
+        first.len() < 2100,
+        "the cut line is {} bytes long",
+        first.len()
+    );
+    assert!(
+        first.contains('…'),
+        "the cut line is not marked as cut: {first}"
+    );
     d.expect("rule nonl: repair output: done");
     d.expect("rule nonl: repair attempt 1 succeeded (exit 0)");
     let summary = d
@@ -255,7 +285,7 @@ fn a_repair_starts_with_an_empty_signal_mask_and_default_dispositions() {
 
 #[test]
 fn a_repair_that_closes_its_output_and_goes_on_is_judged_by_its_exit_and_its_timeout_term_suffices()
- {
+{
     let s = Scratch::new("closed");
     s.write_conf("");
     // No output pipe left, but still running: the timeout finds it, and a
@@ -307,7 +337,9 @@ fn workers_a_repair_leaves_in_its_group_are_stopped_and_daemons_it_starts_are_le
     reap.0.push(daemon);
     // Judged when it exits, though two processes still hold its pipe.
     d.expect("rule left: repair attempt 1 succeeded (exit 0)");
-    let took = wait_until("the worker is stopped", Duration::from_secs(10), || !alive(worker));
+    let took = wait_until("the worker is stopped", Duration::from_secs(10), || {
+        !alive(worker)
+    });
     eprintln!("the leftover worker was gone {took:?} after the repair's end was logged");
     d.expect("left processes in its process group");
     // Past the SIGKILL grace (3 s) the daemon it started still runs.
@@ -332,7 +364,10 @@ fn reload_and_stop_do_not_wait_for_a_repair_that_left_its_group() {
     s.write_rule("gone", &failing_rule(&s, GROUP_LEAVER, "1h"));
     s.write_rule("stays", &failing_rule(&s, GROUP_LEAVER, "1h"));
     let pings = Pings::listen(&s.path("notify.sock"));
-    let mut d = Daemon::start_with(&mut heartwatch_with_pings(&s.conf(), &s.path("notify.sock")));
+    let mut d = Daemon::start_with(&mut heartwatch_with_pings(
+        &s.conf(),
+        &s.path("notify.sock"),
+    ));
     let mut reap = Reap::default();
     let mut leaders = Vec::new();
     for rule in ["gone", "stays"] {
@@ -367,9 +402,11 @@ fn reload_and_stop_do_not_wait_for_a_repair_that_left_its_group() {
     let status = d.wait_exit(Duration::from_secs(20));
     eprintln!("exited {:?} after SIGTERM: {status:?}", sent.elapsed());
     assert!(status.is_some(), "the daemon did not exit on SIGTERM");
-    wait_until("the running repair is killed at stop", Duration::from_secs(10), || {
-        !alive(leaders[1])
-    });
+    wait_until(
+        "the running repair is killed at stop",
+        Duration::from_secs(10),
+        || !alive(leaders[1]),
+    );
 }
 
 #[test]
