@@ -411,6 +411,7 @@ impl Running {
         }
         self.signal(Signal::SIGKILL, &self.rule);
         self.stage = Stage::Ended;
+        self.log.finish(&self.rule);
         match self.child.try_wait() {
             Ok(None) => Some(self.group()),
             _ => None,
