@@ -27,17 +27,33 @@ const SIGTERM: i32 = 15;
 /// and a silence this long would have systemd kill and restart it.
 const WATCHDOG: Duration = Duration::from_secs(2);
 
-/// Processes a test made: SIGKILLed by PID when the test ends, pass or fail.
+/// Processes a test made: each PID, and the process group each was in
+/// when it was added (a repair's group, so the repair goes too), is
+/// SIGKILLed when the test ends, pass or fail.
 #[derive(Default)]
-struct Reap(Vec<i32>);
+struct Reap {
+    pids: Vec<i32>,
+    groups: Vec<i32>,
+}
+
+impl Reap {
+    fn add(&mut self, pid: i32) {
+        self.pids.push(pid);
+        if let Some(group) = stat_fields(pid).and_then(|f| f[2].parse().ok()) {
+            self.groups.push(group);
+        }
+    }
+}
 
 impl Drop for Reap {
     fn drop(&mut self) {
-        for &pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        use nix::sys::signal::{Signal, kill, killpg};
+        use nix::unistd::Pid;
+        for &group in &self.groups {
+            let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+        }
+        for &pid in &self.pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
 }
@@ -179,6 +195,10 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     // Its timeout is enforced whatever the output does.
     let line = d.expect("ran past its timeout; sending SIGTERM to its process group");
     let group = number_after(&line, "(pid");
+    let _reap = Reap {
+        pids: vec![group],
+        groups: vec![group],
+    };
     d.expect("rule flood: repair attempt 1 timed out and was killed");
     assert_rhythm(
         &pings,
@@ -303,6 +323,10 @@ fn a_repair_that_closes_its_output_and_goes_on_is_judged_by_its_exit_and_its_tim
     d.expect("rule closed: repair output: bye");
     let line = d.expect("ran past its timeout; sending SIGTERM to its process group");
     let group = number_after(&line, "(pid");
+    let _reap = Reap {
+        pids: vec![group],
+        groups: vec![group],
+    };
     d.expect("rule closed: repair attempt 1 timed out and was killed");
     assert!(
         !d.drain().iter().any(|l| l.contains("sending SIGKILL")),
@@ -318,38 +342,47 @@ fn a_repair_that_closes_its_output_and_goes_on_is_judged_by_its_exit_and_its_tim
 fn workers_a_repair_leaves_in_its_group_are_stopped_and_daemons_it_starts_are_left_alone() {
     let s = Scratch::new("leftover");
     s.write_conf("");
-    // A worker left in the repair's group and a daemon that left it with
-    // setsid; both keep the output pipe open after the repair exits. The
-    // repair waits until the daemon has its own session before it exits.
+    // Two workers left in the repair's group, one of which ignores SIGTERM,
+    // and a daemon that left the group with setsid; all three keep the
+    // output pipe open after the repair exits. The repair waits until the
+    // daemon has its own session and the stubborn one ignores SIGTERM.
     s.write_rule(
         "left",
         &failing_rule(
             &s,
-            "sh -c 'sleep 1000 & echo worker $!; setsid sleep 1001 & d=$!; echo daemon $d; until [ \"$(cut -d\" \" -f6 /proc/$d/stat)\" = $d ]; do sleep 0.05; done; exit 0'",
+            "sh -c 'sleep 1000 & echo worker $!; (trap \"\" TERM; exec sleep 1002) & t=$!; echo stubborn $t; setsid sleep 1001 & d=$!; echo daemon $d; until [ \"$(cut -d\" \" -f6 /proc/$d/stat)\" = $d ] && grep -q \"^SigIgn:.*400.$\" /proc/$t/status; do sleep 0.05; done; exit 0'",
             "1min",
         ),
     );
     let mut reap = Reap::default();
     let mut d = Daemon::start(&s.conf(), &[]);
     let worker = number_after(&d.expect("rule left: repair output: worker "), "worker");
-    reap.0.push(worker);
+    reap.add(worker);
+    let stubborn = number_after(&d.expect("rule left: repair output: stubborn "), "stubborn");
+    reap.add(stubborn);
     let daemon = number_after(&d.expect("rule left: repair output: daemon "), "daemon");
-    reap.0.push(daemon);
-    // Judged when it exits, though two processes still hold its pipe.
+    reap.add(daemon);
+    // Judged when it exits, though three processes still hold its pipe.
     d.expect("rule left: repair attempt 1 succeeded (exit 0)");
+    d.expect("rule left: its repair left processes in its process group");
     let took = wait_until("the worker is stopped", Duration::from_secs(10), || {
         !alive(worker)
     });
     eprintln!("the leftover worker was gone {took:?} after the repair's end was logged");
-    d.expect("left processes in its process group");
-    // Past the SIGKILL grace (3 s) the daemon it started still runs.
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(alive(daemon), "the repair's daemon (setsid) was killed");
     assert!(
-        !d.drain().iter().any(|l| l.contains("sending SIGKILL")),
-        "the worker needed SIGKILL: {:#?}",
-        d.seen
+        alive(stubborn),
+        "SIGTERM should not have stopped the worker that ignores it"
     );
+    d.expect("outlived SIGTERM; sent SIGKILL");
+    let took = wait_until(
+        "the stubborn worker is killed",
+        Duration::from_secs(10),
+        || !alive(stubborn),
+    );
+    eprintln!("the stubborn worker was gone {took:?} after the SIGKILL was logged");
+    // Past the SIGKILL the daemon it started still runs.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(daemon), "the repair's daemon (setsid) was killed");
 }
 
 /// A repair that leaves its own process group: it forks a child, puts the
@@ -375,7 +408,9 @@ fn reload_and_stop_do_not_wait_for_a_repair_that_left_its_group() {
         let group = number_after(&line, "moved");
         let members = group_members(group);
         assert_eq!(members.len(), 2, "{rule}: group {group} holds {members:?}");
-        reap.0.extend(&members);
+        for &pid in &members {
+            reap.add(pid);
+        }
         leaders.push(*members.iter().find(|&&p| p != group).unwrap());
     }
 
