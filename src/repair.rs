@@ -167,7 +167,18 @@ pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result
     let child = command
         .spawn()
         .map_err(|e| Ending::NotStarted(e.raw_os_error().unwrap_or(0)))?;
-    let pidfd = pidfd_open(child.id() as i32).ok();
+    let pidfd = match pidfd_open(child.id() as i32) {
+        Ok(fd) => Some(fd),
+        // Before Linux 5.3 (said once at start): looked for every 100 ms.
+        Err(Errno::ENOSYS) => None,
+        Err(e) => {
+            log::warn!(
+                "rule {rule}: no pidfd for its repair (pid {}): {e}; its exit is looked for every 100 ms",
+                child.id()
+            );
+            None
+        }
+    };
     Ok(Running {
         child,
         pidfd,
@@ -267,7 +278,8 @@ impl Running {
         self.child.id()
     }
 
-    fn group(&self) -> Pid {
+    /// The command's PID, which is also its process group's ID.
+    fn leader(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }
 
@@ -306,13 +318,13 @@ impl Running {
     /// Sends `signal` to the command's group and to the command itself
     /// (through its pidfd where there is one, so never to a reused PID).
     fn signal(&self, signal: Signal, rule: &str) {
-        signal_group(self.group(), signal, rule);
+        signal_group(self.leader(), signal, rule);
         if self.stage == Stage::Ended {
             return;
         }
         let result = match &self.pidfd {
             Some(fd) => pidfd_send_signal(fd, signal),
-            None => kill(self.group(), signal),
+            None => kill(self.leader(), signal),
         };
         match result {
             Ok(()) | Err(Errno::ESRCH) => {}
@@ -386,7 +398,7 @@ impl Running {
             self.log.count_unread(&fd);
         }
         self.log.finish(rule);
-        cleanup.after_exit(self.group(), timed_out, rule, now);
+        cleanup.after_exit(self.leader(), timed_out, rule, now);
         let ending = match status {
             Err(errno) => Ending::Lost(errno as i32),
             Ok(_) if timed_out => Ending::TimedOut,
@@ -413,7 +425,7 @@ impl Running {
         self.stage = Stage::Ended;
         self.log.finish(&self.rule);
         match self.child.try_wait() {
-            Ok(None) => Some(self.group()),
+            Ok(None) => Some(self.leader()),
             _ => None,
         }
     }
