@@ -399,7 +399,7 @@ impl Daemon {
                 Owner::Signals => control = self.take_signals(),
                 Owner::Prober => self.take_answers(now),
                 Owner::Process(i) => self.process_died(i, now),
-                Owner::RepairOutput(i) => self.repair_output(i),
+                Owner::RepairOutput(i) => self.repair_output(i, now),
                 Owner::RepairExit(i) => self.repair_exited(i, now),
             }
             if control == Control::Stop || self.poll_dirty {
@@ -746,7 +746,7 @@ impl Daemon {
                 if let Some(fd) = &r.pidfd {
                     add(fd.as_raw_fd(), Owner::RepairExit(i), &mut self.pollfds);
                 }
-                if let Some(fd) = &r.output {
+                if let Some(fd) = r.output_to_poll() {
                     add(fd.as_raw_fd(), Owner::RepairOutput(i), &mut self.pollfds);
                 }
             }
@@ -1012,12 +1012,11 @@ impl Daemon {
         }
     }
 
-    fn repair_output(&mut self, index: usize) {
+    fn repair_output(&mut self, index: usize, now: Instant) {
         let w = &mut self.rules[index];
         if let Some(r) = &mut w.repair {
-            let had = r.output.is_some();
-            r.drain_output(&w.rule.name);
-            if had && r.output.is_none() {
+            r.drain_output(&w.rule.name, now);
+            if r.output_to_poll().is_none() {
                 self.poll_dirty = true;
             }
         }
@@ -1047,6 +1046,9 @@ impl Daemon {
             let w = &mut self.rules[index];
             if let Some(r) = &mut w.repair {
                 r.tick(now, &w.rule.name);
+                if r.resume_output(now) {
+                    self.poll_dirty = true;
+                }
                 if r.pidfd.is_none() {
                     let before = self.repairing.len();
                     self.repair_exited(index, now);
@@ -1190,7 +1192,7 @@ impl Daemon {
             return;
         };
         if let Some(running) = command {
-            running.drain_output("reboot");
+            running.drain_output("reboot", now);
             if let Some(outcome) = running.try_finish(now, 1, "reboot", &mut self.cleanup) {
                 log::info!("orderly reboot command {}", outcome.ending);
                 *command = None;

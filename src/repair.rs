@@ -5,11 +5,11 @@
 //! group gets SIGTERM, then SIGKILL. The event loop learns of the exit
 //! through a pidfd and of output through a pipe; it never waits.
 //!
-//! Output is bounded three ways, so that a chatty repair never holds the
-//! loop or floods the journal: one turn reads at most [`READ_PER_TURN`]
-//! bytes of it, a line is cut at [`LINE_MAX`] bytes, and one run logs at
-//! most [`LOG_LINES`] lines; what is not logged is counted and the count
-//! logged when the run ends. A repair is judged when it exits, not when
+//! Output is bounded, so that a chatty repair never holds the loop or
+//! floods the journal: one turn reads at most [`READ_PER_TURN`] bytes of
+//! it, and then leaves it for [`OUTPUT_PAUSE`]; a line is cut at
+//! [`LINE_MAX`] bytes; one run logs at most [`LOG_LINES`] lines. What is
+//! not logged is counted, and the count logged when the run ends. A repair is judged when it exits, not when
 //! its output ends: a grandchild may hold the pipe for ever.
 //!
 //! What a repair leaves behind when it exits: processes still in its
@@ -45,6 +45,12 @@ pub const LINE_MAX: usize = 400;
 /// How many lines of one run are logged; further lines are counted.
 pub const LOG_LINES: u32 = 100;
 
+/// After a turn read [`READ_PER_TURN`] bytes of a repair's output, the
+/// loop leaves it alone this long: a flood is read at 6.4 MB/s at most,
+/// the full pipe slows the writer down, and the loop does not spin a CPU
+/// on it.
+pub const OUTPUT_PAUSE: Duration = Duration::from_millis(10);
+
 /// How often the loop looks at repairs it killed but has not reaped, and
 /// at the groups of finished repairs that still had processes in them.
 const CLEANUP_LOOK: Duration = Duration::from_millis(100);
@@ -59,6 +65,8 @@ pub struct Running {
     deadline: Instant,
     stage: Stage,
     log: OutputLog,
+    /// The output is not read before this (see [`OUTPUT_PAUSE`]).
+    paused_until: Option<Instant>,
     /// The rule's name, for what `Drop` logs.
     rule: String,
 }
@@ -187,6 +195,7 @@ pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result
         deadline: now + timeout,
         stage: Stage::Running,
         log: OutputLog::new(),
+        paused_until: None,
         rule: rule.to_string(),
     })
 }
@@ -283,12 +292,31 @@ impl Running {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    /// When `tick` must next be called for the timeout.
+    /// When `tick` (and `resume_output`) must next be called.
     pub fn next_deadline(&self) -> Instant {
-        match self.stage {
+        let timeout = match self.stage {
             Stage::Running => self.deadline,
             Stage::Terminated => self.deadline + KILL_GRACE,
             Stage::Killed | Stage::Ended => self.deadline + KILL_GRACE + Duration::from_secs(3600),
+        };
+        self.paused_until.map_or(timeout, |at| at.min(timeout))
+    }
+
+    /// The output descriptor, when the loop should poll it: open, and not
+    /// paused after a full turn's read.
+    pub fn output_to_poll(&self) -> Option<&OwnedFd> {
+        self.output.as_ref().filter(|_| self.paused_until.is_none())
+    }
+
+    /// Ends a pause of the output once it is over; true when it did (the
+    /// descriptor goes back into the poll set).
+    pub fn resume_output(&mut self, now: Instant) -> bool {
+        match self.paused_until {
+            Some(at) if now >= at => {
+                self.paused_until = None;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -336,9 +364,9 @@ impl Running {
     }
 
     /// Reads what the command printed, at most [`READ_PER_TURN`] bytes,
-    /// and logs it line by line within the run's budget. What is left
-    /// waits for the next turn (the descriptor stays readable).
-    pub fn drain_output(&mut self, rule: &str) {
+    /// and logs it line by line within the run's budget. When there may be
+    /// more, the output pauses for [`OUTPUT_PAUSE`].
+    pub fn drain_output(&mut self, rule: &str, now: Instant) {
         let Some(fd) = self.output.as_ref().map(|fd| fd.as_raw_fd()) else {
             return;
         };
@@ -367,6 +395,7 @@ impl Running {
             read += n;
             self.log.take(&buf[..n], rule);
         }
+        self.paused_until = Some(now + OUTPUT_PAUSE);
     }
 
     /// Whether the command has exited; if so, how it ended. The output is
@@ -393,7 +422,7 @@ impl Running {
         };
         let timed_out = self.stage != Stage::Running;
         self.stage = Stage::Ended;
-        self.drain_output(rule);
+        self.drain_output(rule, now);
         if let Some(fd) = self.output.take() {
             self.log.count_unread(&fd);
         }
