@@ -3,9 +3,9 @@
 //! kept fresh, some going stale, some recovering) and 20 process rules (ten
 //! alive, watched through pidfds and looked up every 100 ms; ten failing:
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
-//! logging and systemd notification on, and one repair running throughout
-//! that prints lines (long ones, bytes that are not UTF-8) past its log
-//! budget; after a warm-up, every turn is counted and must not allocate, in
+//! logging and systemd notification on, and two repairs running throughout,
+//! one printing lines (long ones, bytes that are not UTF-8) past its log
+//! budget, one flooding (`yes`); after a warm-up, every turn is counted and must not allocate, in
 //! the loop or in its stat workers.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
@@ -129,6 +129,15 @@ fn main() {
             "[Heartbeat]\nFile={}\nMaxAge=300ms\n[Escalate]\nRepair=sh -c 'while :; do echo x >> {}; echo \"line $$\"; printf \"\\377 not utf-8\\n%500s\\n\" long; sleep 0.1; done'\nRepairAttempts=1\nRepairTimeout=1h\nFinally=log\n",
             dir.join("never").display(),
             chatty_count.display()
+        ),
+    )
+    .unwrap();
+    // And one that floods: read in bounded helpings with pauses, counted.
+    std::fs::write(
+        dir.join("conf/rules.d/flood.rule"),
+        format!(
+            "[Heartbeat]\nFile={}\nMaxAge=300ms\n[Escalate]\nRepair=yes\nRepairAttempts=1\nRepairTimeout=1h\nFinally=log\n",
+            dir.join("never").display()
         ),
     )
     .unwrap();
