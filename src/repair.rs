@@ -9,8 +9,9 @@
 //! floods the journal: one turn reads at most [`READ_PER_TURN`] bytes of
 //! it, and then leaves it for [`OUTPUT_PAUSE`]; a line is cut at
 //! [`LINE_MAX`] bytes; one run logs at most [`LOG_LINES`] lines. What is
-//! not logged is counted, and the count logged when the run ends. A repair is judged when it exits, not when
-//! its output ends: a grandchild may hold the pipe for ever.
+//! not logged is counted, and the count logged when the run ends. A
+//! repair is judged when it exits, not when its output ends: a grandchild
+//! may hold the pipe for ever.
 //!
 //! What a repair leaves behind when it exits: processes still in its
 //! process group are leaked workers and get SIGTERM, then SIGKILL after
