@@ -155,6 +155,8 @@ pub struct Daemon {
     poll_dirty: bool,
     /// Rules with a repair command running.
     repairing: Vec<usize>,
+    /// Killed repairs to reap, leftover processes of finished ones.
+    cleanup: repair::Cleanup,
     status_file: AtomicFile,
     status_buf: Vec<u8>,
     status_dirty: bool,
@@ -331,6 +333,7 @@ impl Daemon {
             owners: Vec::new(),
             poll_dirty: true,
             repairing: Vec::new(),
+            cleanup: repair::Cleanup::default(),
             status_file,
             status_buf: Vec::new(),
             status_dirty: true,
@@ -402,7 +405,7 @@ impl Daemon {
                 Owner::Signals => control = self.take_signals(),
                 Owner::Prober => self.take_answers(now),
                 Owner::Process(i) => self.process_died(i, now),
-                Owner::RepairOutput(i) => self.repair_output(i),
+                Owner::RepairOutput(i) => self.repair_output(i, now),
                 Owner::RepairExit(i) => self.repair_exited(i, now),
             }
             if control == Control::Stop || self.poll_dirty {
@@ -448,9 +451,11 @@ impl Daemon {
         } else {
             None
         };
+        // Running repairs are killed, not waited for (see `Running`'s Drop).
         for rule in &mut self.rules {
             rule.repair = None;
         }
+        self.cleanup.stop();
         for device in std::mem::take(&mut self.devices) {
             let path = device.path().display().to_string();
             if let Some(why) = keep_armed {
@@ -487,6 +492,9 @@ impl Daemon {
         }
         if let Some(Reverse(w)) = self.timers.peek() {
             deadline = deadline.min(w.at);
+        }
+        if let Some(at) = self.cleanup.next_deadline(now) {
+            deadline = deadline.min(at);
         }
         for &i in &self.repairing {
             if let Some(r) = &self.rules[i].repair {
@@ -616,6 +624,9 @@ impl Daemon {
             watched.push(entry);
         }
         for (_, gone) in old_by_name {
+            if let Some(running) = gone.repair {
+                self.cleanup.adopt(running, &gone.rule.name);
+            }
             if gone.late {
                 // Its worker may answer one day; nobody will claim that answer.
                 self.prober.late_answer();
@@ -744,7 +755,7 @@ impl Daemon {
                 if let Some(fd) = &r.pidfd {
                     add(fd.as_raw_fd(), Owner::RepairExit(i), &mut self.pollfds);
                 }
-                if let Some(fd) = &r.output {
+                if let Some(fd) = r.output_to_poll() {
                     add(fd.as_raw_fd(), Owner::RepairOutput(i), &mut self.pollfds);
                 }
             }
@@ -997,7 +1008,7 @@ impl Daemon {
             "rule {name}: running `{}` (repair attempt {attempt} of {of})",
             spec.command.text
         );
-        match repair::start(&spec.command, spec.timeout, now) {
+        match repair::start(&spec.command, &name, spec.timeout, now) {
             Ok(running) => {
                 self.rules[index].repair = Some(running);
                 self.repairing.push(index);
@@ -1010,12 +1021,11 @@ impl Daemon {
         }
     }
 
-    fn repair_output(&mut self, index: usize) {
+    fn repair_output(&mut self, index: usize, now: Instant) {
         let w = &mut self.rules[index];
         if let Some(r) = &mut w.repair {
-            let had = r.output.is_some();
-            r.drain_output(&w.rule.name);
-            if had && r.output.is_none() {
+            r.drain_output(&w.rule.name, now);
+            if r.output_to_poll().is_none() {
                 self.poll_dirty = true;
             }
         }
@@ -1028,7 +1038,7 @@ impl Daemon {
         };
         let w = &mut self.rules[index];
         let Some(r) = &mut w.repair else { return };
-        if let Some(outcome) = r.try_finish(now, attempt, &w.rule.name) {
+        if let Some(outcome) = r.try_finish(now, attempt, &w.rule.name, &mut self.cleanup) {
             w.repair = None;
             self.poll_dirty = true;
             self.repairing.retain(|&i| i != index);
@@ -1038,12 +1048,16 @@ impl Daemon {
 
     /// Enforces repair timeouts, and finds exits where there is no pidfd.
     fn tend_repairs(&mut self, now: Instant) {
+        self.cleanup.tend(now);
         let mut k = 0;
         while k < self.repairing.len() {
             let index = self.repairing[k];
             let w = &mut self.rules[index];
             if let Some(r) = &mut w.repair {
                 r.tick(now, &w.rule.name);
+                if r.resume_output(now) {
+                    self.poll_dirty = true;
+                }
                 if r.pidfd.is_none() {
                     let before = self.repairing.len();
                     self.repair_exited(index, now);
@@ -1160,7 +1174,7 @@ impl Daemon {
         let command = match &self.config.reboot.command {
             Some(argv) => {
                 log::warn!("orderly reboot: running `{}`", argv.text);
-                match repair::start(argv, self.config.reboot.orderly_timeout, now) {
+                match repair::start(argv, "reboot", self.config.reboot.orderly_timeout, now) {
                     Ok(running) => Some(running),
                     Err(ending) => {
                         log::error!("orderly reboot: `{}` {ending}", argv.text);
@@ -1187,8 +1201,8 @@ impl Daemon {
             return;
         };
         if let Some(running) = command {
-            running.drain_output("reboot");
-            if let Some(outcome) = running.try_finish(now, 1, "reboot") {
+            running.drain_output("reboot", now);
+            if let Some(outcome) = running.try_finish(now, 1, "reboot", &mut self.cleanup) {
                 log::info!("orderly reboot command {}", outcome.ending);
                 *command = None;
             }

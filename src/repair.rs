@@ -1,21 +1,60 @@
 //! Repair commands: an argv run with `execve` in a clean environment
 //! (`PATH` fixed, nothing else), stdin from `/dev/null`, stdout and stderr
-//! into the log under the rule's name, in a process group of its own. At
-//! its timeout the group gets SIGTERM, then SIGKILL. The event loop learns
-//! of the exit through a pidfd and of output through a pipe; it never waits.
+//! into the log under the rule's name, in a process group of its own, with
+//! an empty signal mask and default signal dispositions. At its timeout the
+//! group gets SIGTERM, then SIGKILL. The event loop learns of the exit
+//! through a pidfd and of output through a pipe; it never waits.
+//!
+//! Output is bounded, so that a chatty repair never holds the loop or
+//! floods the journal: one turn reads at most [`READ_PER_TURN`] bytes of
+//! it, and then leaves it for [`OUTPUT_PAUSE`]; a line is cut at
+//! [`LINE_MAX`] bytes; one run logs at most [`LOG_LINES`] lines. What is
+//! not logged is counted, and the count logged when the run ends. A
+//! repair is judged when it exits, not when its output ends: a grandchild
+//! may hold the pipe for ever.
+//!
+//! What a repair leaves behind when it exits: processes still in its
+//! process group are leaked workers and get SIGTERM, then SIGKILL after
+//! [`KILL_GRACE`] ([`Cleanup`]). A process that left the group on purpose
+//! (`setsid`, a daemon) is left alone.
 
 use crate::config::{Argv, COMMAND_PATH, DurationText};
 use crate::process::pidfd_open;
-use nix::sys::signal::{Signal, killpg};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Time between SIGTERM and SIGKILL for a command past its timeout.
+/// Time between SIGTERM and SIGKILL for a command past its timeout, and
+/// for the processes a repair leaves in its group.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// The most bytes of one repair's output read in one turn of the loop
+/// (the default capacity of a pipe): a flood is read over many turns, and
+/// every turn still feeds, pings and judges.
+pub const READ_PER_TURN: usize = 64 * 1024;
+
+/// The longest line logged, in bytes; the rest of a longer line is
+/// dropped and counted.
+pub const LINE_MAX: usize = 400;
+
+/// How many lines of one run are logged; further lines are counted.
+pub const LOG_LINES: u32 = 100;
+
+/// After a turn read [`READ_PER_TURN`] bytes of a repair's output, the
+/// loop leaves it alone this long: a flood is read at 6.4 MB/s at most,
+/// the full pipe slows the writer down, and the loop does not spin a CPU
+/// on it.
+pub const OUTPUT_PAUSE: Duration = Duration::from_millis(10);
+
+/// How often the loop looks at repairs it killed but has not reaped, and
+/// at the groups of finished repairs that still had processes in them.
+const CLEANUP_LOOK: Duration = Duration::from_millis(100);
 
 /// A repair command that is running.
 #[derive(Debug)]
@@ -25,9 +64,25 @@ pub struct Running {
     pub output: Option<OwnedFd>,
     started: Instant,
     deadline: Instant,
-    terminated: bool,
-    killed: bool,
-    line: Vec<u8>,
+    stage: Stage,
+    log: OutputLog,
+    /// The output is not read before this (see [`OUTPUT_PAUSE`]).
+    paused_until: Option<Instant>,
+    /// The rule's name, for what `Drop` logs.
+    rule: String,
+}
+
+/// Where a running command stands with its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Within its timeout.
+    Running,
+    /// Past it: SIGTERM sent, SIGKILL at `deadline + KILL_GRACE`.
+    Terminated,
+    /// SIGKILL sent.
+    Killed,
+    /// Reaped (or lost): nothing left to signal through its PID.
+    Ended,
 }
 
 /// How a finished repair ended, for the log and `status`.
@@ -39,6 +94,8 @@ pub enum Ending {
     TimedOut,
     /// Could not be started at all (fork or exec failed).
     NotStarted(i32),
+    /// Its end could not be learned (`waitpid` failed with this errno).
+    Lost(i32),
     /// Dry run: not started on purpose.
     DryRun,
 }
@@ -59,10 +116,13 @@ impl fmt::Display for Ending {
             Ending::Exited(code) => write!(f, "failed (exit {code})"),
             Ending::Signalled(sig) => write!(f, "failed (killed by signal {sig})"),
             Ending::TimedOut => f.write_str("timed out and was killed"),
-            Ending::NotStarted(errno) => write!(
+            Ending::NotStarted(errno) => {
+                write!(f, "could not be started ({})", Errno::from_raw(*errno))
+            }
+            Ending::Lost(errno) => write!(
                 f,
-                "could not be started ({})",
-                nix::errno::Errno::from_raw(*errno)
+                "failed (how it ended is unknown: {})",
+                Errno::from_raw(*errno)
             ),
             Ending::DryRun => f.write_str("not run (dry run)"),
         }
@@ -83,7 +143,7 @@ impl fmt::Display for Outcome {
 
 /// Starts `argv`. A failure to start is returned as an `Ending`, so the
 /// ladder treats it as a failed attempt.
-pub fn start(argv: &Argv, timeout: Duration, now: Instant) -> Result<Running, Ending> {
+pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result<Running, Ending> {
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Ending::NotStarted(e as i32))?;
     nix::fcntl::fcntl(
@@ -94,9 +154,8 @@ pub fn start(argv: &Argv, timeout: Duration, now: Instant) -> Result<Running, En
     let writer2 = writer
         .try_clone()
         .map_err(|e| Ending::NotStarted(e.raw_os_error().unwrap_or(0)))?;
-    // std resets the signal mask and SIGPIPE in the child, so the command
-    // does not inherit the daemon's blocked signals.
-    let child = Command::new(&argv.program)
+    let mut command = Command::new(&argv.program);
+    command
         .args(&argv.args)
         .env_clear()
         .env("PATH", COMMAND_PATH)
@@ -104,108 +163,279 @@ pub fn start(argv: &Argv, timeout: Duration, now: Instant) -> Result<Running, En
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
-        .process_group(0)
+        .process_group(0);
+    // std does not clear the signal mask: a command spawned from the loop
+    // thread would start with SIGHUP, SIGINT and SIGTERM blocked (they go
+    // to the signalfd), and with whatever the daemon's parent ignored.
+    // SAFETY: `reset_signals` runs in the child between fork and exec and
+    // calls only sigemptyset, pthread_sigmask and sigaction, which are
+    // async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(reset_signals);
+    }
+    let child = command
         .spawn()
         .map_err(|e| Ending::NotStarted(e.raw_os_error().unwrap_or(0)))?;
-    let pidfd = pidfd_open(child.id() as i32).ok();
+    let pidfd = match pidfd_open(child.id() as i32) {
+        Ok(fd) => Some(fd),
+        // Before Linux 5.3 (said once at start): looked for every 100 ms.
+        Err(Errno::ENOSYS) => None,
+        Err(e) => {
+            log::warn!(
+                "rule {rule}: no pidfd for its repair (pid {}): {e}; its exit is looked for every 100 ms",
+                child.id()
+            );
+            None
+        }
+    };
     Ok(Running {
         child,
         pidfd,
         output: Some(reader),
         started: now,
         deadline: now + timeout,
-        terminated: false,
-        killed: false,
-        line: Vec::with_capacity(1024),
+        stage: Stage::Running,
+        log: OutputLog::new(),
+        paused_until: None,
+        rule: rule.to_string(),
     })
 }
+
+/// In the child before exec: an empty signal mask and the default
+/// disposition for every signal, whatever the daemon blocked or inherited.
+fn reset_signals() -> std::io::Result<()> {
+    // SAFETY: plain data structures filled by the libc calls; every call is
+    // async-signal-safe (POSIX.1 lists sigemptyset, pthread_sigmask through
+    // sigprocmask, and sigaction).
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        action.sa_mask = empty;
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // glibc refuses its own two (32 and 33) with EINVAL; they are
+            // reset below, past it.
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+    reset_libc_reserved_signals();
+    Ok(())
+}
+
+/// Signals 32 and 33, which glibc keeps for itself and will not let
+/// `sigaction` touch, but which a parent may have left ignored: reset
+/// with the raw system call. The kernel's `struct sigaction` is laid out
+/// as below on these architectures.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "x86",
+    target_arch = "arm",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+fn reset_libc_reserved_signals() {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let action = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in [32, 33] {
+        // SAFETY: rt_sigaction with a valid action, no old action, and the
+        // kernel's sigset size (8 bytes); async-signal-safe, a system call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &action as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+}
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "x86",
+    target_arch = "arm",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
+fn reset_libc_reserved_signals() {}
 
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// When `tick` must next be called for the timeout.
+    /// The command's PID, which is also its process group's ID.
+    fn leader(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// When `tick` (and `resume_output`) must next be called.
     pub fn next_deadline(&self) -> Instant {
-        if self.killed {
-            self.deadline + KILL_GRACE + Duration::from_secs(3600)
-        } else if self.terminated {
-            self.deadline + KILL_GRACE
-        } else {
-            self.deadline
+        let timeout = match self.stage {
+            Stage::Running => self.deadline,
+            Stage::Terminated => self.deadline + KILL_GRACE,
+            Stage::Killed | Stage::Ended => self.deadline + KILL_GRACE + Duration::from_secs(3600),
+        };
+        self.paused_until.map_or(timeout, |at| at.min(timeout))
+    }
+
+    /// The output descriptor, when the loop should poll it: open, and not
+    /// paused after a full turn's read.
+    pub fn output_to_poll(&self) -> Option<&OwnedFd> {
+        self.output.as_ref().filter(|_| self.paused_until.is_none())
+    }
+
+    /// Ends a pause of the output once it is over; true when it did (the
+    /// descriptor goes back into the poll set).
+    pub fn resume_output(&mut self, now: Instant) -> bool {
+        match self.paused_until {
+            Some(at) if now >= at => {
+                self.paused_until = None;
+                true
+            }
+            _ => false,
         }
     }
 
-    /// Enforces the timeout: SIGTERM to the group, then SIGKILL.
+    /// Enforces the timeout: SIGTERM to the group, then SIGKILL. The
+    /// command itself is signalled too, in case it left its group.
     pub fn tick(&mut self, now: Instant, rule: &str) {
-        let group = Pid::from_raw(self.child.id() as i32);
-        if !self.terminated && now >= self.deadline {
-            log::warn!(
-                "rule {rule}: repair (pid {}) ran past its timeout; sending SIGTERM to its process group",
-                self.child.id()
-            );
-            let _ = killpg(group, Signal::SIGTERM);
-            self.terminated = true;
-        } else if self.terminated && !self.killed && now >= self.deadline + KILL_GRACE {
-            log::warn!("rule {rule}: repair still running; sending SIGKILL to its process group");
-            let _ = killpg(group, Signal::SIGKILL);
-            self.killed = true;
+        match self.stage {
+            Stage::Running if now >= self.deadline => {
+                log::warn!(
+                    "rule {rule}: repair (pid {}) ran past its timeout; sending SIGTERM to its process group",
+                    self.child.id()
+                );
+                self.signal(Signal::SIGTERM, rule);
+                self.stage = Stage::Terminated;
+            }
+            Stage::Terminated if now >= self.deadline + KILL_GRACE => {
+                log::warn!(
+                    "rule {rule}: repair still running; sending SIGKILL to its process group"
+                );
+                self.signal(Signal::SIGKILL, rule);
+                self.stage = Stage::Killed;
+            }
+            _ => {}
         }
     }
 
-    /// Reads what the command printed and logs it line by line.
-    pub fn drain_output(&mut self, rule: &str) {
+    /// Sends `signal` to the command's group and to the command itself
+    /// (through its pidfd where there is one, so never to a reused PID).
+    fn signal(&self, signal: Signal, rule: &str) {
+        signal_group(self.leader(), signal, rule);
+        if self.stage == Stage::Ended {
+            return;
+        }
+        let result = match &self.pidfd {
+            Some(fd) => pidfd_send_signal(fd, signal),
+            None => kill(self.leader(), signal),
+        };
+        match result {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => log::error!(
+                "rule {rule}: cannot send {signal} to its repair (pid {}): {e}",
+                self.child.id()
+            ),
+        }
+    }
+
+    /// Reads what the command printed, at most [`READ_PER_TURN`] bytes,
+    /// and logs it line by line within the run's budget. When there may be
+    /// more, the output pauses for [`OUTPUT_PAUSE`].
+    pub fn drain_output(&mut self, rule: &str, now: Instant) {
         let Some(fd) = self.output.as_ref().map(|fd| fd.as_raw_fd()) else {
             return;
         };
-        let mut buf = [0u8; 4096];
-        loop {
+        let mut buf = [0u8; 16 * 1024];
+        let mut read = 0;
+        while read < READ_PER_TURN {
             // SAFETY: reads at most `buf.len()` bytes into `buf`.
             let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
-                // EAGAIN: nothing more for now.
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => {}
+                    e => {
+                        log::error!("rule {rule}: cannot read its repair's output: {e}");
+                        self.output = None;
+                    }
+                }
                 return;
             }
             if n == 0 {
                 self.output = None;
-                self.flush_line(rule);
+                self.log.end_line(rule);
                 return;
             }
-            for &b in &buf[..n as usize] {
-                if b == b'\n' || self.line.len() >= 1000 {
-                    self.flush_line(rule);
-                    if b == b'\n' {
-                        continue;
-                    }
-                }
-                self.line.push(b);
+            let n = n as usize;
+            read += n;
+            self.log.take(&buf[..n], rule);
+        }
+        self.paused_until = Some(now + OUTPUT_PAUSE);
+    }
+
+    /// Whether the command has exited; if so, how it ended. The output is
+    /// read once more (within the bound) and then no longer: whatever is
+    /// still in its group is handed to `cleanup` to be stopped.
+    pub fn try_finish(
+        &mut self,
+        now: Instant,
+        attempt: u32,
+        rule: &str,
+        cleanup: &mut Cleanup,
+    ) -> Option<Outcome> {
+        let status: Result<ExitStatus, Errno> = match self.child.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => Ok(status),
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                log::error!(
+                    "rule {rule}: cannot learn how its repair (pid {}) ended: {errno}; the attempt counts as failed",
+                    self.child.id()
+                );
+                Err(errno)
             }
+        };
+        let timed_out = self.stage != Stage::Running;
+        self.stage = Stage::Ended;
+        self.drain_output(rule, now);
+        if let Some(fd) = self.output.take() {
+            self.log.count_unread(&fd);
         }
-    }
-
-    fn flush_line(&mut self, rule: &str) {
-        if !self.line.is_empty() {
-            log::info!(
-                "rule {rule}: repair output: {}",
-                String::from_utf8_lossy(&self.line)
-            );
-            self.line.clear();
-        }
-    }
-
-    /// Whether the command has exited; if so, how it ended. A command that
-    /// timed out has its whole group killed, to take its children too.
-    pub fn try_finish(&mut self, now: Instant, attempt: u32, rule: &str) -> Option<Outcome> {
-        let status = self.child.try_wait().ok()??;
-        self.drain_output(rule);
-        self.flush_line(rule);
-        let ending = if self.terminated {
-            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-            Ending::TimedOut
-        } else if let Some(code) = status.code() {
-            Ending::Exited(code)
-        } else {
-            Ending::Signalled(status.signal().unwrap_or(0))
+        self.log.finish(rule);
+        cleanup.after_exit(self.leader(), timed_out, rule, now);
+        let ending = match status {
+            Err(errno) => Ending::Lost(errno as i32),
+            Ok(_) if timed_out => Ending::TimedOut,
+            Ok(status) => match status.code() {
+                Some(code) => Ending::Exited(code),
+                None => Ending::Signalled(status.signal().unwrap_or(0)),
+            },
         };
         Some(Outcome {
             attempt,
@@ -214,14 +444,341 @@ impl Running {
             ended_wall: crate::text::wall_now(),
         })
     }
+
+    /// Kills the command and its group at once, without waiting. Returns
+    /// its PID when it still has to be reaped.
+    fn kill_now(&mut self) -> Option<Pid> {
+        if self.stage == Stage::Ended {
+            return None;
+        }
+        self.signal(Signal::SIGKILL, &self.rule);
+        self.stage = Stage::Ended;
+        self.log.finish(&self.rule);
+        match self.child.try_wait() {
+            Ok(None) => Some(self.leader()),
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Running {
+    /// A command still running when the daemon stops is killed, never
+    /// waited for (a wait on the loop thread could block for as long as
+    /// the command wants): the daemon's exit hands it to init, which reaps
+    /// it. On reload the loop hands it to [`Cleanup::adopt`] instead.
     fn drop(&mut self) {
-        // A daemon that stops or reloads does not leave a repair behind.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-            let _ = self.child.wait();
+        if self.stage != Stage::Ended {
+            log::warn!(
+                "rule {}: killing its repair (pid {}) on the way out",
+                self.rule,
+                self.child.id()
+            );
         }
+        self.kill_now();
+    }
+}
+
+/// `pidfd_send_signal(2)`.
+fn pidfd_send_signal(fd: &OwnedFd, signal: Signal) -> Result<(), Errno> {
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+/// Sends `signal` to process group `group`. Returns whether anyone was
+/// there; a group that is gone (ESRCH) is the normal case, anything else
+/// is logged.
+fn signal_group(group: Pid, signal: Signal, rule: &str) -> bool {
+    match killpg(group, signal) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(e) => {
+            log::error!("rule {rule}: cannot send {signal} to process group {group}: {e}");
+            false
+        }
+    }
+}
+
+/// The log of one run's output: the line being assembled (its buffer is
+/// allocated once, at start, and never grows) and what was not logged.
+#[derive(Debug)]
+struct OutputLog {
+    line: Vec<u8>,
+    /// Bytes of the current line, including those cut off.
+    line_bytes: u64,
+    logged: u32,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl OutputLog {
+    fn new() -> OutputLog {
+        OutputLog {
+            line: Vec::with_capacity(LINE_MAX),
+            line_bytes: 0,
+            logged: 0,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    fn take(&mut self, mut bytes: &[u8], rule: &str) {
+        while self.logged < LOG_LINES {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.append(&bytes[..end]);
+                    self.end_line(rule);
+                    bytes = &bytes[end + 1..];
+                }
+                None => {
+                    self.append(bytes);
+                    return;
+                }
+            }
+        }
+        // The budget is spent: count what comes, as fast as it comes.
+        self.dropped_bytes += bytes.len() as u64;
+        match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.dropped_lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.line_bytes = (bytes.len() - last - 1) as u64;
+            }
+            None => self.line_bytes += bytes.len() as u64,
+        }
+    }
+
+    fn append(&mut self, part: &[u8]) {
+        let room = LINE_MAX - self.line.len();
+        self.line.extend_from_slice(&part[..part.len().min(room)]);
+        self.line_bytes += part.len() as u64;
+    }
+
+    /// Ends the line assembled so far: logs it (empty lines are skipped),
+    /// or counts it once the budget is spent.
+    fn end_line(&mut self, rule: &str) {
+        if self.line_bytes == 0 {
+            return;
+        }
+        if self.logged >= LOG_LINES {
+            // Its bytes were counted as they came.
+            self.dropped_lines += 1;
+            self.line_bytes = 0;
+            return;
+        }
+        let cut = self.line_bytes - self.line.len() as u64;
+        if cut == 0 {
+            log::info!("rule {rule}: repair output: {}", Printable(&self.line));
+        } else {
+            log::info!(
+                "rule {rule}: repair output: {}… (line cut at {LINE_MAX} bytes)",
+                Printable(&self.line)
+            );
+        }
+        self.logged += 1;
+        self.dropped_bytes += cut;
+        self.line.clear();
+        self.line_bytes = 0;
+    }
+
+    /// Counts what is still in the pipe when the command has ended.
+    fn count_unread(&mut self, fd: &OwnedFd) {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the valid pointer.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut unread) } == 0 {
+            self.dropped_bytes += unread.max(0) as u64;
+        }
+    }
+
+    /// The last partial line, then what was not logged, if anything.
+    fn finish(&mut self, rule: &str) {
+        self.end_line(rule);
+        if self.dropped_lines > 0 || self.dropped_bytes > 0 {
+            log::info!(
+                "rule {rule}: repair output: {} more lines not logged, {} bytes dropped in all (at most {LOG_LINES} lines of {LINE_MAX} bytes are logged per run)",
+                self.dropped_lines,
+                self.dropped_bytes
+            );
+        }
+    }
+}
+
+/// Output bytes as text for the log: UTF-8 as it is, control characters
+/// (but tab) and bytes that are not UTF-8 as `\xNN`. No allocation.
+struct Printable<'a>(&'a [u8]);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            let text = chunk.valid();
+            let mut from = 0;
+            for (i, c) in text.char_indices() {
+                if c.is_control() && c != '\t' {
+                    f.write_str(&text[from..i])?;
+                    let mut bytes = [0u8; 4];
+                    for b in c.encode_utf8(&mut bytes).bytes() {
+                        write!(f, "\\x{b:02x}")?;
+                    }
+                    from = i + c.len_utf8();
+                }
+            }
+            f.write_str(&text[from..])?;
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What finished or abandoned repairs leave for the loop to finish: the
+/// commands killed when their rule went away, to be reaped without
+/// waiting, and the process groups of finished repairs that still had
+/// processes in them, to be killed after their grace.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    unreaped: Vec<(Pid, String)>,
+    groups: Vec<Leftover>,
+}
+
+#[derive(Debug)]
+struct Leftover {
+    group: Pid,
+    rule: String,
+    kill_at: Instant,
+}
+
+impl Cleanup {
+    /// A repair whose rule went away (reload): killed now, reaped later.
+    pub fn adopt(&mut self, mut running: Running, rule: &str) {
+        log::warn!(
+            "rule {rule}: the rule changed or was removed while its repair (pid {}) ran; killing it",
+            running.pid()
+        );
+        if let Some(pid) = running.kill_now() {
+            self.unreaped.push((pid, rule.to_string()));
+        }
+    }
+
+    /// A repair exited: processes still in its group are leaked workers.
+    /// They get SIGTERM now and SIGKILL after [`KILL_GRACE`] — or SIGKILL
+    /// at once when the repair was killed at its timeout (they had their
+    /// SIGTERM then). A process that left the group (`setsid`) is not
+    /// reached: that is how a repair starts a daemon.
+    fn after_exit(&mut self, group: Pid, timed_out: bool, rule: &str, now: Instant) {
+        if timed_out {
+            if signal_group(group, Signal::SIGKILL, rule) {
+                log::warn!("rule {rule}: killed what was left of its repair's process group");
+            }
+            return;
+        }
+        if signal_group(group, Signal::SIGTERM, rule) {
+            log::warn!(
+                "rule {rule}: its repair left processes in its process group {group}; sending them SIGTERM, SIGKILL in {} (a process meant to outlive the repair must leave the group: setsid, or better systemd-run)",
+                DurationText(KILL_GRACE)
+            );
+            self.groups.push(Leftover {
+                group,
+                rule: rule.to_string(),
+                kill_at: now + KILL_GRACE,
+            });
+        }
+    }
+
+    /// When the loop must next call [`Cleanup::tend`].
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.unreaped.is_empty() && self.groups.is_empty() {
+            None
+        } else {
+            Some(now + CLEANUP_LOOK)
+        }
+    }
+
+    /// Reaps killed commands that have died, kills leftover groups whose
+    /// grace is over, forgets groups that emptied.
+    pub fn tend(&mut self, now: Instant) {
+        self.unreaped.retain(
+            |(pid, rule)| match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    log::error!("rule {rule}: cannot reap its killed repair (pid {pid}): {e}");
+                    false
+                }
+            },
+        );
+        self.groups.retain(|g| {
+            if now >= g.kill_at {
+                if signal_group(g.group, Signal::SIGKILL, &g.rule) {
+                    log::warn!(
+                        "rule {}: processes its repair left in group {} outlived SIGTERM; sent SIGKILL",
+                        g.rule,
+                        g.group
+                    );
+                }
+                return false;
+            }
+            // Signal 0 only asks whether anyone is left; once nobody is,
+            // the group's number may be reused, so it is forgotten.
+            match killpg(g.group, None) {
+                Ok(()) => true,
+                Err(Errno::ESRCH) => false,
+                Err(_) => true,
+            }
+        });
+    }
+
+    /// The daemon stops: leftover groups are killed now; killed commands
+    /// are not waited for (init reaps them once the daemon has exited).
+    pub fn stop(&mut self) {
+        for g in self.groups.drain(..) {
+            signal_group(g.group, Signal::SIGKILL, &g.rule);
+        }
+        self.unreaped.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_and_bytes_that_are_not_utf8() {
+        let text = Printable(b"ok\tfine \x00\x1b[31m caf\xc3\xa9 \xff\xfe end").to_string();
+        assert_eq!(text, "ok\tfine \\x00\\x1b[31m café \\xff\\xfe end");
+        assert_eq!(Printable("\u{85}".as_bytes()).to_string(), "\\xc2\\x85");
+    }
+
+    #[test]
+    fn the_output_log_cuts_long_lines_and_counts_past_its_budget() {
+        let mut log = OutputLog::new();
+        log.take(&[b'x'; 2000], "r");
+        log.take(b"\n", "r");
+        assert_eq!((log.logged, log.dropped_bytes), (1, 2000 - LINE_MAX as u64));
+        log.take(b"\n\n", "r");
+        assert_eq!(
+            (log.logged, log.dropped_lines),
+            (1, 0),
+            "empty lines are skipped"
+        );
+        for _ in 0..LOG_LINES + 10 {
+            log.take(b"line\n", "r");
+        }
+        log.take(b"tail without newline", "r");
+        assert_eq!(log.logged, LOG_LINES);
+        log.end_line("r");
+        assert_eq!(log.dropped_lines, 12);
+        assert_eq!(
+            log.dropped_bytes,
+            2000 - LINE_MAX as u64 + 11 * 5 + "tail without newline".len() as u64
+        );
+        assert!(log.line.capacity() == LINE_MAX);
     }
 }

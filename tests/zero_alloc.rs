@@ -3,8 +3,10 @@
 //! kept fresh, some going stale, some recovering) and 20 process rules (ten
 //! alive, watched through pidfds and looked up every 100 ms; ten failing:
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
-//! logging and systemd notification on; after a warm-up, every turn is
-//! counted and must not allocate, in the loop or in its stat workers.
+//! logging and systemd notification on, and two repairs running throughout,
+//! one printing lines (long ones, bytes that are not UTF-8) past its log
+//! budget, one flooding (`yes`); after a warm-up, every turn is counted and must not allocate, in
+//! the loop or in its stat workers.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -118,6 +120,32 @@ fn main() {
         )
         .unwrap();
     }
+    // A repair that runs for the whole test and keeps printing: its lines
+    // are logged, cut and then counted without an allocation each.
+    let chatty_count = dir.join("chatty.count");
+    std::fs::write(
+        dir.join("conf/rules.d/chatty.rule"),
+        format!(
+            "[Heartbeat]\nFile={}\nMaxAge=300ms\n[Escalate]\nRepair=sh -c 'while :; do echo x >> {}; echo \"line $$\"; printf \"\\377 not utf-8\\n%500s\\n\" long; sleep 0.1; done'\nRepairAttempts=1\nRepairTimeout=1h\nFinally=log\n",
+            dir.join("never").display(),
+            chatty_count.display()
+        ),
+    )
+    .unwrap();
+    // And one that floods: read in bounded helpings with pauses, counted.
+    std::fs::write(
+        dir.join("conf/rules.d/flood.rule"),
+        format!(
+            "[Heartbeat]\nFile={}\nMaxAge=300ms\n[Escalate]\nRepair=yes\nRepairAttempts=1\nRepairTimeout=1h\nFinally=log\n",
+            dir.join("never").display()
+        ),
+    )
+    .unwrap();
+    let chatty_runs = || {
+        std::fs::read_to_string(&chatty_count)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
     heartwatch::logger::init(false, false);
     let notify_path = dir.join("notify.sock");
     let notify_socket = UnixDatagram::bind(&notify_path).unwrap();
@@ -158,12 +186,14 @@ fn main() {
         .filter(|(_, h)| matches!(h, Health::Failing(_)))
         .count();
     let changes_before = daemon.health_changes();
+    let chatty_before = chatty_runs();
     let mut turns = 0;
     COUNTING.store(true, Ordering::SeqCst);
     run(&mut daemon, Duration::from_secs(4), &mut turns);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     let changes = daemon.health_changes() - changes_before;
+    let chatty_during = chatty_runs() - chatty_before;
 
     // The counter itself works: one deliberate allocation is seen.
     COUNTING.store(true, Ordering::SeqCst);
@@ -221,9 +251,15 @@ fn main() {
         changes >= 40,
         "rules changed health while counting (logs and status written)",
     );
+    check(
+        chatty_before > 0 && chatty_during >= 10,
+        "a repair printed lines while counting",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 8 - failed);
+    println!("{} passed, {failed} failed", 9 - failed);
+    // Kills the chatty repair.
+    daemon.stop();
     if failed > 0 {
         std::process::exit(1);
     }
