@@ -19,8 +19,9 @@
 //! The memory test never writes to a word the handler itself reads while
 //! that word is under test: the handler copies every setting it needs out of
 //! the statics into locals first, and skips its arena, its alternate stack,
-//! the stack it runs on and the page the kernel writes behind its back
-//! (the thread's rseq area). Other threads are parked first (`SIGRTMAX`,
+//! the stack it runs on and the running thread's control block around the
+//! thread pointer (glibc's TCB and initial thread-locals, with the rseq
+//! area the kernel writes behind its back). Other threads are parked first (`SIGRTMAX`,
 //! whose handler waits forever); if one does not stop within 100 ms (say, a
 //! stat stuck on a dead NFS mount), the test is skipped rather than racing
 //! it.
@@ -43,8 +44,7 @@ use std::os::fd::RawFd;
 use std::ptr::{self, NonNull};
 use std::sync::Mutex;
 use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicIsize, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
-    fence,
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
 };
 use std::time::Duration;
 
@@ -162,14 +162,17 @@ static MAPS_FD: AtomicI32 = AtomicI32::new(-1);
 static TASKS_FD: AtomicI32 = AtomicI32::new(-1);
 static STDERR_PRIORITY: AtomicBool = AtomicBool::new(false);
 static STARTED_NS: AtomicU64 = AtomicU64::new(0);
-/// Offset of the thread's rseq area from the thread pointer, and its size
-/// (0: none registered).
-static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
-static RSEQ_SIZE: AtomicUsize = AtomicUsize::new(0);
-/// What glibc registers with the kernel (`struct rseq` is 32 bytes) even
-/// when `__rseq_size` reports only the 20 bytes of the original features;
-/// the kernel may write all of it.
-const RSEQ_AREA_BYTES: usize = 32;
+/// What the memory test skips on either side of the thread pointer. glibc
+/// keeps the running thread's control block there (`struct pthread`, about
+/// 2.3 KiB, above the pointer on x86_64 and below it on aarch64) with the
+/// stack guard and the rseq area, and the initial-exec thread-locals (errno
+/// among them) just below it. The kernel writes the rseq area on every
+/// preemption and follows its `rseq_cs` pointer: a test pattern there gets
+/// the thread killed with SIGSEGV. Found from the thread pointer alone, it
+/// needs no look-up of `__rseq_offset`, which a static binary cannot do
+/// (`dlsym` finds nothing there); `the_rseq_area_is_skipped` asks the
+/// kernel where the area really is.
+const THREAD_BLOCK_BYTES: usize = 4096;
 /// Tests only (`HEARTWATCH_TEST_CORRUPT_MEMTEST=1`): the crash memory test
 /// flips one bit between a write and its read-back.
 static INJECT: AtomicBool = AtomicBool::new(false);
@@ -296,7 +299,6 @@ fn prepare() -> Result<(), Error> {
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(2) } == 1;
     STDERR_PRIORITY.store(!tty, Ordering::Relaxed);
-    find_rseq();
     #[cfg(feature = "test-hooks")]
     test_hooks::read_env();
     Ok(())
@@ -399,22 +401,6 @@ fn kmsg_path() -> &'static std::ffi::CStr {
 fn open_for_handler(path: &std::ffi::CStr, flags: c_int) -> RawFd {
     // SAFETY: path is NUL-terminated; the flags create nothing.
     unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) }
-}
-
-/// Finds where glibc registered this thread's rseq area: the kernel writes
-/// into it on every preemption, so the memory test must not cover it.
-fn find_rseq() {
-    // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; the results
-    // are checked for null and point at glibc's constant variables
-    // (`ptrdiff_t __rseq_offset`, `unsigned int __rseq_size`).
-    unsafe {
-        let offset = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
-        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
-        if !offset.is_null() && !size.is_null() {
-            RSEQ_OFFSET.store(*offset.cast::<isize>(), Ordering::Relaxed);
-            RSEQ_SIZE.store(*size.cast::<u32>() as usize, Ordering::Relaxed);
-        }
-    }
 }
 
 fn set_action(sig: c_int, handler: usize, flags: c_int) -> Result<(), Error> {
@@ -1060,7 +1046,15 @@ fn page_up(a: usize) -> usize {
     a.div_ceil(PAGE) * PAGE
 }
 
-/// The thread pointer (glibc's TCB), from which the rseq area is found.
+/// The pages around the thread pointer `tp` that the memory test skips.
+fn thread_block(tp: usize) -> (usize, usize) {
+    (
+        page_down(tp.saturating_sub(THREAD_BLOCK_BYTES)),
+        page_up(tp + THREAD_BLOCK_BYTES),
+    )
+}
+
+/// The thread pointer (glibc's TCB).
 fn thread_pointer() -> usize {
     #[cfg(target_arch = "x86_64")]
     {
@@ -1147,20 +1141,11 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         current.ss_sp as usize,
         current.ss_sp as usize + current.ss_size,
     );
-    let rseq = (thread_pointer() as isize + RSEQ_OFFSET.load(Ordering::Relaxed)) as usize;
-    let rseq_size = RSEQ_SIZE.load(Ordering::Relaxed);
     let skip = [
         (arena_ptr as usize, arena_ptr as usize + ARENA_BYTES),
         (alt, alt + PAGE + ALT_STACK_BYTES),
         if on_alt_stack { current } else { (0, 0) },
-        if rseq_size > 0 {
-            (
-                page_down(rseq),
-                page_up(rseq + rseq_size.max(RSEQ_AREA_BYTES)),
-            )
-        } else {
-            (0, 0)
-        },
+        thread_block(thread_pointer()),
     ];
     // SAFETY: the backup array lives in the arena, is aligned and ours.
     let backup = unsafe {
@@ -1278,7 +1263,8 @@ fn test_range(
             // read-write mapping of this process. Nothing reads or writes it
             // while it is under test: the other threads are parked, the
             // handler uses only its locals, its stack and its arena (all
-            // skipped), and the kernel's own writes (rseq) are skipped too.
+            // skipped), and its thread's control block, which glibc and the
+            // kernel (rseq) use, is skipped too.
             let region =
                 unsafe { Region::new(NonNull::new(start as *mut u64).expect("mapped"), bytes / 8) };
             cov.errors += memtest::run_preserving(&region, backup, seed ^ start as u64, found);
@@ -1669,24 +1655,40 @@ mod tests {
         assert!(std::str::from_utf8(&out[..len]).is_ok());
     }
 
-    /// The page the memory test skips for the kernel's rseq writes is the
-    /// one the kernel writes: its `cpu_id` is the CPU this thread runs on.
+    /// The rseq area the kernel writes for this thread lies inside what
+    /// the memory test skips around the thread pointer. The kernel says
+    /// where it is: registering the area already registered is EBUSY (EPERM
+    /// with another signature), any other address EINVAL.
     #[test]
-    fn the_rseq_area_is_found() {
-        find_rseq();
-        let size = RSEQ_SIZE.load(Ordering::Relaxed);
-        if size == 0 {
-            return; // not registered (GLIBC_TUNABLES, an old glibc, musl)
+    fn the_rseq_area_is_skipped() {
+        #[cfg(target_arch = "x86_64")]
+        const RSEQ_SIG: u32 = 0x5305_3053;
+        #[cfg(target_arch = "aarch64")]
+        const RSEQ_SIG: u32 = 0xd428_bc00;
+        const RSEQ_FLAG_UNREGISTER: i32 = 1;
+        let (start, end) = thread_block(thread_pointer());
+        let mut found = None;
+        for at in (start..end).step_by(32) {
+            // SAFETY: rseq(2) registers `at` only if this thread has no
+            // area yet (then it is unregistered at once below); otherwise
+            // it only compares and fails.
+            let rc = unsafe { libc::syscall(libc::SYS_rseq, at, 32u32, 0, RSEQ_SIG) };
+            if rc == 0 {
+                // SAFETY: unregisters the area just registered, with its
+                // own length and signature.
+                unsafe { libc::syscall(libc::SYS_rseq, at, 32u32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) };
+                return; // glibc registered none (GLIBC_TUNABLES, an old glibc)
+            }
+            let errno = io::Error::last_os_error().raw_os_error();
+            if errno == Some(libc::EBUSY) || errno == Some(libc::EPERM) {
+                found = Some(at);
+                break;
+            }
         }
-        let area = (thread_pointer() as isize + RSEQ_OFFSET.load(Ordering::Relaxed)) as usize;
-        let matched = (0..100).any(|_| {
-            // SAFETY: the rseq area is registered for this thread and lives
-            // as long as it; `cpu_id` is the second u32 of struct rseq.
-            let cpu = unsafe { ((area + 4) as *const u32).read_volatile() };
-            // SAFETY: sched_getcpu has no preconditions.
-            cpu as i32 == unsafe { libc::sched_getcpu() }
-        });
-        assert!(matched, "rseq area at {area:#x} does not hold this CPU");
+        assert!(
+            found.is_some(),
+            "no registered rseq area in {start:#x}..{end:#x}, the pages skipped around the thread pointer"
+        );
     }
 
     #[test]

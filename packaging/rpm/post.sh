@@ -7,10 +7,6 @@ UNIT=heartwatch.service
 # skip the magic close. systemd empties /run/heartwatch when the daemon stops.
 NEXT_STOP=/run/heartwatch/next-stop
 
-# The package cannot own the empty rules directory (see Cargo.toml). Root
-# owned and not writable by others, as the daemon requires of it.
-[ -d /etc/heartwatch/rules.d ] || install -d -m 0755 -o root -g root /etc/heartwatch/rules.d
-
 if [ "$1" -eq 1 ]; then
 	systemctl enable "$UNIT" >/dev/null 2>&1 || :
 	if [ -d /run/systemd/system ]; then

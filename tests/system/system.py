@@ -507,16 +507,15 @@ def rpm_layout(img, deb, rpm, workdir, report):
 
         def comparable(path):
             # Documented differences: the deb's unit is in /lib (the same
-            # directory under merged /usr), its man pages are gzipped, and
-            # dpkg's changelog and copyright are the deb's own.
-            path = re.sub(r"^/lib/systemd/", "/usr/lib/systemd/", path)
-            return re.sub(r"^(/usr/share/man/.*)\.gz$", r"\1", path)
+            # directory under merged /usr), and dpkg's changelog and
+            # copyright and the lintian overrides are the deb's own.
+            return re.sub(r"^/lib/systemd/", "/usr/lib/systemd/", path)
 
         deb_paths = {}
         for line in listing.splitlines():
             perms, owner, _size, _date, _time, path = line.split(None, 5)
             path = path.removeprefix(".").rstrip("/")
-            if path and not path.startswith("/usr/share/doc/heartwatch/c"):
+            if path and not path.startswith(("/usr/share/doc/heartwatch/c", "/usr/share/lintian")):
                 deb_paths[comparable(path)] = (perms, owner)
         problems = []
         for path, (perms, owner) in sorted(deb_paths.items()):
