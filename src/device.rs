@@ -191,6 +191,11 @@ impl Device {
         // SAFETY: `raw` is an open watchdog descriptor and `info` a valid
         // `struct watchdog_info` the kernel fills in.
         match unsafe { wdioc_getsupport(raw, &mut device.info) } {
+            #[cfg(feature = "test-hooks")]
+            Err(Errno::ENOTTY) if standin_timeout().is_some() => {
+                device.info.options = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE;
+                device.info.identity[..8].copy_from_slice(b"stand-in");
+            }
             Ok(_) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {}
             Err(e) => return Err(ioctl_error("WDIOC_GETSUPPORT", e)),
         }
@@ -205,17 +210,14 @@ impl Device {
         match unsafe { wdioc_settimeout(raw, &mut seconds) } {
             Ok(_) => device.timeout = Duration::from_secs(seconds.max(0) as u64),
             Err(Errno::EOPNOTSUPP) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {
-                let mut current: libc::c_int = 0;
-                // SAFETY: `current` is a valid int for the kernel to write.
-                unsafe { wdioc_gettimeout(raw, &mut current) }
-                    .map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
+                let current = get_timeout(raw).map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
                 device.timeout = Duration::from_secs(current.max(0) as u64);
             }
             Err(e) => return Err(ioctl_error("WDIOC_SETTIMEOUT", e)),
         }
-        let mut current: libc::c_int = 0;
-        // SAFETY: as above.
-        if unsafe { wdioc_gettimeout(raw, &mut current) }.is_ok() && current > 0 {
+        if let Ok(current) = get_timeout(raw)
+            && current > 0
+        {
             device.timeout = Duration::from_secs(current as u64);
         }
         Ok(device)
@@ -297,6 +299,32 @@ impl Device {
     pub fn has_magic_close(&self) -> bool {
         self.info.options & WDIOF_MAGICCLOSE != 0
     }
+}
+
+/// `WDIOC_GETTIMEOUT`: the timeout the driver set, in seconds.
+fn get_timeout(raw: RawFd) -> Result<libc::c_int, Errno> {
+    let mut current: libc::c_int = 0;
+    // SAFETY: `raw` is an open descriptor and `current` a valid int for the
+    // kernel to write.
+    match unsafe { wdioc_gettimeout(raw, &mut current) } {
+        Ok(_) => Ok(current),
+        #[cfg(feature = "test-hooks")]
+        Err(Errno::ENOTTY) => standin_timeout().ok_or(Errno::ENOTTY),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tests only (`HEARTWATCH_TEST_STANDIN_TIMEOUT=SECONDS`): a file that
+/// answers no watchdog ioctl (a regular file, `/dev/full`) stands in for a
+/// watchdog with magic close whose driver set this timeout. Its feeds are written `\0`
+/// bytes and its magic close a `V`, so a test reads what the daemon did to
+/// it from the file.
+#[cfg(feature = "test-hooks")]
+fn standin_timeout() -> Option<libc::c_int> {
+    std::env::var("HEARTWATCH_TEST_STANDIN_TIMEOUT")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn write_byte(fd: RawFd, byte: u8) -> Result<(), Errno> {

@@ -1,0 +1,154 @@
+//! Start-up failures once a watchdog is open, through the real binary.
+//! Opening a watchdog arms it, so a start that fails after that must
+//! disarm it (heartwatch never took over the feeding) and say so at
+//! critical priority. No real watchdog is opened here: with the
+//! `test-hooks` build, `HEARTWATCH_TEST_STANDIN_TIMEOUT` lets a regular
+//! file stand in for one (its feeds are `\0` bytes, its magic close a
+//! `V`), so the test reads from the file what the daemon did to the
+//! device. The same faults on real drivers are the VM scenario
+//! `second-device-fails`.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const SIGTERM: i32 = 15;
+
+/// The scratch configuration with `[Watchdog]` replaced by `watchdog`.
+fn with_devices(s: &Scratch, watchdog: &str) {
+    s.write_conf("");
+    let path = s.conf().join("heartwatch.conf");
+    let conf = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[Watchdog]\nDevice=none\n", watchdog);
+    std::fs::write(&path, conf).unwrap();
+}
+
+fn start(s: &Scratch, standin_timeout: u32) -> Daemon {
+    Daemon::start_with(
+        Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(s.conf())
+            .env(
+                "HEARTWATCH_TEST_STANDIN_TIMEOUT",
+                standin_timeout.to_string(),
+            ),
+    )
+}
+
+/// What the daemon wrote to a stand-in device.
+fn written(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap()).replace('\0', "0")
+}
+
+fn exits_with_failure(d: &mut Daemon) {
+    let status = d.wait_exit(Duration::from_secs(30)).expect("still running");
+    assert_eq!(status.code(), Some(1), "{:#?}", d.drain());
+}
+
+#[test]
+fn a_second_device_that_is_missing_leaves_the_first_disarmed() {
+    let s = Scratch::new("second-missing");
+    let first = s.path("watchdog0");
+    std::fs::write(&first, "").unwrap();
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={} /nonexistent/watchdog1\nTimeout=10s\nFeedInterval=1s\n",
+            first.display()
+        ),
+    );
+    let mut d = start(&s, 10);
+    exits_with_failure(&mut d);
+    d.expect("watchdog /nonexistent/watchdog1: no such device");
+    let critical = d.expect(&format!(
+        "critical: watchdog {}: disarmed (magic close)",
+        first.display()
+    ));
+    assert!(critical.contains("restart heartwatch"), "{critical}");
+    assert_eq!(written(&first), "V", "the first device was not disarmed");
+}
+
+#[test]
+fn a_timeout_too_short_for_the_feed_interval_disarms_every_device() {
+    let s = Scratch::new("short-timeout");
+    let (first, second) = (s.path("watchdog0"), s.path("watchdog1"));
+    std::fs::write(&first, "").unwrap();
+    std::fs::write(&second, "").unwrap();
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={} {}\nTimeout=10s\nFeedInterval=2s\n",
+            first.display(),
+            second.display()
+        ),
+    );
+    // The "driver" sets 2 s although 10 s were asked: FeedInterval=2s is
+    // more than half of it.
+    let mut d = start(&s, 2);
+    exits_with_failure(&mut d);
+    d.expect("too short for FeedInterval=2s");
+    d.expect(&format!(
+        "critical: watchdog {}: disarmed (magic close)",
+        first.display()
+    ));
+    assert_eq!(written(&first), "V");
+    assert_eq!(written(&second), "", "the second device was never opened");
+}
+
+#[test]
+fn a_refused_first_keepalive_disarms_the_devices_that_were_opened() {
+    let s = Scratch::new("first-feed");
+    let first = s.path("watchdog0");
+    std::fs::write(&first, "").unwrap();
+    // /dev/full refuses every write: the stand-in refuses its keepalive,
+    // and its magic close too.
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={} /dev/full\nTimeout=10s\nFeedInterval=1s\n",
+            first.display()
+        ),
+    );
+    let mut d = start(&s, 10);
+    exits_with_failure(&mut d);
+    d.expect("watchdog /dev/full: feeding failed");
+    d.expect(&format!(
+        "critical: watchdog {}: disarmed (magic close)",
+        first.display()
+    ));
+    let failed = d.expect("critical: watchdog /dev/full: the magic close failed");
+    assert!(failed.contains("may reset this host"), "{failed}");
+    assert_eq!(written(&first), "0V", "fed once, then disarmed");
+}
+
+#[test]
+fn a_daemon_that_started_is_disarmed_only_by_its_orderly_stop() {
+    let s = Scratch::new("took-over");
+    let first = s.path("watchdog0");
+    std::fs::write(&first, "").unwrap();
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={}\nTimeout=10s\nFeedInterval=1s\n",
+            first.display()
+        ),
+    );
+    let mut d = start(&s, 10);
+    d.expect("ready:");
+    assert!(!written(&first).contains('V'), "disarmed while running");
+    d.signal(SIGTERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).unwrap().code(),
+        Some(0)
+    );
+    assert!(written(&first).ends_with("0V"), "{:?}", written(&first));
+    assert!(
+        !d.drain().iter().any(|l| l.contains("critical")),
+        "{:#?}",
+        d.seen
+    );
+}
