@@ -9,7 +9,7 @@
 
 use crate::atomic::AtomicFile;
 use crate::config::{self, Config, ConfigError, DurationText, Finally, Rule, Watch};
-use crate::device::{self, Device, DeviceError};
+use crate::device::{self, Device, DeviceError, Devices};
 use crate::health::{Cause, Health};
 use crate::heartbeat::Heartbeat;
 use crate::ladder::{self, Action, Event, Ladder};
@@ -139,7 +139,7 @@ enum Rebooting {
 /// The running daemon.
 pub struct Daemon {
     config: Config,
-    devices: Vec<Device>,
+    devices: Devices,
     feeding_ok: bool,
     notifier: Notifier,
     prober: Prober,
@@ -282,28 +282,25 @@ impl Daemon {
         }
         let (reboot_state, previous_reboot) = open_reboot_state(&config);
 
-        let mut devices = Vec::with_capacity(config.watchdog.devices.len());
+        // From the first open on, every return with an error disarms the
+        // devices opened so far (`Devices` does, when dropped), until the
+        // start is complete.
+        let mut devices = Devices::with_capacity(config.watchdog.devices.len());
         let mut boot_status = String::new();
         for path in &config.watchdog.devices {
-            let device =
+            let opened =
                 Device::open(path, config.watchdog.timeout).map_err(DaemonError::Device)?;
-            describe(&device, config.watchdog.feed_interval);
-            if let Err(e) = device.check_feed_interval(config.watchdog.feed_interval) {
-                // A configuration that does not fit the driver is refused
-                // before heartwatch takes on the feeding: disarm what was
-                // armed, so a settings mistake cannot reset the host.
-                for armed in devices.into_iter().chain([device]) {
-                    let _ = armed.disarm();
-                }
-                return Err(DaemonError::Device(e));
-            }
+            let device = devices.hold(opened);
+            describe(device, config.watchdog.feed_interval);
+            device
+                .check_feed_interval(config.watchdog.feed_interval)
+                .map_err(DaemonError::Device)?;
             let sentence = device::describe_boot_status(device.boot_status());
             log::info!("watchdog {}: {sentence}", path.display());
             if !boot_status.is_empty() {
                 boot_status.push_str("; ");
             }
             boot_status.push_str(&sentence);
-            devices.push(device);
         }
         if devices.is_empty() {
             log::info!("no watchdog device (Device=none): running the checks only");
@@ -354,6 +351,7 @@ impl Daemon {
         daemon.install_rules(rules, Vec::new(), now);
         daemon.next_ping = daemon.notifier.ping_interval().map(|_| now);
         daemon.publish();
+        daemon.devices.take_over_feeding();
         daemon.notifier.ready();
         log::info!("ready: {} rules", daemon.rules.len());
         Ok(daemon)

@@ -327,6 +327,112 @@ fn standin_timeout() -> Option<libc::c_int> {
         .ok()
 }
 
+/// The open watchdog devices. Until `take_over_feeding`, heartwatch has not
+/// taken on their feeding, so dropping them disarms each with the magic
+/// close and says so at critical priority: a start-up that fails once a
+/// device is open (another device missing or busy, a timeout that does not
+/// fit, a refused first keepalive, anything later) must not leave the host
+/// to a watchdog that nobody feeds, which would reset it at every boot.
+/// Once taken over, dropping them closes them without the magic close, as
+/// a crash does: the hardware stays the last line of defence, and only the
+/// orderly stop disarms.
+#[derive(Debug, Default)]
+pub struct Devices {
+    list: Vec<Device>,
+    taken_over: bool,
+}
+
+impl Devices {
+    pub fn with_capacity(capacity: usize) -> Devices {
+        Devices {
+            list: Vec::with_capacity(capacity),
+            taken_over: false,
+        }
+    }
+
+    /// Keeps a device just opened (and so armed).
+    pub fn hold(&mut self, device: Device) -> &Device {
+        self.list.push(device);
+        &self.list[self.list.len() - 1]
+    }
+
+    /// Start-up is complete: from here on the daemon feeds the devices.
+    pub fn take_over_feeding(&mut self) {
+        self.taken_over = true;
+    }
+}
+
+impl std::ops::Deref for Devices {
+    type Target = [Device];
+    fn deref(&self) -> &[Device] {
+        &self.list
+    }
+}
+
+impl std::ops::DerefMut for Devices {
+    fn deref_mut(&mut self) -> &mut [Device] {
+        &mut self.list
+    }
+}
+
+impl<'a> IntoIterator for &'a Devices {
+    type Item = &'a Device;
+    type IntoIter = std::slice::Iter<'a, Device>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Devices {
+    type Item = &'a mut Device;
+    type IntoIter = std::slice::IterMut<'a, Device>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter_mut()
+    }
+}
+
+/// Hands the devices over to a caller that decides for each (the orderly
+/// stop); they are then no longer disarmed when dropped.
+impl IntoIterator for Devices {
+    type Item = Device;
+    type IntoIter = std::vec::IntoIter<Device>;
+    fn into_iter(mut self) -> Self::IntoIter {
+        std::mem::take(&mut self.list).into_iter()
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        if self.taken_over {
+            return;
+        }
+        for device in self.list.drain(..) {
+            abandon(device);
+        }
+    }
+}
+
+/// Disarms a device heartwatch opened but never took on feeding, and says
+/// what that means for the host.
+fn abandon(device: Device) {
+    let path = device.path.display().to_string();
+    let timeout = DurationText(device.timeout);
+    let magic_close = device.has_magic_close();
+    const WHY: &str = "heartwatch failed to start after opening it (the cause is logged with this)";
+    const FIX: &str = "fix the cause and restart heartwatch (systemctl restart heartwatch)";
+    match device.disarm() {
+        Ok(()) if magic_close => crate::critical!(
+            "watchdog {path}: disarmed (magic close): {WHY}, and nothing else feeds it; this host runs without it until heartwatch starts: {FIX}"
+        ),
+        Ok(()) => crate::critical!(
+            "watchdog {path}: closed after writing the magic close, but the driver does not announce magic close: {WHY}; if it stays armed, it resets this host within {timeout}: {FIX}"
+        ),
+        Err(e) => crate::critical!(
+            "watchdog {path}: the magic close failed ({e}): {WHY}; the watchdog may reset this host within {timeout}: {FIX}"
+        ),
+    }
+}
+
 fn write_byte(fd: RawFd, byte: u8) -> Result<(), Errno> {
     let buf = [byte];
     // SAFETY: `buf` is a valid one-byte buffer for the duration of the call.
@@ -383,6 +489,51 @@ mod tests {
         assert_eq!(Flags(0).to_string(), "none");
         assert!(describe_boot_status(Some(WDIOF_CARDRESET)).contains("caused by the watchdog"));
         assert!(describe_boot_status(Some(0)).contains("not caused"));
+    }
+
+    /// A regular file in the place of a device: feeds and the magic close
+    /// are written bytes.
+    fn standin(path: &Path) -> Device {
+        let file = std::fs::File::create(path).unwrap();
+        Device {
+            path: path.to_path_buf(),
+            fd: file.into(),
+            info: WatchdogInfo {
+                options: WDIOF_MAGICCLOSE,
+                ..WatchdogInfo::default()
+            },
+            timeout: Duration::from_secs(10),
+            asked: Duration::from_secs(10),
+            boot_status: None,
+            keepalive_ioctl: false,
+        }
+    }
+
+    #[test]
+    fn devices_are_disarmed_when_dropped_only_before_the_take_over() {
+        let dir = std::env::temp_dir().join(format!("hw-devices-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        let mut failed_start = Devices::with_capacity(2);
+        failed_start.hold(standin(&a));
+        failed_start.hold(standin(&b));
+        drop(failed_start);
+        let mut started = Devices::with_capacity(1);
+        started.hold(standin(&c));
+        started.take_over_feeding();
+        for device in &mut started {
+            device.feed().unwrap();
+        }
+        drop(started);
+        let mut handed_over = Devices::with_capacity(1);
+        handed_over.hold(standin(&dir.join("d")));
+        let devices: Vec<Device> = handed_over.into_iter().collect();
+        drop(devices);
+        let read = |p: &Path| std::fs::read(p).unwrap();
+        assert_eq!((read(&a), read(&b)), (b"V".to_vec(), b"V".to_vec()));
+        assert_eq!(read(&c), b"\0".to_vec(), "fed, then closed armed");
+        assert_eq!(read(&dir.join("d")), b"".to_vec(), "the new owner decides");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
