@@ -139,6 +139,7 @@ enum Rebooting {
 /// The running daemon.
 pub struct Daemon {
     config: Config,
+    options: Options,
     devices: Devices,
     feeding_ok: bool,
     notifier: Notifier,
@@ -188,10 +189,9 @@ pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
     handled_signals()
         .thread_block()
         .map_err(|e| DaemonError::Io("blocking signals", e.into()))?;
-    let mut config = config::load(root).map_err(DaemonError::Config)?;
-    config.daemon.dry_run |= options.dry_run;
+    let config = config::load(root).map_err(DaemonError::Config)?;
     lock_memory();
-    let mut daemon = Daemon::start(config, Notifier::from_env())?;
+    let mut daemon = Daemon::start(config, options, Notifier::from_env())?;
     while daemon.turn()? == Control::Continue {}
     daemon.stop();
     Ok(())
@@ -257,7 +257,11 @@ const NEXT_STOP: &str = "next-stop";
 impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
     /// systemd it is ready.
-    pub fn start(config: Config, notifier: Notifier) -> Result<Daemon, DaemonError> {
+    pub fn start(
+        config: Config,
+        options: Options,
+        notifier: Notifier,
+    ) -> Result<Daemon, DaemonError> {
         let mask = handled_signals();
         // Blocked before any thread starts, so every thread inherits it and
         // the signals arrive only through the signalfd.
@@ -271,7 +275,7 @@ impl Daemon {
             .map_err(|e| DaemonError::Io("runtime directory", e))?;
         let _ = std::fs::remove_file(config.daemon.runtime_dir.join(NEXT_STOP));
 
-        if config.daemon.dry_run {
+        if config.daemon.dry_run || options.dry_run {
             log::info!("dry run: actions are logged, not taken");
         }
         let use_pidfd = process::have_pidfd();
@@ -309,6 +313,7 @@ impl Daemon {
 
         let now = Instant::now();
         let mut daemon = Daemon {
+            options,
             devices,
             feeding_ok: true,
             notifier,
@@ -549,7 +554,13 @@ impl Daemon {
                 );
             }
             Ok(mut new) => {
-                new.daemon.dry_run |= self.config.daemon.dry_run;
+                if let Some(change) = dry_run_change(
+                    self.config.daemon.dry_run,
+                    new.daemon.dry_run,
+                    self.options.dry_run,
+                ) {
+                    log::warn!("reload: {change}");
+                }
                 if new.watchdog != self.config.watchdog {
                     log::warn!(
                         "reload: [Watchdog] settings changed; they take effect when heartwatch restarts"
@@ -575,6 +586,11 @@ impl Daemon {
         }
         self.status_dirty = true;
         self.notifier.ready();
+    }
+
+    /// Dry run: `DryRun=yes` in the file or `--dry-run` on the command line.
+    fn dry_run(&self) -> bool {
+        self.config.daemon.dry_run || self.options.dry_run
     }
 
     /// Builds the runtime state for `rules`, carrying over what `old` knew
@@ -974,7 +990,7 @@ impl Daemon {
         };
         let name = w.rule.name.clone();
         let of = spec.attempts;
-        if self.config.daemon.dry_run {
+        if self.dry_run() {
             log::warn!(
                 "rule {name}: dry run: would run `{}` (repair attempt {attempt} of {of})",
                 spec.command.text
@@ -1123,7 +1139,7 @@ impl Daemon {
             boot_id: reboot::boot_id(),
         };
         crate::critical!("rebooting: {reason}");
-        let dry_run = self.config.daemon.dry_run;
+        let dry_run = self.dry_run();
         if dry_run {
             log::warn!(
                 "dry run: would record the reason, reboot in order, then call reboot(2), then stop feeding the watchdog"
@@ -1314,7 +1330,7 @@ impl Daemon {
             out,
             "configuration {}{}",
             c.root.display(),
-            if c.daemon.dry_run {
+            if self.dry_run() {
                 " (dry run: no action is taken)"
             } else {
                 ""
@@ -1399,6 +1415,24 @@ impl Daemon {
     /// How many times any rule's health changed since start.
     pub fn health_changes(&self) -> u64 {
         self.changes
+    }
+}
+
+/// What a reload that changes `DryRun=` from `was` to `now` does to the
+/// mode, said for the log; `None` when the mode stays what it was without
+/// anyone having asked otherwise. `--dry-run` (`flag`) outlasts reloads.
+fn dry_run_change(was: bool, now: bool, flag: bool) -> Option<&'static str> {
+    match (was, now, flag) {
+        (true, false, true) => Some(
+            "DryRun=no, but --dry-run stays in force: repairs and reboots are still logged, not taken",
+        ),
+        (true, false, false) => {
+            Some("dry run ends (DryRun=no): repairs and reboots are taken from now on")
+        }
+        (false, true, false) => {
+            Some("dry run begins (DryRun=yes): repairs and reboots are logged, not taken")
+        }
+        _ => None,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Start-up failures once a watchdog is open, through the real binary.
-//! Opening a watchdog arms it, so a start that fails after that must
+//! Start-up and reload, through the real binary.
+//!
+//! Start-up failures once a watchdog is open: opening a watchdog arms it, so a start that fails after that must
 //! disarm it (heartwatch never took over the feeding) and say so at
 //! critical priority. No real watchdog is opened here: with the
 //! `test-hooks` build, `HEARTWATCH_TEST_STANDIN_TIMEOUT` lets a regular
@@ -15,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const SIGTERM: i32 = 15;
+const SIGHUP: i32 = 1;
 
 /// The scratch configuration with `[Watchdog]` replaced by `watchdog`.
 fn with_devices(s: &Scratch, watchdog: &str) {
@@ -151,4 +153,81 @@ fn a_daemon_that_started_is_disarmed_only_by_its_orderly_stop() {
         "{:#?}",
         d.seen
     );
+}
+
+/// A rule that fails at once and repairs (`touch MARKER`) every 200 ms at
+/// most, for a long time: every repair attempt shows whether the daemon is
+/// in dry run.
+fn repairing_rule(s: &Scratch) -> std::path::PathBuf {
+    let marker = s.path("repaired");
+    s.write_rule(
+        "d",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nRepair=touch {}\nRepairAttempts=1000\nRepairBackoff=100ms\nRepairBackoffMax=200ms\nFinally=log\n",
+            s.path("never").display(),
+            marker.display()
+        ),
+    );
+    marker
+}
+
+/// Rewrites heartwatch.conf with `DryRun=` and reloads; waits for the reload.
+fn reload_with_dry_run(s: &Scratch, d: &mut Daemon, value: &str) {
+    s.write_conf(&format!("DryRun={value}\n"));
+    d.drain();
+    d.seen.clear();
+    d.signal(SIGHUP);
+    d.expect("reloaded: 1 rules");
+}
+
+#[test]
+fn dry_run_follows_the_file_across_reloads() {
+    let s = Scratch::new("dry-reload");
+    s.write_conf("DryRun=yes\n");
+    let marker = repairing_rule(&s);
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("dry run: actions are logged, not taken");
+    d.expect("rule d: dry run: would run `touch");
+    d.expect("rule d: repair attempt 2 not run (dry run)");
+    assert!(!marker.exists(), "a repair ran in dry run");
+    assert!(s.status().contains("(dry run: no action"), "{}", s.status());
+
+    reload_with_dry_run(&s, &mut d, "no");
+    let ran = d.expect("rule d: running `touch");
+    assert!(ran.contains("repair attempt"), "{ran}");
+    d.expect("reload: dry run ends (DryRun=no): repairs and reboots are taken from now on");
+    d.expect("succeeded (exit 0)");
+    assert!(
+        marker.exists(),
+        "the repair did not run after dry run ended"
+    );
+    let status = s.wait_status("configuration");
+    assert!(!status.contains("(dry run: no action"), "{status}");
+
+    std::fs::remove_file(&marker).unwrap();
+    reload_with_dry_run(&s, &mut d, "yes");
+    d.expect("reload: dry run begins (DryRun=yes): repairs and reboots are logged, not taken");
+    d.drain();
+    d.seen.clear();
+    d.expect("rule d: dry run: would run `touch");
+    d.expect("not run (dry run)");
+    assert!(!marker.exists(), "a repair ran in dry run again");
+    s.wait_status("(dry run: no action");
+}
+
+#[test]
+fn the_dry_run_flag_stays_in_force_across_reloads() {
+    let s = Scratch::new("dry-flag");
+    s.write_conf("DryRun=yes\n");
+    let marker = repairing_rule(&s);
+    let mut d = Daemon::start(&s.conf(), &["--dry-run"]);
+    d.expect("rule d: dry run: would run `touch");
+    reload_with_dry_run(&s, &mut d, "no");
+    d.expect("reload: DryRun=no, but --dry-run stays in force: repairs and reboots are still logged, not taken");
+    d.drain();
+    d.seen.clear();
+    d.expect("rule d: dry run: would run `touch");
+    d.expect("not run (dry run)");
+    assert!(!marker.exists(), "a repair ran under --dry-run");
+    assert!(s.status().contains("(dry run: no action"), "{}", s.status());
 }
