@@ -231,3 +231,32 @@ fn the_dry_run_flag_stays_in_force_across_reloads() {
     assert!(!marker.exists(), "a repair ran under --dry-run");
     assert!(s.status().contains("(dry run: no action"), "{}", s.status());
 }
+
+#[test]
+fn a_worker_without_its_alternate_signal_stack_is_reported_and_still_works() {
+    let s = Scratch::new("altstack");
+    s.write_conf("");
+    let beat = s.path("beat");
+    touch(&beat);
+    s.write_rule(
+        "job",
+        &format!("[Heartbeat]\nFile={}\nMaxAge=1h\n", beat.display()),
+    );
+    let mut d = Daemon::start_with(
+        Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(s.conf())
+            .env("HEARTWATCH_TEST_NO_THREAD_ALTSTACK", "1"),
+    );
+    let line =
+        d.expect("warning: stat worker: crash handler: cannot install the alternate signal stack");
+    assert!(
+        line.contains("ENOMEM") || line.contains("Cannot allocate memory"),
+        "{line}"
+    );
+    assert!(line.contains("its report may be lost"), "{line}");
+    // The worker runs all the same: the heartbeat is judged through it.
+    d.expect("rule job: healthy");
+    s.wait_status("job");
+}
