@@ -1,7 +1,9 @@
 //! The hardware watchdog, through the kernel's watchdog API
 //! (`linux/watchdog.h`): identity, timeout, boot status, keepalive and the
 //! magic close. Dropping a `Device` closes it *without* the magic close, so
-//! the watchdog stays armed: only an orderly stop disarms.
+//! the watchdog stays armed: once heartwatch feeds it, only an orderly stop
+//! disarms. Before that, a device that fails while it is being opened, and
+//! the `Devices` of a start-up that fails, are disarmed.
 
 use crate::config::DurationText;
 use nix::errno::Errno;
@@ -182,11 +184,28 @@ impl Device {
             boot_status: None,
             keepalive_ioctl: true,
         };
+        // The open armed it: a device that then fails to answer is
+        // disarmed, not left to reset the host.
+        match device.configure() {
+            Ok(()) => Ok(device),
+            Err(e) => {
+                abandon(device);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the driver's identity and boot status, asks for the timeout and
+    /// reads back the one the driver set.
+    fn configure(&mut self) -> Result<(), DeviceError> {
+        let asked = self.asked;
+        let path = self.path.clone();
         let ioctl_error = |what, errno| DeviceError::Ioctl {
-            path: path.to_path_buf(),
+            path: path.clone(),
             what,
             errno,
         };
+        let device = self;
         let raw = device.fd.as_raw_fd();
         // SAFETY: `raw` is an open watchdog descriptor and `info` a valid
         // `struct watchdog_info` the kernel fills in.
@@ -220,7 +239,7 @@ impl Device {
         {
             device.timeout = Duration::from_secs(current as u64);
         }
-        Ok(device)
+        Ok(())
     }
 
     /// Refuses a feed interval above half the timeout the driver set.

@@ -75,6 +75,37 @@ fn a_second_device_that_is_missing_leaves_the_first_disarmed() {
 }
 
 #[test]
+fn an_ioctl_that_fails_while_opening_disarms_the_device_it_failed_on() {
+    let s = Scratch::new("ioctl-fails");
+    let first = s.path("watchdog0");
+    std::fs::write(&first, "").unwrap();
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={}\nTimeout=10s\nFeedInterval=1s\n",
+            first.display()
+        ),
+    );
+    // Without the stand-in setting, a regular file answers no watchdog
+    // ioctl: WDIOC_GETTIMEOUT fails inside the open, after the open(2)
+    // that arms a real watchdog.
+    let mut d = Daemon::start(&s.conf(), &[]);
+    exits_with_failure(&mut d);
+    d.expect("WDIOC_GETTIMEOUT failed: ENOTTY");
+    // WDIOC_GETSUPPORT failed too, so heartwatch does not know whether the
+    // driver has magic close, and says what that means.
+    let critical = d.expect(&format!(
+        "critical: watchdog {}: closed after writing the magic close, but the driver does not announce magic close",
+        first.display()
+    ));
+    assert!(
+        critical.contains("resets this host within 10s"),
+        "{critical}"
+    );
+    assert_eq!(written(&first), "V");
+}
+
+#[test]
 fn a_timeout_too_short_for_the_feed_interval_disarms_every_device() {
     let s = Scratch::new("short-timeout");
     let (first, second) = (s.path("watchdog0"), s.path("watchdog1"));
