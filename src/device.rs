@@ -95,6 +95,10 @@ pub enum DeviceError {
         what: &'static str,
         errno: Errno,
     },
+    NotADevice {
+        path: PathBuf,
+        kind: &'static str,
+    },
     TimeoutTooShort {
         path: PathBuf,
         actual: Duration,
@@ -130,6 +134,11 @@ impl fmt::Display for DeviceError {
             DeviceError::Ioctl { path, what, errno } => {
                 write!(f, "watchdog {}: {what} failed: {errno}", path.display())
             }
+            DeviceError::NotADevice { path, kind } => write!(
+                f,
+                "watchdog {}: is not a character device ({kind}); Device= names watchdog devices such as /dev/watchdog0, or is none",
+                path.display()
+            ),
             DeviceError::TimeoutTooShort { path, actual, feed } => write!(
                 f,
                 "watchdog {}: the driver set a timeout of {}, too short for FeedInterval={}; feed at most every {} or ask for a longer Timeout=",
@@ -161,6 +170,7 @@ impl Device {
     /// driver really set. Opening a watchdog arms it, so this is the point
     /// after which the device must be fed.
     pub fn open(path: &Path, asked: Duration) -> Result<Device, DeviceError> {
+        refuse_what_is_not_a_device(path)?;
         let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| DeviceError::Open {
             path: path.to_path_buf(),
             errno: Errno::EINVAL,
@@ -320,6 +330,42 @@ impl Device {
     }
 }
 
+/// Only a character device can be a watchdog. Anything else named by
+/// mistake is refused before it is opened: a FIFO without a reader would
+/// hold the open for ever, and a regular file would have its first byte
+/// overwritten by the magic close that a failed start writes.
+fn refuse_what_is_not_a_device(path: &Path) -> Result<(), DeviceError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // The open says why, with advice (no such device, permission).
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_char_device() {
+        return Ok(());
+    } else if kind.is_file() {
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os("HEARTWATCH_TEST_STANDIN_TIMEOUT").is_some() {
+            return Ok(());
+        }
+        "a regular file"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a device"
+    };
+    Err(DeviceError::NotADevice {
+        path: path.to_path_buf(),
+        kind: what,
+    })
+}
+
 /// `WDIOC_GETTIMEOUT`: the timeout the driver set, in seconds.
 fn get_timeout(raw: RawFd) -> Result<libc::c_int, Errno> {
     let mut current: libc::c_int = 0;
@@ -334,8 +380,10 @@ fn get_timeout(raw: RawFd) -> Result<libc::c_int, Errno> {
 }
 
 /// Tests only (`HEARTWATCH_TEST_STANDIN_TIMEOUT=SECONDS`): a file that
-/// answers no watchdog ioctl (a regular file, `/dev/full`) stands in for a
-/// watchdog with magic close whose driver set this timeout. Its feeds are written `\0`
+/// answers no watchdog ioctl (a regular file, which is then accepted as a
+/// device, or `/dev/full`) stands in for a watchdog with magic close whose
+/// driver set this timeout; with a value that is not a number, for one
+/// whose driver answers neither `WDIOC_GETSUPPORT` nor `WDIOC_GETTIMEOUT`. Its feeds are written `\0`
 /// bytes and its magic close a `V`, so a test reads what the daemon did to
 /// it from the file.
 #[cfg(feature = "test-hooks")]

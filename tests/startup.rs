@@ -86,14 +86,19 @@ fn an_ioctl_that_fails_while_opening_disarms_the_device_it_failed_on() {
             first.display()
         ),
     );
-    // Without the stand-in setting, a regular file answers no watchdog
-    // ioctl: WDIOC_GETTIMEOUT fails inside the open, after the open(2)
-    // that arms a real watchdog.
-    let mut d = Daemon::start(&s.conf(), &[]);
+    // A stand-in that answers no WDIOC_GETTIMEOUT: the ioctl fails inside
+    // the open, after the open(2) that arms a real watchdog.
+    let mut d = Daemon::start_with(
+        Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(s.conf())
+            .env("HEARTWATCH_TEST_STANDIN_TIMEOUT", "none"),
+    );
     exits_with_failure(&mut d);
     d.expect("WDIOC_GETTIMEOUT failed: ENOTTY");
-    // WDIOC_GETSUPPORT failed too, so heartwatch does not know whether the
-    // driver has magic close, and says what that means.
+    // The stand-in answers no WDIOC_GETSUPPORT either, so heartwatch does
+    // not know whether the driver has magic close, and says what that means.
     let critical = d.expect(&format!(
         "critical: watchdog {}: closed after writing the magic close, but the driver does not announce magic close",
         first.display()
@@ -290,4 +295,30 @@ fn a_worker_without_its_alternate_signal_stack_is_reported_and_still_works() {
     // The worker runs all the same: the heartbeat is judged through it.
     d.expect("rule job: healthy");
     s.wait_status("job");
+}
+
+#[test]
+fn a_device_that_is_a_regular_file_or_a_fifo_is_refused_unopened() {
+    let s = Scratch::new("not-a-device");
+    let file = s.path("passwd");
+    std::fs::write(&file, "root:x:0:0\n").unwrap();
+    let fifo = s.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for (path, kind) in [(&file, "a regular file"), (&fifo, "a FIFO")] {
+        with_devices(
+            &s,
+            &format!(
+                "[Watchdog]\nDevice={}\nTimeout=10s\nFeedInterval=1s\n",
+                path.display()
+            ),
+        );
+        // A FIFO without a reader would hold open(2) for ever.
+        let mut d = Daemon::start(&s.conf(), &[]);
+        exits_with_failure(&mut d);
+        d.expect(&format!(
+            "watchdog {}: is not a character device ({kind})",
+            path.display()
+        ));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "root:x:0:0\n");
 }
