@@ -208,22 +208,20 @@ impl Device {
     /// Reads the driver's identity and boot status, asks for the timeout and
     /// reads back the one the driver set.
     fn configure(&mut self) -> Result<(), DeviceError> {
-        let asked = self.asked;
         let path = self.path.clone();
         let ioctl_error = |what, errno| DeviceError::Ioctl {
             path: path.clone(),
             what,
             errno,
         };
-        let device = self;
-        let raw = device.fd.as_raw_fd();
+        let raw = self.fd.as_raw_fd();
         // SAFETY: `raw` is an open watchdog descriptor and `info` a valid
         // `struct watchdog_info` the kernel fills in.
-        match unsafe { wdioc_getsupport(raw, &mut device.info) } {
+        match unsafe { wdioc_getsupport(raw, &mut self.info) } {
             #[cfg(feature = "test-hooks")]
             Err(Errno::ENOTTY) if standin_timeout().is_some() => {
-                device.info.options = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE;
-                device.info.identity[..8].copy_from_slice(b"stand-in");
+                self.info.options = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE;
+                self.info.identity[..8].copy_from_slice(b"stand-in");
             }
             Ok(_) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {}
             Err(e) => return Err(ioctl_error("WDIOC_GETSUPPORT", e)),
@@ -231,23 +229,23 @@ impl Device {
         let mut status: libc::c_int = 0;
         // SAFETY: `status` is a valid int for the kernel to write.
         if unsafe { wdioc_getbootstatus(raw, &mut status) }.is_ok() {
-            device.boot_status = Some(status as u32);
+            self.boot_status = Some(status as u32);
         }
-        let mut seconds = asked.as_secs().min(i32::MAX as u64) as libc::c_int;
+        let mut seconds = self.asked.as_secs().min(i32::MAX as u64) as libc::c_int;
         // SAFETY: `seconds` is a valid int; the driver reads it and writes back
         // the timeout it chose.
         match unsafe { wdioc_settimeout(raw, &mut seconds) } {
-            Ok(_) => device.timeout = Duration::from_secs(seconds.max(0) as u64),
+            Ok(_) => self.timeout = Duration::from_secs(seconds.max(0) as u64),
             Err(Errno::EOPNOTSUPP) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {
                 let current = get_timeout(raw).map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
-                device.timeout = Duration::from_secs(current.max(0) as u64);
+                self.timeout = Duration::from_secs(current.max(0) as u64);
             }
             Err(e) => return Err(ioctl_error("WDIOC_SETTIMEOUT", e)),
         }
         if let Ok(current) = get_timeout(raw)
             && current > 0
         {
-            device.timeout = Duration::from_secs(current as u64);
+            self.timeout = Duration::from_secs(current as u64);
         }
         Ok(())
     }
@@ -383,9 +381,9 @@ fn get_timeout(raw: RawFd) -> Result<libc::c_int, Errno> {
 /// answers no watchdog ioctl (a regular file, which is then accepted as a
 /// device, or `/dev/full`) stands in for a watchdog with magic close whose
 /// driver set this timeout; with a value that is not a number, for one
-/// whose driver answers neither `WDIOC_GETSUPPORT` nor `WDIOC_GETTIMEOUT`. Its feeds are written `\0`
-/// bytes and its magic close a `V`, so a test reads what the daemon did to
-/// it from the file.
+/// whose driver answers neither `WDIOC_GETSUPPORT` nor `WDIOC_GETTIMEOUT`.
+/// Its feeds are written `\0` bytes and its magic close a `V`, so a test
+/// reads what the daemon did to it from the file.
 #[cfg(feature = "test-hooks")]
 fn standin_timeout() -> Option<libc::c_int> {
     std::env::var("HEARTWATCH_TEST_STANDIN_TIMEOUT")
