@@ -346,7 +346,13 @@ pub struct ThreadStack {
 /// crash (or a stack overflow) on that thread is reported like one on the
 /// main thread. Without it, the thread falls back on the Rust runtime's
 /// small alternate stack, on which a debug build cannot run the handler.
+/// Tests only (`HEARTWATCH_TEST_NO_THREAD_ALTSTACK`): fails with ENOMEM,
+/// as a refused mapping would.
 pub fn prepare_thread() -> Result<ThreadStack, Error> {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("HEARTWATCH_TEST_NO_THREAD_ALTSTACK").is_some() {
+        return Err(Error::AltStack(io::Error::from_raw_os_error(libc::ENOMEM)));
+    }
     Ok(ThreadStack {
         mapping: map_alt_stack()?,
     })

@@ -9,7 +9,7 @@
 
 use crate::atomic::AtomicFile;
 use crate::config::{self, Config, ConfigError, DurationText, Finally, Rule, Watch};
-use crate::device::{self, Device, DeviceError};
+use crate::device::{self, Device, DeviceError, Devices};
 use crate::health::{Cause, Health};
 use crate::heartbeat::Heartbeat;
 use crate::ladder::{self, Action, Event, Ladder};
@@ -139,7 +139,8 @@ enum Rebooting {
 /// The running daemon.
 pub struct Daemon {
     config: Config,
-    devices: Vec<Device>,
+    options: Options,
+    devices: Devices,
     feeding_ok: bool,
     notifier: Notifier,
     prober: Prober,
@@ -194,10 +195,9 @@ pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
     handled_signals()
         .thread_block()
         .map_err(|e| DaemonError::Io("blocking signals", e.into()))?;
-    let mut config = config::load(root).map_err(DaemonError::Config)?;
-    config.daemon.dry_run |= options.dry_run;
+    let config = config::load(root).map_err(DaemonError::Config)?;
     lock_memory();
-    let mut daemon = Daemon::start(config, Notifier::from_env())?;
+    let mut daemon = Daemon::start(config, options, Notifier::from_env())?;
     while daemon.turn()? == Control::Continue {}
     daemon.stop();
     Ok(())
@@ -263,7 +263,11 @@ const NEXT_STOP: &str = "next-stop";
 impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
     /// systemd it is ready.
-    pub fn start(config: Config, notifier: Notifier) -> Result<Daemon, DaemonError> {
+    pub fn start(
+        config: Config,
+        options: Options,
+        notifier: Notifier,
+    ) -> Result<Daemon, DaemonError> {
         let mask = handled_signals();
         // Blocked before any thread starts, so every thread inherits it and
         // the signals arrive only through the signalfd.
@@ -277,7 +281,7 @@ impl Daemon {
             .map_err(|e| DaemonError::Io("runtime directory", e))?;
         let _ = std::fs::remove_file(config.daemon.runtime_dir.join(NEXT_STOP));
 
-        if config.daemon.dry_run {
+        if config.daemon.dry_run || options.dry_run {
             log::info!("dry run: actions are logged, not taken");
         }
         let use_pidfd = process::have_pidfd();
@@ -288,28 +292,25 @@ impl Daemon {
         }
         let (reboot_state, previous_reboot) = open_reboot_state(&config);
 
-        let mut devices = Vec::with_capacity(config.watchdog.devices.len());
+        // From the first open on, every return with an error disarms the
+        // devices opened so far (`Devices` does, when dropped), until the
+        // start is complete.
+        let mut devices = Devices::with_capacity(config.watchdog.devices.len());
         let mut boot_status = String::new();
         for path in &config.watchdog.devices {
-            let device =
+            let opened =
                 Device::open(path, config.watchdog.timeout).map_err(DaemonError::Device)?;
-            describe(&device, config.watchdog.feed_interval);
-            if let Err(e) = device.check_feed_interval(config.watchdog.feed_interval) {
-                // A configuration that does not fit the driver is refused
-                // before heartwatch takes on the feeding: disarm what was
-                // armed, so a settings mistake cannot reset the host.
-                for armed in devices.into_iter().chain([device]) {
-                    let _ = armed.disarm();
-                }
-                return Err(DaemonError::Device(e));
-            }
+            let device = devices.hold(opened);
+            describe(device, config.watchdog.feed_interval);
+            device
+                .check_feed_interval(config.watchdog.feed_interval)
+                .map_err(DaemonError::Device)?;
             let sentence = device::describe_boot_status(device.boot_status());
             log::info!("watchdog {}: {sentence}", path.display());
             if !boot_status.is_empty() {
                 boot_status.push_str("; ");
             }
             boot_status.push_str(&sentence);
-            devices.push(device);
         }
         if devices.is_empty() {
             log::info!("no watchdog device (Device=none): running the checks only");
@@ -318,6 +319,7 @@ impl Daemon {
 
         let now = Instant::now();
         let mut daemon = Daemon {
+            options,
             devices,
             feeding_ok: true,
             notifier,
@@ -363,6 +365,7 @@ impl Daemon {
         daemon.install_rules(rules, Vec::new(), now);
         daemon.next_ping = daemon.notifier.ping_interval().map(|_| now);
         daemon.publish();
+        daemon.devices.take_over_feeding();
         daemon.notifier.ready();
         log::info!("ready: {} rules", daemon.rules.len());
         Ok(daemon)
@@ -568,7 +571,13 @@ impl Daemon {
                 );
             }
             Ok(mut new) => {
-                new.daemon.dry_run |= self.config.daemon.dry_run;
+                if let Some(change) = dry_run_change(
+                    self.config.daemon.dry_run,
+                    new.daemon.dry_run,
+                    self.options.dry_run,
+                ) {
+                    log::warn!("reload: {change}");
+                }
                 if new.watchdog != self.config.watchdog {
                     log::warn!(
                         "reload: [Watchdog] settings changed; they take effect when heartwatch restarts"
@@ -594,6 +603,11 @@ impl Daemon {
         }
         self.status_dirty = true;
         self.notifier.ready();
+    }
+
+    /// Dry run: `DryRun=yes` in the file or `--dry-run` on the command line.
+    fn dry_run(&self) -> bool {
+        self.config.daemon.dry_run || self.options.dry_run
     }
 
     /// Builds the runtime state for `rules`, carrying over what `old` knew
@@ -996,7 +1010,7 @@ impl Daemon {
         };
         let name = w.rule.name.clone();
         let of = spec.attempts;
-        if self.config.daemon.dry_run {
+        if self.dry_run() {
             log::warn!(
                 "rule {name}: dry run: would run `{}` (repair attempt {attempt} of {of})",
                 spec.command.text
@@ -1148,7 +1162,7 @@ impl Daemon {
             boot_id: reboot::boot_id(),
         };
         crate::critical!("rebooting: {reason}");
-        let dry_run = self.config.daemon.dry_run;
+        let dry_run = self.dry_run();
         if dry_run {
             log::warn!(
                 "dry run: would record the reason, reboot in order, then call reboot(2), then stop feeding the watchdog"
@@ -1350,7 +1364,7 @@ impl Daemon {
             out,
             "configuration {}{}",
             c.root.display(),
-            if c.daemon.dry_run {
+            if self.dry_run() {
                 " (dry run: no action is taken)"
             } else {
                 ""
@@ -1435,6 +1449,24 @@ impl Daemon {
     /// How many times any rule's health changed since start.
     pub fn health_changes(&self) -> u64 {
         self.changes
+    }
+}
+
+/// What a reload that changes `DryRun=` from `was` to `now` does to the
+/// mode, said for the log; `None` when the mode stays what it was without
+/// anyone having asked otherwise. `--dry-run` (`flag`) outlasts reloads.
+fn dry_run_change(was: bool, now: bool, flag: bool) -> Option<&'static str> {
+    match (was, now, flag) {
+        (true, false, true) => Some(
+            "DryRun=no, but --dry-run stays in force: repairs and reboots are still logged, not taken",
+        ),
+        (true, false, false) => {
+            Some("dry run ends (DryRun=no): repairs and reboots are taken from now on")
+        }
+        (false, true, false) => {
+            Some("dry run begins (DryRun=yes): repairs and reboots are logged, not taken")
+        }
+        _ => None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! The hardware watchdog, through the kernel's watchdog API
 //! (`linux/watchdog.h`): identity, timeout, boot status, keepalive and the
 //! magic close. Dropping a `Device` closes it *without* the magic close, so
-//! the watchdog stays armed: only an orderly stop disarms.
+//! the watchdog stays armed: once heartwatch feeds it, only an orderly stop
+//! disarms. Before that, a device that fails while it is being opened, and
+//! the `Devices` of a start-up that fails, are disarmed.
 
 use crate::config::DurationText;
 use nix::errno::Errno;
@@ -93,6 +95,10 @@ pub enum DeviceError {
         what: &'static str,
         errno: Errno,
     },
+    NotADevice {
+        path: PathBuf,
+        kind: &'static str,
+    },
     TimeoutTooShort {
         path: PathBuf,
         actual: Duration,
@@ -128,6 +134,11 @@ impl fmt::Display for DeviceError {
             DeviceError::Ioctl { path, what, errno } => {
                 write!(f, "watchdog {}: {what} failed: {errno}", path.display())
             }
+            DeviceError::NotADevice { path, kind } => write!(
+                f,
+                "watchdog {}: is not a character device ({kind}); Device= names watchdog devices such as /dev/watchdog0, or is none",
+                path.display()
+            ),
             DeviceError::TimeoutTooShort { path, actual, feed } => write!(
                 f,
                 "watchdog {}: the driver set a timeout of {}, too short for FeedInterval={}; feed at most every {} or ask for a longer Timeout=",
@@ -159,6 +170,7 @@ impl Device {
     /// driver really set. Opening a watchdog arms it, so this is the point
     /// after which the device must be fed.
     pub fn open(path: &Path, asked: Duration) -> Result<Device, DeviceError> {
+        refuse_what_is_not_a_device(path)?;
         let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| DeviceError::Open {
             path: path.to_path_buf(),
             errno: Errno::EINVAL,
@@ -182,43 +194,60 @@ impl Device {
             boot_status: None,
             keepalive_ioctl: true,
         };
+        // The open armed it: a device that then fails to answer is
+        // disarmed, not left to reset the host.
+        match device.configure() {
+            Ok(()) => Ok(device),
+            Err(e) => {
+                abandon(device);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the driver's identity and boot status, asks for the timeout and
+    /// reads back the one the driver set.
+    fn configure(&mut self) -> Result<(), DeviceError> {
+        let path = self.path.clone();
         let ioctl_error = |what, errno| DeviceError::Ioctl {
-            path: path.to_path_buf(),
+            path: path.clone(),
             what,
             errno,
         };
-        let raw = device.fd.as_raw_fd();
+        let raw = self.fd.as_raw_fd();
         // SAFETY: `raw` is an open watchdog descriptor and `info` a valid
         // `struct watchdog_info` the kernel fills in.
-        match unsafe { wdioc_getsupport(raw, &mut device.info) } {
+        match unsafe { wdioc_getsupport(raw, &mut self.info) } {
+            #[cfg(feature = "test-hooks")]
+            Err(Errno::ENOTTY) if standin_timeout().is_some() => {
+                self.info.options = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE;
+                self.info.identity[..8].copy_from_slice(b"stand-in");
+            }
             Ok(_) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {}
             Err(e) => return Err(ioctl_error("WDIOC_GETSUPPORT", e)),
         }
         let mut status: libc::c_int = 0;
         // SAFETY: `status` is a valid int for the kernel to write.
         if unsafe { wdioc_getbootstatus(raw, &mut status) }.is_ok() {
-            device.boot_status = Some(status as u32);
+            self.boot_status = Some(status as u32);
         }
-        let mut seconds = asked.as_secs().min(i32::MAX as u64) as libc::c_int;
+        let mut seconds = self.asked.as_secs().min(i32::MAX as u64) as libc::c_int;
         // SAFETY: `seconds` is a valid int; the driver reads it and writes back
         // the timeout it chose.
         match unsafe { wdioc_settimeout(raw, &mut seconds) } {
-            Ok(_) => device.timeout = Duration::from_secs(seconds.max(0) as u64),
+            Ok(_) => self.timeout = Duration::from_secs(seconds.max(0) as u64),
             Err(Errno::EOPNOTSUPP) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {
-                let mut current: libc::c_int = 0;
-                // SAFETY: `current` is a valid int for the kernel to write.
-                unsafe { wdioc_gettimeout(raw, &mut current) }
-                    .map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
-                device.timeout = Duration::from_secs(current.max(0) as u64);
+                let current = get_timeout(raw).map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
+                self.timeout = Duration::from_secs(current.max(0) as u64);
             }
             Err(e) => return Err(ioctl_error("WDIOC_SETTIMEOUT", e)),
         }
-        let mut current: libc::c_int = 0;
-        // SAFETY: as above.
-        if unsafe { wdioc_gettimeout(raw, &mut current) }.is_ok() && current > 0 {
-            device.timeout = Duration::from_secs(current as u64);
+        if let Ok(current) = get_timeout(raw)
+            && current > 0
+        {
+            self.timeout = Duration::from_secs(current as u64);
         }
-        Ok(device)
+        Ok(())
     }
 
     /// Refuses a feed interval above half the timeout the driver set.
@@ -299,6 +328,176 @@ impl Device {
     }
 }
 
+/// Only a character device can be a watchdog. Anything else named by
+/// mistake is refused before it is opened: a FIFO without a reader would
+/// hold the open for ever, and a regular file would have its first byte
+/// overwritten by the magic close that a failed start writes.
+fn refuse_what_is_not_a_device(path: &Path) -> Result<(), DeviceError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // The open says why, with advice (no such device, permission).
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_char_device() {
+        return Ok(());
+    } else if kind.is_file() {
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os("HEARTWATCH_TEST_STANDIN_TIMEOUT").is_some() {
+            return Ok(());
+        }
+        "a regular file"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a device"
+    };
+    Err(DeviceError::NotADevice {
+        path: path.to_path_buf(),
+        kind: what,
+    })
+}
+
+/// `WDIOC_GETTIMEOUT`: the timeout the driver set, in seconds.
+fn get_timeout(raw: RawFd) -> Result<libc::c_int, Errno> {
+    let mut current: libc::c_int = 0;
+    // SAFETY: `raw` is an open descriptor and `current` a valid int for the
+    // kernel to write.
+    match unsafe { wdioc_gettimeout(raw, &mut current) } {
+        Ok(_) => Ok(current),
+        #[cfg(feature = "test-hooks")]
+        Err(Errno::ENOTTY) => standin_timeout().ok_or(Errno::ENOTTY),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tests only (`HEARTWATCH_TEST_STANDIN_TIMEOUT=SECONDS`): a file that
+/// answers no watchdog ioctl (a regular file, which is then accepted as a
+/// device, or `/dev/full`) stands in for a watchdog with magic close whose
+/// driver set this timeout; with a value that is not a number, for one
+/// whose driver answers neither `WDIOC_GETSUPPORT` nor `WDIOC_GETTIMEOUT`.
+/// Its feeds are written `\0` bytes and its magic close a `V`, so a test
+/// reads what the daemon did to it from the file.
+#[cfg(feature = "test-hooks")]
+fn standin_timeout() -> Option<libc::c_int> {
+    std::env::var("HEARTWATCH_TEST_STANDIN_TIMEOUT")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The open watchdog devices. Until `take_over_feeding`, heartwatch has not
+/// taken on their feeding, so dropping them disarms each with the magic
+/// close and says so at critical priority: a start-up that fails once a
+/// device is open (another device missing or busy, a timeout that does not
+/// fit, a refused first keepalive, anything later) must not leave the host
+/// to a watchdog that nobody feeds, which would reset it at every boot.
+/// Once taken over, dropping them closes them without the magic close, as
+/// a crash does: the hardware stays the last line of defence, and only the
+/// orderly stop disarms.
+#[derive(Debug, Default)]
+pub struct Devices {
+    list: Vec<Device>,
+    taken_over: bool,
+}
+
+impl Devices {
+    pub fn with_capacity(capacity: usize) -> Devices {
+        Devices {
+            list: Vec::with_capacity(capacity),
+            taken_over: false,
+        }
+    }
+
+    /// Keeps a device just opened (and so armed).
+    pub fn hold(&mut self, device: Device) -> &Device {
+        self.list.push(device);
+        &self.list[self.list.len() - 1]
+    }
+
+    /// Start-up is complete: from here on the daemon feeds the devices.
+    pub fn take_over_feeding(&mut self) {
+        self.taken_over = true;
+    }
+}
+
+impl std::ops::Deref for Devices {
+    type Target = [Device];
+    fn deref(&self) -> &[Device] {
+        &self.list
+    }
+}
+
+impl std::ops::DerefMut for Devices {
+    fn deref_mut(&mut self) -> &mut [Device] {
+        &mut self.list
+    }
+}
+
+impl<'a> IntoIterator for &'a Devices {
+    type Item = &'a Device;
+    type IntoIter = std::slice::Iter<'a, Device>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Devices {
+    type Item = &'a mut Device;
+    type IntoIter = std::slice::IterMut<'a, Device>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter_mut()
+    }
+}
+
+/// Hands the devices over to a caller that decides for each (the orderly
+/// stop); they are then no longer disarmed when dropped.
+impl IntoIterator for Devices {
+    type Item = Device;
+    type IntoIter = std::vec::IntoIter<Device>;
+    fn into_iter(mut self) -> Self::IntoIter {
+        std::mem::take(&mut self.list).into_iter()
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        if self.taken_over {
+            return;
+        }
+        for device in self.list.drain(..) {
+            abandon(device);
+        }
+    }
+}
+
+/// Disarms a device heartwatch opened but never took on feeding, and says
+/// what that means for the host.
+fn abandon(device: Device) {
+    let path = device.path.display().to_string();
+    let timeout = DurationText(device.timeout);
+    let magic_close = device.has_magic_close();
+    const WHY: &str = "heartwatch failed to start after opening it (the cause is logged with this)";
+    const FIX: &str = "fix the cause and restart heartwatch (systemctl restart heartwatch)";
+    match device.disarm() {
+        Ok(()) if magic_close => crate::critical!(
+            "watchdog {path}: disarmed (magic close): {WHY}, and nothing else feeds it; this host runs without it until heartwatch starts: {FIX}"
+        ),
+        Ok(()) => crate::critical!(
+            "watchdog {path}: closed after writing the magic close, but the driver does not announce magic close: {WHY}; if it stays armed, it resets this host within {timeout}: {FIX}"
+        ),
+        Err(e) => crate::critical!(
+            "watchdog {path}: the magic close failed ({e}): {WHY}; the watchdog may reset this host within {timeout}: {FIX}"
+        ),
+    }
+}
+
 fn write_byte(fd: RawFd, byte: u8) -> Result<(), Errno> {
     let buf = [byte];
     // SAFETY: `buf` is a valid one-byte buffer for the duration of the call.
@@ -355,6 +554,51 @@ mod tests {
         assert_eq!(Flags(0).to_string(), "none");
         assert!(describe_boot_status(Some(WDIOF_CARDRESET)).contains("caused by the watchdog"));
         assert!(describe_boot_status(Some(0)).contains("not caused"));
+    }
+
+    /// A regular file in the place of a device: feeds and the magic close
+    /// are written bytes.
+    fn standin(path: &Path) -> Device {
+        let file = std::fs::File::create(path).unwrap();
+        Device {
+            path: path.to_path_buf(),
+            fd: file.into(),
+            info: WatchdogInfo {
+                options: WDIOF_MAGICCLOSE,
+                ..WatchdogInfo::default()
+            },
+            timeout: Duration::from_secs(10),
+            asked: Duration::from_secs(10),
+            boot_status: None,
+            keepalive_ioctl: false,
+        }
+    }
+
+    #[test]
+    fn devices_are_disarmed_when_dropped_only_before_the_take_over() {
+        let dir = std::env::temp_dir().join(format!("hw-devices-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        let mut failed_start = Devices::with_capacity(2);
+        failed_start.hold(standin(&a));
+        failed_start.hold(standin(&b));
+        drop(failed_start);
+        let mut started = Devices::with_capacity(1);
+        started.hold(standin(&c));
+        started.take_over_feeding();
+        for device in &mut started {
+            device.feed().unwrap();
+        }
+        drop(started);
+        let mut handed_over = Devices::with_capacity(1);
+        handed_over.hold(standin(&dir.join("d")));
+        let devices: Vec<Device> = handed_over.into_iter().collect();
+        drop(devices);
+        let read = |p: &Path| std::fs::read(p).unwrap();
+        assert_eq!((read(&a), read(&b)), (b"V".to_vec(), b"V".to_vec()));
+        assert_eq!(read(&c), b"\0".to_vec(), "fed, then closed armed");
+        assert_eq!(read(&dir.join("d")), b"".to_vec(), "the new owner decides");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

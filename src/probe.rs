@@ -180,7 +180,16 @@ impl Prober {
             .stack_size(WORKER_STACK)
             .spawn(move || {
                 // A crash on this thread is reported like one on the loop's.
-                let _stack = crate::crash::prepare_thread();
+                // Without its own stack the worker still does its job, but
+                // the crash handler would run on the Rust runtime's small
+                // alternate stack, where its report may be lost: say so.
+                let _stack = crate::crash::prepare_thread()
+                    .inspect_err(|e| {
+                        log::warn!(
+                            "stat worker: {e}; a crash on this thread would run the crash handler on the Rust runtime's small alternate stack, and its report may be lost"
+                        )
+                    })
+                    .ok();
                 work(&shared)
             })?;
         self.workers += 1;

@@ -11,7 +11,7 @@
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
 use heartwatch::config;
-use heartwatch::daemon::{Control, Daemon};
+use heartwatch::daemon::{Control, Daemon, Options};
 use heartwatch::health::Health;
 use heartwatch::notify::Notifier;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -155,7 +155,7 @@ fn main() {
         Some(Duration::from_millis(100)),
     );
     let config = config::load(&dir.join("conf")).unwrap();
-    let mut daemon = Daemon::start(config, notifier).unwrap();
+    let mut daemon = Daemon::start(config, Options::default(), notifier).unwrap();
 
     // Rules 0..40 stay fresh; 40..80 go stale and stay stale; 80..120
     // flap: stale, then touched back to health, again and again.
