@@ -8,6 +8,7 @@
 
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
+use crate::text::Count;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -129,8 +130,8 @@ fn run(args: &Args) -> Result<(), u8> {
                     log::error!("{error}");
                 }
                 log::error!(
-                    "not starting: the configuration has {} errors",
-                    errors.len()
+                    "not starting: the configuration has {}",
+                    Count::of(errors.len(), "error")
                 );
             }
             other => log::error!("{other}"),
@@ -148,9 +149,9 @@ fn load(root: &Path) -> Result<Config, u8> {
             eprintln!("{e}");
         }
         eprintln!(
-            "heartwatch: {}: the configuration has {} errors",
+            "heartwatch: {}: the configuration has {}",
             root.display(),
-            errors.len()
+            Count::of(errors.len(), "error")
         );
         EXIT_CONFIG
     })

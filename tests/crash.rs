@@ -35,7 +35,7 @@ fn memtest_on_fresh_memory_passes() {
         );
     }
     assert!(
-        stdout.contains("memtest PASSED: 4 MiB, 2 pass(es)"),
+        stdout.contains("memtest PASSED: 4 MiB, 2 passes"),
         "{stdout}"
     );
 }
