@@ -50,6 +50,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// Splits `text` into sections. Every malformed line is reported; a file
 /// with any error yields no sections at all.
+///
 /// A UTF-8 byte-order mark at the start of the file is skipped, as systemd
 /// does: editors on other systems write one.
 pub fn parse(text: &str) -> Result<Vec<Section>, Vec<LineError>> {
