@@ -107,6 +107,9 @@ impl Reader {
         if text.is_empty() || text.starts_with('#') || text.starts_with(';') {
             return Ok(());
         }
+        if text.contains('\u{feff}') {
+            return Err("a byte-order mark (U+FEFF) is taken only at the start of the file".into());
+        }
         if text.starts_with('[') {
             return self.read_header(text, line);
         }
@@ -325,7 +328,13 @@ mod tests {
     fn a_byte_order_mark_is_skipped_at_the_start_only() {
         let sections = parse("\u{feff}[A]\nK=1\n").unwrap();
         assert_eq!(sections[0].name, "A");
-        assert_eq!(errors("[A]\n\u{feff}K=1\n")[0].0, 2);
+        assert_eq!(
+            errors("[A]\n\u{feff}K=1\n"),
+            vec![(
+                2,
+                "a byte-order mark (U+FEFF) is taken only at the start of the file".to_string()
+            )]
+        );
     }
 
     #[test]

@@ -304,7 +304,12 @@ fn a_byte_order_mark_at_the_start_of_a_file_is_skipped() {
         Some("[Heartbeat]\n\u{feff}File=/a\nMaxAge=1s\n"),
     );
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains(&format!("{rule_path}:2: ")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{rule_path}:2: a byte-order mark (U+FEFF) is taken only at the start of the file"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
