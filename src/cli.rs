@@ -10,6 +10,7 @@
 
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
+use crate::text::Count;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -220,8 +221,8 @@ fn run(args: &Args) -> Result<(), u8> {
                     log::error!("{error}");
                 }
                 log::error!(
-                    "not starting: the configuration has {} errors",
-                    errors.len()
+                    "not starting: the configuration has {}",
+                    Count::of(errors.len(), "error")
                 );
             }
             other => log::error!("{other}"),
@@ -239,9 +240,9 @@ fn load(root: &Path) -> Result<Config, u8> {
             complain!("{e}");
         }
         complain!(
-            "heartwatch: {}: the configuration has {} errors",
+            "heartwatch: {}: the configuration has {}",
             root.display(),
-            errors.len()
+            Count::of(errors.len(), "error")
         );
         EXIT_CONFIG
     })
@@ -471,9 +472,9 @@ fn runtime_dir(root: &Path) -> PathBuf {
         Ok((_, daemon, _)) => {
             if let Err(errors) = config::load(root) {
                 complain!(
-                    "heartwatch: note: the configuration in {} no longer validates ({} errors; see heartwatch check); the daemon goes on with what it loaded",
+                    "heartwatch: note: the configuration in {} no longer validates ({}; see heartwatch check); the daemon goes on with what it loaded",
                     root.display(),
-                    errors.len()
+                    Count::of(errors.len(), "error")
                 );
             }
             daemon.runtime_dir
@@ -481,9 +482,9 @@ fn runtime_dir(root: &Path) -> PathBuf {
         Err(errors) => {
             let dir = runtime_dir_of(&text);
             complain!(
-                "heartwatch: {} does not validate ({} errors; see heartwatch check); looking in {}{}",
+                "heartwatch: {} does not validate ({}; see heartwatch check); looking in {}{}",
                 conf.display(),
-                errors.len(),
+                Count::of(errors.len(), "error"),
                 dir.as_ref().unwrap_or(&default).display(),
                 if dir.is_some() {
                     ", its RuntimeDirectory="

@@ -750,9 +750,8 @@ fn parse_ladder(keys: &mut Keys) -> Option<LadderSpec> {
             _ => Err(format!("{v:?} is not `log` or `reboot`")),
         })
         .unwrap_or(Finally::Log);
-    let recovery = keys
-        .get("RecoveryPeriod", parse_positive_duration)
-        .unwrap_or(Duration::from_secs(60));
+    let recovery_line = keys.line_of("RecoveryPeriod");
+    let recovery = keys.get("RecoveryPeriod", parse_positive_duration);
     let has_repair_keys = attempts.is_some()
         || timeout.is_some()
         || backoff.is_some()
@@ -788,10 +787,18 @@ fn parse_ladder(keys: &mut Keys) -> Option<LadderSpec> {
         }
         None => None,
     };
+    if repair.is_none() && recovery.is_some() {
+        // Without repairs the ladder is one step, taken at each failure.
+        keys.error(
+            recovery_line,
+            "RecoveryPeriod= has no effect without Repair=: a rule that repairs nothing has no ladder to start over",
+        );
+        return None;
+    }
     Some(LadderSpec {
         repair,
         finally,
-        recovery,
+        recovery: recovery.unwrap_or(Duration::from_secs(60)),
     })
 }
 

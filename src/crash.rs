@@ -520,6 +520,12 @@ impl Line {
         self.bytes(crate::text::decimal(n, &mut digits))
     }
 
+    /// `n` and its noun, which agrees with it: `1 error`, `2 errors`.
+    fn count(&mut self, n: u64, noun: &str) -> &mut Self {
+        self.dec(n).text(" ").text(noun);
+        if n == 1 { self } else { self.text("s") }
+    }
+
     fn signed(&mut self, n: i64) -> &mut Self {
         if n < 0 {
             self.text("-");
@@ -1107,8 +1113,9 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
     let (parked, others) = park_other_threads(arena, unsafe { libc::gettid() });
     if !parked {
         let mut l = Line::new();
-        l.text("memory test skipped: ").dec(others as u64);
-        l.text(" other thread(s) did not stop");
+        l.text("memory test skipped: ")
+            .count(others as u64, "other thread");
+        l.text(" did not stop");
         sink.emit(&mut l);
         return;
     }
@@ -1200,8 +1207,8 @@ fn memory_test(sink: &Sink, deadline: u64, budget_ns: u64) {
         l.text("memory test PASSED: ");
     } else {
         l.text("memory test FAILED: ")
-            .dec(cov.errors)
-            .text(" error(s) in ");
+            .count(cov.errors, "error")
+            .text(" in ");
     }
     l.kib(cov.tested)
         .text(" tested of ")
@@ -1553,6 +1560,13 @@ mod tests {
 
     fn text(l: &Line) -> &str {
         std::str::from_utf8(&l.buf[..l.len]).unwrap()
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns_without_fmt() {
+        let mut l = Line::new();
+        l.count(1, "error").text(", ").count(2, "other thread");
+        assert_eq!(text(&l), "crash: 1 error, 2 other threads");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::probe::{Finding, Prober, Subject};
 use crate::process::{self, ProcessWatch, Target};
 use crate::reboot::{self, Reason, RebootState};
 use crate::repair::{self, Ending, Running};
-use crate::text::{FixedBuf, UtcTime, wall_now};
+use crate::text::{Count, FixedBuf, UtcTime, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -367,7 +367,7 @@ impl Daemon {
         daemon.publish();
         daemon.devices.take_over_feeding();
         daemon.notifier.ready();
-        log::info!("ready: {} rules", daemon.rules.len());
+        log::info!("ready: {}", Count::of(daemon.rules.len(), "rule"));
         Ok(daemon)
     }
 
@@ -566,8 +566,8 @@ impl Daemon {
                     log::error!("{e}");
                 }
                 log::error!(
-                    "reload refused: {} errors; the running configuration stays",
-                    errors.len()
+                    "reload refused: {}; the running configuration stays",
+                    Count::of(errors.len(), "error")
                 );
             }
             Ok(mut new) => {
@@ -598,7 +598,7 @@ impl Daemon {
                 self.config = new;
                 install_crash_handler(&self.config, &self.devices);
                 self.install_rules(rules, old, now);
-                log::info!("reloaded: {} rules", self.rules.len());
+                log::info!("reloaded: {}", Count::of(self.rules.len(), "rule"));
             }
         }
         self.status_dirty = true;
@@ -1132,8 +1132,7 @@ impl Daemon {
             _ => "failing".to_string(),
         };
         let step = match &w.rule.ladder.repair {
-            Some(r) if r.attempts == 1 => "after 1 repair attempt".to_string(),
-            Some(r) => format!("after {} repair attempts", r.attempts),
+            Some(r) => format!("after {}", Count(r.attempts.into(), "repair attempt")),
             None => "no repair configured".to_string(),
         };
         let name = w.rule.name.clone();
@@ -1145,7 +1144,8 @@ impl Daemon {
         let count = self.reboot_count();
         if count >= budget {
             let text = format!(
-                "rule {name}: {cause}: reboot suppressed: {count} reboots without a healthy period (Budget={budget}); staying up, feeding, repairing"
+                "rule {name}: {cause}: reboot suppressed: {} without a healthy period (Budget={budget}); staying up, feeding, repairing",
+                Count(count.into(), "reboot")
             );
             crate::critical!("{text}");
             self.suppressed = Some(text);
@@ -1297,7 +1297,7 @@ impl Daemon {
             }
         }
         let [starting, healthy, failing] = counts;
-        let n = self.rules.len();
+        let n = Count::of(self.rules.len(), "rule");
         if let Some(reason) = self.rebooting_reason() {
             self.notifier.status(format_args!("rebooting: {reason}"));
         } else if let Some(text) = &self.suppressed {
@@ -1305,17 +1305,17 @@ impl Daemon {
                 .status(format_args!("REBOOT SUPPRESSED: {text}"));
         } else if let Some(name) = first_failing {
             self.notifier.status(format_args!(
-                "{n} rules: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
+                "{n}: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
             ));
         } else {
             self.notifier.status(format_args!(
-                "{n} rules: {healthy} healthy, {failing} failing, {starting} starting"
+                "{n}: {healthy} healthy, {failing} failing, {starting} starting"
             ));
         }
         let mut summary = FixedBuf::<256>::new();
         let _ = write!(
             summary,
-            "{n} rules: {healthy} healthy, {failing} failing, {starting} starting"
+            "{n}: {healthy} healthy, {failing} failing, {starting} starting"
         );
         if let Some(name) = first_failing {
             let _ = write!(summary, "; first failing: {name}");
@@ -1431,7 +1431,7 @@ impl Daemon {
                 write!(out, "  {cause}")?;
             }
             if w.ladder.state() != ladder::State::Idle {
-                write!(out, "; ladder: {}", w.ladder.state())?;
+                write!(out, "; ladder: {}", w.ladder)?;
             }
             if let Some(r) = &w.last_repair {
                 write!(out, "; last repair: {r} at {}", UtcTime(r.ended_wall))?;

@@ -5,6 +5,7 @@
 //! for its recovery period starts again at the bottom.
 
 use crate::config::{DurationText, Finally, LadderSpec};
+use crate::text::Count;
 use std::fmt;
 use std::time::Duration;
 
@@ -121,6 +122,8 @@ impl Ladder {
                 Some(r) => (Waiting(0), Action::Wait(r.backoff_max)),
                 None => (Exhausted, Action::Nothing),
             },
+            // Without repairs there is nothing to start over.
+            (Exhausted, Healthy) if self.spec.repair.is_none() => (Idle, Action::Nothing),
             (Exhausted, Healthy) => (
                 Recovering(self.attempts()),
                 Action::Wait(self.spec.recovery),
@@ -162,6 +165,17 @@ impl fmt::Display for State {
     }
 }
 
+/// Where a ladder stands, for the status: the state, said as what is
+/// true of this rule (a rule that only logs has no steps to take).
+impl fmt::Display for Ladder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, &self.spec.repair, self.spec.finally) {
+            (State::Exhausted, None, Finally::Log) => f.write_str("logged (no repair configured)"),
+            (state, ..) => write!(f, "{state}"),
+        }
+    }
+}
+
 /// The ladder in words, for `heartwatch check`.
 pub fn explain(spec: &LadderSpec) -> String {
     let mut words = String::new();
@@ -171,10 +185,9 @@ pub fn explain(spec: &LadderSpec) -> String {
             .collect();
         let more = if r.attempts > 4 { ", …" } else { "" };
         words.push_str(&format!(
-            "run `{}` up to {} {} (each killed after {}; waiting a random time up to {}{} after each, full jitter), then ",
+            "run `{}` up to {} (each killed after {}; waiting a random time up to {}{} after each, full jitter), then ",
             r.command.text,
-            r.attempts,
-            if r.attempts == 1 { "time" } else { "times" },
+            Count(r.attempts.into(), "time"),
             DurationText(r.timeout),
             bounds.join(", "),
             more
@@ -184,10 +197,12 @@ pub fn explain(spec: &LadderSpec) -> String {
         Finally::Log => words.push_str("log and do nothing more"),
         Finally::Reboot => words.push_str("reboot (within the reboot budget)"),
     }
-    words.push_str(&format!(
-        "; the ladder starts over after {} healthy",
-        DurationText(spec.recovery)
-    ));
+    if spec.repair.is_some() {
+        words.push_str(&format!(
+            "; the ladder starts over after {} healthy",
+            DurationText(spec.recovery)
+        ));
+    }
     words
 }
 
@@ -312,6 +327,7 @@ mod tests {
             ),
             (Exhausted, RebootSuppressed, 0, Exhausted, Some(Nothing)),
             (Exhausted, Healthy, 3, Recovering(3), Some(recovery)),
+            (Exhausted, Healthy, 0, Idle, Some(Nothing)),
             (Exhausted, Failed, 3, Exhausted, Some(Nothing)),
             (Exhausted, TimerFired, 3, Exhausted, Some(Nothing)),
             (Exhausted, RepairEnded, 3, Exhausted, Some(Nothing)),
@@ -374,9 +390,10 @@ mod tests {
             words,
             "run `true` up to 3 times (each killed after 30s; waiting a random time up to 10s, 20s, 40s after each, full jitter), then reboot (within the reboot budget); the ladder starts over after 1min healthy"
         );
+        assert_eq!(explain(&spec(0, Finally::Log)), "log and do nothing more");
         assert_eq!(
-            explain(&spec(0, Finally::Log)),
-            "log and do nothing more; the ladder starts over after 1min healthy"
+            explain(&spec(0, Finally::Reboot)),
+            "reboot (within the reboot budget)"
         );
     }
 }

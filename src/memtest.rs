@@ -7,6 +7,7 @@
 //! allocation, no locks, no formatting; only volatile loads and stores, so
 //! the compiler can neither drop a write nor answer a read from a register.
 
+use crate::text::Count;
 use std::io::Write;
 use std::process::ExitCode;
 use std::ptr::NonNull;
@@ -446,10 +447,10 @@ pub fn command(args: &[String]) -> ExitCode {
     }
     let region = map.region;
     println!(
-        "memtest: {} at {:#x}, {} pass(es), {} patterns each",
+        "memtest: {} at {:#x}, {}, {} patterns each",
         human(region.bytes() as u64),
         region.addr(),
-        req.passes,
+        Count(req.passes.into(), "pass"),
         Pattern::ALL.len()
     );
     let started = Instant::now();
@@ -472,7 +473,7 @@ pub fn command(args: &[String]) -> ExitCode {
             let verdict = if n == 0 {
                 "ok".to_string()
             } else {
-                format!("{n} errors")
+                Count(n, "error").to_string()
             };
             println!("{verdict} ({:.2} s)", t.elapsed().as_secs_f64());
         }
@@ -480,13 +481,13 @@ pub fn command(args: &[String]) -> ExitCode {
     let secs = started.elapsed().as_secs_f64();
     if errors == 0 {
         println!(
-            "memtest PASSED: {}, {} pass(es), {secs:.2} s",
+            "memtest PASSED: {}, {}, {secs:.2} s",
             human(region.bytes() as u64),
-            req.passes
+            Count(req.passes.into(), "pass")
         );
         ExitCode::SUCCESS
     } else {
-        println!("memtest FAILED: {errors} errors in {secs:.2} s");
+        println!("memtest FAILED: {} in {secs:.2} s", Count(errors, "error"));
         ExitCode::from(1)
     }
 }

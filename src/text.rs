@@ -94,6 +94,31 @@ impl fmt::Display for UtcTime {
     }
 }
 
+/// A count with its noun, which agrees with it: `1 rule`, `2 rules`, `0
+/// errors`. The plural adds `s` (`es` after an `s`: `passes`), which is
+/// all heartwatch's nouns need.
+/// Formats without allocating, so the loop may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub u64, pub &'static str);
+
+impl Count {
+    pub fn of(n: usize, noun: &'static str) -> Count {
+        Count(n as u64, noun)
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Count(n, noun) = *self;
+        let ending = match (n, noun.ends_with('s')) {
+            (1, _) => "",
+            (_, true) => "es",
+            (_, false) => "s",
+        };
+        write!(f, "{n} {noun}{ending}")
+    }
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -144,6 +169,14 @@ mod tests {
         assert!(b.is_truncated());
         assert!(b.as_str().ends_with('…'));
         assert!(b.as_bytes().len() <= 10);
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(Count::of(0, "rule").to_string(), "0 rules");
+        assert_eq!(Count::of(1, "rule").to_string(), "1 rule");
+        assert_eq!(Count(2, "error").to_string(), "2 errors");
+        assert_eq!(Count(3, "pass").to_string(), "3 passes");
     }
 
     #[test]

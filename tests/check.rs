@@ -161,3 +161,300 @@ fn usage_errors_exit_2() {
     assert_eq!(heartwatch(&s.conf(), &["check", "--bogus"]).0, 2);
     assert_eq!(heartwatch(&s.conf(), &["beat"]).0, 2);
 }
+
+/// Writes `conf` as heartwatch.conf and `rule` (if any) as `r.rule`, runs
+/// `check`, and returns (exit code, stdout, stderr, the two paths).
+fn check_tree(conf: &str, rule: Option<&str>) -> (i32, String, String, String, String) {
+    let s = Scratch::new("tree");
+    let conf_path = s.conf().join("heartwatch.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let rule_path = rule.map(|text| s.write_rule("r", text)).unwrap_or_default();
+    let (code, out, err) = heartwatch(&s.conf(), &["check"]);
+    (
+        code,
+        out,
+        err,
+        conf_path.display().to_string(),
+        rule_path.display().to_string(),
+    )
+}
+
+#[test]
+fn a_comment_after_a_value_or_a_header_is_an_error_for_every_kind_of_value() {
+    const COMMENT: &str = "comments go on their own line";
+    let conf_cases: &[(&str, &str)] = &[
+        (
+            "[Watchdog]\nDevice=none\nTimeout=30s   # asked of the driver\n",
+            ":3: Timeout=: ",
+        ),
+        ("[Watchdog]\nDevice=none   ; no device\n", ":2: Device=: "),
+        (
+            "[Watchdog]\nDevice=/dev/watchdog0 # the first one\n",
+            ":2: Device=: ",
+        ),
+        (
+            "[Watchdog]\nDevice=none\nKeepArmedOnStop=no # yes: armed\n",
+            ":3: KeepArmedOnStop=: ",
+        ),
+        ("[Reboot]\nBudget=3 # reboots in a row\n", ":2: Budget=: "),
+        // Accepted before: it would have run `systemctl` with the
+        // arguments `#`, `the`, `orderly`, `reboot`.
+        (
+            "[Reboot]\nCommand=systemctl reboot   # the orderly reboot\n",
+            ":2: Command=: ",
+        ),
+        ("[Reboot]\nCommand=sh -c true ;and more\n", ":2: Command=: "),
+        (
+            "[Daemon]\nStateDirectory=/var/lib/heartwatch # state\n",
+            ":2: StateDirectory=: ",
+        ),
+        ("[Daemon]\nStartupGrace= # none\n", ":2: StartupGrace=: "),
+        ("[Daemon]   # the daemon\nDryRun=no\n", ":1: "),
+        ("[Daemon] ; the daemon\n", ":1: "),
+    ];
+    for (conf, want) in conf_cases {
+        let (code, _, err, conf_path, _) = check_tree(conf, None);
+        assert_eq!(code, 3, "{conf:?}: {err}");
+        let wanted = format!("{conf_path}{want}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&wanted) && first.contains(COMMENT),
+            "{conf:?}: wanted {wanted:?}…{COMMENT:?}, got\n{err}"
+        );
+        assert!(err.contains("has 1 error\n"), "{conf:?}: {err}");
+    }
+    let rule_cases: &[(&str, &str)] = &[
+        (
+            "[Heartbeat]\nFile=/run/backup/heartbeat   # the job touches it\nMaxAge=10min\n",
+            ":2: File=: ",
+        ),
+        (
+            "[Heartbeat]\nFile=/a\nMaxAge=10min # stale\n",
+            ":3: MaxAge=: ",
+        ),
+        (
+            "[Heartbeat]\nFile=/a\nMaxAge=10min\nCheckInterval=1min\t# optional\n",
+            ":4: CheckInterval=: ",
+        ),
+        (
+            "[Process]\nPidFile=/run/n.pid\n[Escalate]   # without it, only logged\nRepair=true\n",
+            ":3: ",
+        ),
+        (
+            "[Process]\nPidFile=/run/n.pid\n[Escalate]\nRepair=systemctl restart nginx.service # restart\n",
+            ":4: Repair=: ",
+        ),
+        (
+            "[Process]\nPidFile=/run/n.pid\n[Escalate]\nRepair=sh -c 'true' \"x\" ;y\n",
+            ":4: Repair=: ",
+        ),
+        (
+            "[Process]\nExecutable=/usr/sbin/nginx # or PidFile=\n",
+            ":2: Executable=: ",
+        ),
+        (
+            "[Process]\nPidFile=/run/n.pid\n[Escalate]\nRepair=true\nRepairAttempts=3 # times\n",
+            ":5: RepairAttempts=: ",
+        ),
+        (
+            "[Process]\nPidFile=/run/n.pid\n[Escalate]\nFinally=reboot # or log\n",
+            ":4: Finally=: ",
+        ),
+    ];
+    for (rule, want) in rule_cases {
+        let (code, _, err, _, rule_path) = check_tree("[Watchdog]\nDevice=none\n", Some(rule));
+        assert_eq!(code, 3, "{rule:?}: {err}");
+        let wanted = format!("{rule_path}{want}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&wanted) && first.contains(COMMENT),
+            "{rule:?}: wanted {wanted:?}…{COMMENT:?}, got\n{err}"
+        );
+        assert!(err.contains("has 1 error\n"), "{rule:?}: {err}");
+    }
+}
+
+#[test]
+fn a_hash_inside_a_word_or_quoted_is_not_a_comment() {
+    let rule = "[Heartbeat]\nFile=/run/a#b\nMaxAge=1min\n[Escalate]\nRepair=printf a#b;c '#x' \"; y\" \\#z\n";
+    let (code, out, err, _, _) = check_tree("[Watchdog]\nDevice=none\n", Some(rule));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("if /run/a#b is not modified"), "{out}");
+    assert!(
+        out.contains(r#"run `printf a#b;c '#x' "; y" \#z`"#),
+        "{out}"
+    );
+    let conf = "[Reboot]\nCommand=sh -c 'echo # not a comment; reboot'\n";
+    let (code, out, err, _, _) = check_tree(conf, None);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_file_is_skipped() {
+    let (code, out, err, _, _) = check_tree(
+        "\u{feff}[Watchdog]\nDevice=none\n",
+        Some("\u{feff}[Heartbeat]\r\nFile=/a\r\nMaxAge=1s\r\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("watchdog: none"), "{out}");
+    assert!(out.contains("r: if /a is not modified for 1s"), "{out}");
+    // Anywhere else it is not white space: still an error, at its line.
+    let (code, _, err, _, rule_path) = check_tree(
+        "[Watchdog]\nDevice=none\n",
+        Some("[Heartbeat]\n\u{feff}File=/a\nMaxAge=1s\n"),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{rule_path}:2: a byte-order mark (U+FEFF) is taken only at the start of the file"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_section_given_twice_is_reported_once_and_not_its_keys() {
+    let (code, _, err, _, rule_path) = check_tree(
+        "[Watchdog]\nDevice=none\n",
+        Some("[Heartbeat]\nFile=/a\nMaxAge=1s\n\n[Heartbeat]\nFile=/b\nMaxAge=2s\n"),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err.lines().next().unwrap_or_default(),
+        format!("{rule_path}:5: section [Heartbeat] given twice; first at line 1"),
+        "{err}"
+    );
+    assert!(!err.contains("set twice"), "{err}");
+    assert!(err.contains("has 1 error\n"), "{err}");
+    // Keys after the repeated header are not counted in the section before.
+    let (code, _, err, conf_path, _) = check_tree(
+        "[Watchdog]\nDevice=none\n[Reboot]\n[Watchdog]\nDevice=none\n",
+        None,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{conf_path}:4: section [Watchdog] given twice; first at line 1"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("has 1 error\n"), "{err}");
+}
+
+#[test]
+fn counts_agree_with_their_nouns() {
+    let (code, _, err, _, _) = check_tree("[Reboot]\nBudget=lots\n", None);
+    assert_eq!(code, 3);
+    assert!(err.ends_with("the configuration has 1 error\n"), "{err}");
+    let (code, _, err, _, _) = check_tree("[Reboot]\nBudget=lots\nForced=maybe\n", None);
+    assert_eq!(code, 3);
+    assert!(err.ends_with("the configuration has 2 errors\n"), "{err}");
+    let s = Scratch::new("memtest");
+    let (code, out, err) = heartwatch(&s.conf(), &["memtest", "64K", "--passes", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(", 1 pass, "), "{out}");
+    assert!(!out.contains("pass(es)"), "{out}");
+}
+
+#[test]
+fn the_daemon_counts_one_rule_and_one_error_in_the_singular() {
+    let s = Scratch::new("singular");
+    s.write_conf("");
+    let beat = s.path("a.beat");
+    touch(&beat);
+    s.write_rule(
+        "a",
+        &format!("[Heartbeat]\nFile={}\nMaxAge=1min\n", beat.display()),
+    );
+    let mut d = Daemon::start(&s.conf(), &[]);
+    let line = d.expect("ready: ");
+    assert!(line.ends_with("ready: 1 rule"), "{line}");
+    s.write_rule("b", "[Heartbeat]\nFile=/b\nMaxAge=0s\n");
+    d.signal(1);
+    let line = d.expect("reload refused: ");
+    assert!(
+        line.ends_with("reload refused: 1 error; the running configuration stays"),
+        "{line}"
+    );
+    std::fs::remove_file(s.conf().join("rules.d/b.rule")).unwrap();
+    d.signal(1);
+    let line = d.expect("reloaded: ");
+    assert!(line.ends_with("reloaded: 1 rule"), "{line}");
+    // With no configuration at all, `run` says how many errors in words too.
+    std::fs::write(s.conf().join("heartwatch.conf"), "[Reboot]\nBudget=lots\n").unwrap();
+    let mut refused = Daemon::start(&s.conf(), &[]);
+    let line = refused.expect("not starting: ");
+    assert!(
+        line.ends_with("not starting: the configuration has 1 error"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_log_only_rule_is_described_as_what_it_does() {
+    let s = Scratch::new("log-only");
+    s.write_conf("");
+    let beat = s.path("job.beat");
+    s.write_rule(
+        "job",
+        &format!("[Heartbeat]\nFile={}\nMaxAge=300ms\n", beat.display()),
+    );
+    let (code, out, err) = heartwatch(&s.conf(), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out.lines().find(|l| l.contains("job: ")).unwrap();
+    assert!(line.ends_with(": log and do nothing more"), "{line}");
+    // The same for an [Escalate] that says so: no ladder to start over.
+    s.write_rule(
+        "job",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=300ms\n[Escalate]\nFinally=log\n",
+            beat.display()
+        ),
+    );
+    let (code, out, err) = heartwatch(&s.conf(), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out.lines().find(|l| l.contains("job: ")).unwrap();
+    assert!(line.ends_with(": log and do nothing more"), "{line}");
+    // RecoveryPeriod= would have nothing to start over: an error.
+    s.write_rule(
+        "job",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=300ms\n[Escalate]\nFinally=log\nRecoveryPeriod=1s\n",
+            beat.display()
+        ),
+    );
+    let (code, _, err) = heartwatch(&s.conf(), &["check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("job.rule:6: RecoveryPeriod= has no effect without Repair="),
+        "{err}"
+    );
+    s.write_rule(
+        "job",
+        &format!("[Heartbeat]\nFile={}\nMaxAge=300ms\n", beat.display()),
+    );
+
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("rule job: failing");
+    let status = s.wait_status("missing");
+    let (_, out, _) = heartwatch(&s.conf(), &["status"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" job "))
+        .unwrap_or_default();
+    assert!(!line.contains("every step taken"), "{out}");
+    assert!(
+        line.ends_with("; ladder: logged (no repair configured)"),
+        "{status}"
+    );
+    touch(&beat);
+    d.expect("rule job: healthy");
+    s.wait_status("(1 healthy");
+    let (_, out, _) = heartwatch(&s.conf(), &["status"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" job "))
+        .unwrap_or_default();
+    assert!(!line.contains("ladder"), "{out}");
+    assert!(!line.contains("recovering"), "{out}");
+}

@@ -22,7 +22,7 @@ fn a_stale_heartbeat_is_reported_in_the_log_and_the_status() {
     s.write_rule("job", &heartbeat_rule(&beat, "1s"));
     touch(&beat);
     let mut d = Daemon::start(&s.conf(), &[]);
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     d.expect("rule job: healthy");
     // Keep it fresh for a while through `heartwatch beat`.
     for _ in 0..4 {
@@ -84,7 +84,7 @@ fn a_broken_reload_keeps_the_running_rules() {
     touch(&a);
     s.write_rule("a", &heartbeat_rule(&a, "1h"));
     let mut d = Daemon::start(&s.conf(), &[]);
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     d.expect("rule a: healthy");
 
     // A good reload adds a rule.
@@ -99,7 +99,7 @@ fn a_broken_reload_keeps_the_running_rules() {
     d.signal(SIGHUP);
     let line = d.expect("is not an absolute path");
     assert!(line.contains(&format!("{}:2:", bad.display())), "{line}");
-    d.expect("reload refused: 1 errors; the running configuration stays");
+    d.expect("reload refused: 1 error; the running configuration stays");
     let status = s.wait_status("rules: 2");
     assert!(status.contains("  a  healthy"), "{status}");
     assert!(!status.contains("  c "), "{status}");
@@ -178,7 +178,7 @@ fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
         }
     };
     let status = recv("STATUS=");
-    assert!(status.contains("1 rules"), "{status}");
+    assert!(status.contains("1 rule:"), "{status}");
     recv("READY=1");
     // Pings at half of WATCHDOG_USEC: several arrive.
     for _ in 0..3 {

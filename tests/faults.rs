@@ -225,7 +225,7 @@ fn repair_commands_that_cannot_fork_are_logged_and_the_ladder_goes_on() {
         &s.conf(),
         &s.path("notify.sock"),
     ));
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     d.expect("rule job: healthy");
 
     let limit = PidsLimit::create("heartwatch-test-nproc");
@@ -316,7 +316,7 @@ fn a_read_only_state_directory_does_not_stop_the_reboot() {
         st = state.display()
     );
     let mut d = Daemon::start_with(&mut in_private_mounts(&setup, &s.conf()));
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     reboot_goes_ahead(
         &mut d,
         &marker,
@@ -342,7 +342,7 @@ fn a_full_state_directory_does_not_stop_the_reboot() {
         st = state.display()
     );
     let mut d = Daemon::start_with(&mut in_private_mounts(&setup, &s.conf()));
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     reboot_goes_ahead(
         &mut d,
         &marker,
@@ -379,7 +379,7 @@ fn a_state_directory_that_cannot_be_created_does_not_stop_the_reboot() {
         "state directory {}: Read-only file system (os error 30); reboot reasons and the reboot budget will not be kept",
         state.display()
     ));
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     reboot_goes_ahead(
         &mut d,
         &marker,

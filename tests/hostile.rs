@@ -239,7 +239,7 @@ fn crlf_line_endings_are_read_like_lf() {
         "{out}"
     );
     let mut d = Daemon::start(&s.conf(), &[]);
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     d.expect("rule crlf: healthy");
 }
 
@@ -312,7 +312,7 @@ fn a_running_daemon_refuses_hostile_reloads_and_keeps_its_rhythm() {
             .env("NOTIFY_SOCKET", &socket_path)
             .env("WATCHDOG_USEC", "1000000"),
     );
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     d.expect("rule good: healthy");
 
     let began = Instant::now();
@@ -324,7 +324,7 @@ fn a_running_daemon_refuses_hostile_reloads_and_keeps_its_rhythm() {
         d.signal(SIGHUP);
         let refused = d.expect(&format!("{}{}", path.display(), case.want));
         eprintln!("{}: {refused}", case.name);
-        d.expect("reload refused: 1 errors; the running configuration stays");
+        d.expect("reload refused: 1 error; the running configuration stays");
         // Forget this refusal so the next case waits for its own.
         d.seen.retain(|l| !l.contains("reload refused"));
         if path.is_dir() && !path.is_symlink() {
@@ -335,7 +335,7 @@ fn a_running_daemon_refuses_hostile_reloads_and_keeps_its_rhythm() {
     }
     // Back to the good tree: it reloads.
     d.signal(SIGHUP);
-    d.expect("reloaded: 1 rules");
+    d.expect("reloaded: 1 rule");
     let status = s.wait_status("rules: 1");
     assert!(status.contains("  good  healthy"), "{status}");
     // Long enough to hear several pings.

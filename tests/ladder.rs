@@ -360,7 +360,7 @@ fn the_reboot_budget_survives_restarts_and_blocks_the_next_reboot() {
     std::fs::write(s.path("state/reboot"), record).unwrap();
     let mut d = Daemon::start(&s.conf(), &[]);
     d.expect("the previous boot ended in a reboot by heartwatch: rule b: missing");
-    let line = d.expect("reboot suppressed: 1 reboots without a healthy period (Budget=1)");
+    let line = d.expect("reboot suppressed: 1 reboot without a healthy period (Budget=1)");
     assert!(line.contains("critical"), "{line}");
     let status = s.wait_status("REBOOT SUPPRESSED");
     assert!(

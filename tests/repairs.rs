@@ -444,7 +444,7 @@ fn reload_and_stop_do_not_wait_for_a_repair_that_left_its_group() {
     std::fs::remove_file(s.conf().join("rules.d/gone.rule")).unwrap();
     let sent = Instant::now();
     d.signal(SIGHUP);
-    d.expect("reloaded: 1 rules");
+    d.expect("reloaded: 1 rule");
     eprintln!("reload logged {:?} after SIGHUP", sent.elapsed());
     std::thread::sleep(Duration::from_secs(3));
     assert_rhythm(&pings, sent, "a reload that drops a running repair");

@@ -213,7 +213,7 @@ fn reload_with_dry_run(s: &Scratch, d: &mut Daemon, value: &str) {
     d.drain();
     d.seen.clear();
     d.signal(SIGHUP);
-    d.expect("reloaded: 1 rules");
+    d.expect("reloaded: 1 rule");
 }
 
 #[test]

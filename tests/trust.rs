@@ -214,7 +214,7 @@ fn the_daemon_refuses_untrusted_rules_at_start_and_on_reload() {
 
     chmod(&path, 0o644);
     let mut d = Daemon::start(&s.conf(), &[]);
-    d.expect("ready: 1 rules");
+    d.expect("ready: 1 rule");
     d.expect("rule a: healthy");
     // Someone makes the rule group-writable and adds another as a user.
     chmod(&path, 0o664);

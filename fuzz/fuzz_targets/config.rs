@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(sections) = heartwatch::ini::parse(text) {
         for entry in sections.iter().flat_map(|s| &s.entries) {
             assert!(!entry.key.is_empty() && !entry.value.is_empty());
+            // No value carries a comment: comments go on their own line.
+            assert_eq!(heartwatch::ini::comment_start(&entry.value), None);
             if let Ok(d) = config::parse_duration(&entry.value) {
                 let shown = DurationText(d).to_string();
                 assert_eq!(config::parse_duration(&shown), Ok(d), "{shown}");
