@@ -557,6 +557,21 @@ fn children(parent: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The one live child of `parent`, once there is one.
+fn live_child(parent: i32) -> i32 {
+    let mut found = 0;
+    wait_until("a repair runs", Duration::from_secs(10), || {
+        let live: Vec<i32> = children(parent)
+            .into_iter()
+            .filter(|(_, state)| state != "Z")
+            .map(|(pid, _)| pid)
+            .collect();
+        found = live.first().copied().unwrap_or(0);
+        live.len() == 1
+    });
+    found
+}
+
 fn zombies(parent: i32) -> Vec<i32> {
     children(parent)
         .into_iter()
@@ -632,7 +647,7 @@ fn a_reload_that_edits_a_failing_rules_ladder_while_its_repair_runs_goes_on_to_r
     let daemon = d.child.id() as i32;
     let mut reap = Reap::default();
     d.expect("rule e: running `sleep 1000` (repair attempt 1 of 2)");
-    let first = children(daemon)[0].0;
+    let first = live_child(daemon);
     reap.add(first);
 
     s.write_rule("e", &rule("2h"));
@@ -647,7 +662,7 @@ fn a_reload_that_edits_a_failing_rules_ladder_while_its_repair_runs_goes_on_to_r
     .unwrap();
     d.expect("rule e: repair attempt 1 failed (killed by signal 9)");
     d.expect("rule e: running `sleep 1000` (repair attempt 2 of 2)");
-    let second = children(daemon)[0].0;
+    let second = live_child(daemon);
     reap.add(second);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(second),
