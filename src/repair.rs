@@ -484,10 +484,7 @@ impl Drop for Running {
         }
         if let Some(pid) = self.kill_now() {
             let rule = std::mem::take(&mut self.rule);
-            ORPHANS
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push((pid, rule));
+            orphans().push((pid, rule));
         }
     }
 }
@@ -495,6 +492,13 @@ impl Drop for Running {
 /// Killed commands whose `Running` was dropped, for [`Cleanup::tend`] to
 /// reap (see `Running`'s Drop).
 static ORPHANS: Mutex<Vec<(Pid, String)>> = Mutex::new(Vec::new());
+
+fn orphans() -> std::sync::MutexGuard<'static, Vec<(Pid, String)>> {
+    // Only the loop thread takes it, and nothing panics while holding it.
+    ORPHANS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Tests only (feature `test-hooks`): whether the fault injection `name`
 /// is set in the environment. `HEARTWATCH_TEST_LOSE_REPAIRS`: waiting for
@@ -728,7 +732,7 @@ impl Cleanup {
 
     /// When the loop must next call [`Cleanup::tend`].
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let orphans = ORPHANS.lock().map_or(false, |orphans| !orphans.is_empty());
+        let orphans = !orphans().is_empty();
         if self.unreaped.is_empty() && self.groups.is_empty() && !orphans {
             None
         } else {
@@ -739,9 +743,7 @@ impl Cleanup {
     /// Reaps killed commands that have died, kills leftover groups whose
     /// grace is over, forgets groups that emptied.
     pub fn tend(&mut self, now: Instant) {
-        if let Ok(mut orphans) = ORPHANS.try_lock() {
-            self.unreaped.append(&mut orphans);
-        }
+        self.unreaped.append(&mut orphans());
         self.unreaped.retain(
             |(pid, rule)| match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => true,
