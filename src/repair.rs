@@ -224,7 +224,12 @@ fn reset_signals() -> std::io::Result<()> {
 
 /// The kernel's signal set size, `_NSIG / 8`: 128 signals on MIPS, 64 on
 /// every other Linux architecture.
-const KERNEL_SIGSET_BYTES: usize = if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+const KERNEL_SIGSET_BYTES: usize = if cfg!(any(
+    target_arch = "mips",
+    target_arch = "mips32r6",
+    target_arch = "mips64",
+    target_arch = "mips64r6"
+)) {
     16
 } else {
     8
@@ -234,22 +239,35 @@ const KERNEL_SIGSET_BYTES: usize = if cfg!(any(target_arch = "mips", target_arch
 /// `rt_sigaction(2)` system call. Raw because glibc's `sigaction` refuses
 /// signals 32 and 33, which it keeps for itself, yet a parent may have
 /// left them ignored. The kernel's `struct sigaction` differs between
-/// architectures (the order of its fields, whether it has `sa_restorer`),
-/// but the action wanted here, SIG_DFL (0 on Linux) with no flags, no
-/// restorer and an empty mask, is all zeros in every one of those
-/// layouts; the buffer is larger than any of them (at most 32 bytes).
-/// Async-signal-safe: one system call, no allocation.
+/// architectures (MIPS puts `sa_flags` first; x86, Arm, PowerPC, s390 and
+/// SPARC have `sa_restorer`, RISC-V and LoongArch do not), but the action
+/// wanted here, SIG_DFL (0 on Linux) with no flags, no restorer and an
+/// empty mask, is all zeros in every one of those layouts, and the buffer
+/// is larger than any of them (at most 32 bytes). SPARC's system call
+/// takes a restorer argument before the set size. Async-signal-safe: one
+/// system call, no allocation.
 fn default_disposition(sig: libc::c_int) {
     let action = [0u64; 8];
+    let none = std::ptr::null_mut::<u64>();
     // SAFETY: `action` is a readable, all-zero kernel `struct sigaction`
-    // (see above) that outlives the call; no old action is asked for; the
-    // size is the kernel's signal set size.
+    // (see above) that outlives the call; no old action is asked for (a
+    // null pointer); the size is the kernel's signal set size.
     unsafe {
+        #[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
         libc::syscall(
             libc::SYS_rt_sigaction,
             sig,
             action.as_ptr(),
-            std::ptr::null_mut::<u64>(),
+            none,
+            KERNEL_SIGSET_BYTES,
+        );
+        #[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            action.as_ptr(),
+            none,
+            none,
             KERNEL_SIGSET_BYTES,
         );
     }

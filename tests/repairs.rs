@@ -314,8 +314,9 @@ fn a_repair_starts_with_an_empty_signal_mask_and_default_dispositions() {
     let s = Scratch::new("mask");
     s.write_conf("");
     s.write_rule("mask", &failing_rule(&s, "cat /proc/self/status", "10s"));
-    // The daemon's own parent ignored SIGQUIT and SIGUSR2 (as `nohup` or a
-    // careless init would): a repair must not inherit that either.
+    // The daemon's own parent ignored SIGQUIT, SIGUSR2 and a real-time
+    // signal (as `nohup` or a careless init would): a repair must not
+    // inherit that either.
     let mut command = Command::new(BIN);
     command.args(["run", "--config"]).arg(s.conf());
     // SAFETY: between fork and exec in the test's child; signal(2) is
@@ -324,6 +325,7 @@ fn a_repair_starts_with_an_empty_signal_mask_and_default_dispositions() {
         command.pre_exec(|| {
             libc::signal(libc::SIGQUIT, libc::SIG_IGN);
             libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+            libc::signal(libc::SIGRTMIN() + 2, libc::SIG_IGN);
             Ok(())
         });
     }
