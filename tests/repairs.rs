@@ -559,7 +559,8 @@ fn children(parent: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// The one live child of `parent`, once there is one.
+/// The one live child of `parent`, once there is one (the daemon logs
+/// that it runs a repair just before it starts it).
 fn live_child(parent: i32) -> i32 {
     let mut found = 0;
     wait_until("a repair runs", Duration::from_secs(10), || {
@@ -597,9 +598,7 @@ fn reloads_that_kill_repairs_leave_no_zombie() {
     let daemon = d.child.id() as i32;
     let mut reap = Reap::default();
     d.expect("rule z: running `sleep 1000`");
-    for (pid, _) in children(daemon) {
-        reap.add(pid);
-    }
+    reap.add(live_child(daemon));
     // Each reload changes the rule's watch: the rule is new, its running
     // repair is killed, and must be reaped.
     for n in 2..=5 {
@@ -607,9 +606,8 @@ fn reloads_that_kill_repairs_leave_no_zombie() {
         d.signal(SIGHUP);
         d.expect("reloaded: 1 rules");
         d.expect("rule z: running `sleep 1000`");
-        for (pid, _) in children(daemon) {
-            reap.add(pid);
-        }
+        // The one before was killed (SIGKILL) when the rule changed.
+        reap.add(live_child(daemon));
     }
     wait_until(
         "the killed repairs are reaped",
@@ -727,11 +725,8 @@ fn a_repair_that_sigkill_cannot_end_is_a_failed_attempt_and_the_ladder_goes_on()
         .env("HEARTWATCH_TEST_UNKILLABLE_REPAIRS", "1");
     let mut d = Daemon::start_with(&mut command);
     let mut reap = Reap::default();
-    let line = d.expect("rule u: running `sleep 1000`");
-    let _ = line;
-    for (pid, _) in children(d.child.id() as i32) {
-        reap.add(pid);
-    }
+    d.expect("rule u: running `sleep 1000`");
+    reap.add(live_child(d.child.id() as i32));
     d.expect("sending SIGKILL to its process group");
     let line = d.expect("rule u: repair attempt 1 could not be stopped");
     assert!(line.contains("after SIGKILL; left to the reaper"), "{line}");
