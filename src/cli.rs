@@ -163,6 +163,10 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
 }
 
 pub fn main() -> ExitCode {
+    // Nothing is assumed of what the parent left (process.rs).
+    if let Err(e) = crate::process::default_sigchld() {
+        complain!("heartwatch: cannot reset SIGCHLD to its default: {e}");
+    }
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&raw) {
         Ok(args) => args,

@@ -618,16 +618,33 @@ impl Daemon {
             old.into_iter().map(|w| (w.rule.name.clone(), w)).collect();
         let grace_end = now + self.config.daemon.startup_grace;
         let mut watched = Vec::with_capacity(rules.len());
+        // Kept failing rules whose new ladder must hear that they fail.
+        let mut tell_failing = Vec::new();
         for rule in rules {
-            let kept = old_by_name
-                .remove(&rule.name)
-                .filter(|w| w.rule.watch == rule.watch);
+            let kept = match old_by_name.remove(&rule.name) {
+                Some(w) if w.rule.watch == rule.watch => Some(w),
+                Some(changed) => {
+                    self.retire(changed);
+                    None
+                }
+                None => None,
+            };
             let entry = match kept {
                 Some(mut w) => {
                     let mut ladder = Ladder::new(rule.ladder.clone(), ladder::seed());
-                    ladder.carry_over(&w.ladder);
-                    if ladder.state() != w.ladder.state() {
+                    if !ladder.carry_over(&w.ladder) {
+                        // A new ladder (heartwatch.rules(5), RELOADING).
                         w.ladder_at = None;
+                        if let Some(running) = w.repair.take() {
+                            if ladder.goes_on_with_running_repair() {
+                                w.repair = Some(running);
+                            } else {
+                                self.cleanup.adopt(running, &w.rule.name);
+                            }
+                        }
+                        if w.repair.is_none() && matches!(w.health, Health::Failing(_)) {
+                            tell_failing.push(watched.len());
+                        }
                     }
                     w.ladder = ladder;
                     w.rule = rule;
@@ -638,13 +655,7 @@ impl Daemon {
             watched.push(entry);
         }
         for (_, gone) in old_by_name {
-            if let Some(running) = gone.repair {
-                self.cleanup.adopt(running, &gone.rule.name);
-            }
-            if gone.late {
-                // Its worker may answer one day; nobody will claim that answer.
-                self.prober.late_answer();
-            }
+            self.retire(gone);
         }
         self.rules = watched;
         self.ids = self
@@ -695,6 +706,21 @@ impl Daemon {
             .filter(|w| fails_and_can_reboot(w))
             .count();
         self.update_healthy_since(now);
+        for index in tell_failing {
+            self.step_ladder(index, Event::Failed, now);
+        }
+    }
+
+    /// A rule that went away or changed its watch: its repair is killed
+    /// and reaped later, a late check's answer is left unclaimed.
+    fn retire(&mut self, gone: Watched) {
+        if let Some(running) = gone.repair {
+            self.cleanup.adopt(running, &gone.rule.name);
+        }
+        if gone.late {
+            // Its worker may answer one day; nobody will claim that answer.
+            self.prober.late_answer();
+        }
     }
 
     fn new_watched(&mut self, rule: Rule, now: Instant, grace_end: Instant) -> Watched {
@@ -1052,12 +1078,30 @@ impl Daemon {
         };
         let w = &mut self.rules[index];
         let Some(r) = &mut w.repair else { return };
+        let had_pidfd = r.pidfd.is_some();
         if let Some(outcome) = r.try_finish(now, attempt, &w.rule.name, &mut self.cleanup) {
             w.repair = None;
             self.poll_dirty = true;
             self.repairing.retain(|&i| i != index);
             self.finish_repair(index, attempt, outcome.ending, outcome.duration, now);
+        } else if had_pidfd && r.pidfd.is_none() {
+            self.poll_dirty = true;
         }
+    }
+
+    /// A repair that outlived SIGKILL: a failed attempt, left to the reaper.
+    fn repair_abandoned(&mut self, index: usize, now: Instant) {
+        let attempt = match self.rules[index].ladder.state() {
+            ladder::State::Repairing(n) => n,
+            _ => 0,
+        };
+        let Some(running) = self.rules[index].repair.take() else {
+            return;
+        };
+        let outcome = running.abandon(now, attempt, &mut self.cleanup);
+        self.poll_dirty = true;
+        self.repairing.retain(|&i| i != index);
+        self.finish_repair(index, attempt, outcome.ending, outcome.duration, now);
     }
 
     /// Enforces repair timeouts, and finds exits where there is no pidfd.
@@ -1068,7 +1112,10 @@ impl Daemon {
             let index = self.repairing[k];
             let w = &mut self.rules[index];
             if let Some(r) = &mut w.repair {
-                r.tick(now, &w.rule.name);
+                if r.tick(now, &w.rule.name) {
+                    self.repair_abandoned(index, now);
+                    continue;
+                }
                 if r.resume_output(now) {
                     self.poll_dirty = true;
                 }

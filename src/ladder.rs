@@ -77,11 +77,24 @@ impl Ladder {
         &self.spec
     }
 
-    /// Keeps the position of an earlier ladder with the same steps.
-    pub fn carry_over(&mut self, old: &Ladder) {
+    /// Keeps the position of an earlier ladder with the same steps;
+    /// false when the steps changed (this ladder stays at the bottom).
+    pub fn carry_over(&mut self, old: &Ladder) -> bool {
         if old.spec == self.spec {
             self.state = old.state;
         }
+        old.spec == self.spec
+    }
+
+    /// A new ladder for a rule whose repair still runs (a reload changed
+    /// the steps): that repair is this ladder's attempt 1, when it has
+    /// repairs at all. False when it has none: the repair is not wanted.
+    pub fn goes_on_with_running_repair(&mut self) -> bool {
+        if self.attempts() == 0 {
+            return false;
+        }
+        self.state = State::Repairing(1);
+        true
     }
 
     fn attempts(&self) -> u32 {

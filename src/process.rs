@@ -547,6 +547,16 @@ impl ProcessWatch {
     }
 }
 
+/// Sets SIGCHLD to its default disposition, whatever the parent left:
+/// with SIGCHLD ignored the kernel reaps every child itself, and waiting
+/// for a repair or for `check`'s pidfile reader fails with ECHILD. The
+/// first thing every command does.
+pub fn default_sigchld() -> Result<(), Errno> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler: no code runs on the signal.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

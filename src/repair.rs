@@ -28,6 +28,7 @@ use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Time between SIGTERM and SIGKILL for a command past its timeout, and
@@ -98,6 +99,9 @@ pub enum Ending {
     Lost(i32),
     /// Dry run: not started on purpose.
     DryRun,
+    /// Still running this many seconds after SIGKILL (in D state on a hung
+    /// device, say): given up on, its PID left to [`Cleanup`] to reap.
+    Unkillable(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +129,10 @@ impl fmt::Display for Ending {
                 Errno::from_raw(*errno)
             ),
             Ending::DryRun => f.write_str("not run (dry run)"),
+            Ending::Unkillable(secs) => write!(
+                f,
+                "could not be stopped: still running {secs} s after SIGKILL; left to the reaper"
+            ),
         }
     }
 }
@@ -167,8 +175,9 @@ pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result
     // std does not clear the signal mask: a command spawned from the loop
     // thread would start with SIGHUP, SIGINT and SIGTERM blocked (they go
     // to the signalfd), and with whatever the daemon's parent ignored.
-    // SAFETY: `reset_signals` runs in the child between fork and exec and
-    // calls only sigemptyset, pthread_sigmask and sigaction, which are
+    // SAFETY: `reset_signals` runs in the child between fork and exec. It
+    // calls pthread_sigmask (through nix's `thread_set_mask`) and the raw
+    // rt_sigaction system call (`default_disposition`), both
     // async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(reset_signals);
@@ -204,84 +213,65 @@ pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result
 /// In the child before exec: an empty signal mask and the default
 /// disposition for every signal, whatever the daemon blocked or inherited.
 fn reset_signals() -> std::io::Result<()> {
-    // SAFETY: plain data structures filled by the libc calls; every call is
-    // async-signal-safe (POSIX.1 lists sigemptyset, pthread_sigmask through
-    // sigprocmask, and sigaction).
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        action.sa_mask = empty;
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            // glibc refuses its own two (32 and 33) with EINVAL; they are
-            // reset below, past it.
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+    nix::sys::signal::SigSet::empty().thread_set_mask()?;
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            default_disposition(sig);
         }
     }
-    reset_libc_reserved_signals();
     Ok(())
 }
 
-/// Signals 32 and 33, which glibc keeps for itself and will not let
-/// `sigaction` touch, but which a parent may have left ignored: reset
-/// with the raw system call. The kernel's `struct sigaction` is laid out
-/// as below on these architectures.
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "x86",
-    target_arch = "arm",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-))]
-fn reset_libc_reserved_signals() {
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: libc::sighandler_t,
-        flags: libc::c_ulong,
-        restorer: usize,
-        mask: u64,
-    }
-    let action = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    for sig in [32, 33] {
-        // SAFETY: rt_sigaction with a valid action, no old action, and the
-        // kernel's sigset size (8 bytes); async-signal-safe, a system call.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                &action as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
-            );
-        }
+/// The kernel's signal set size, `_NSIG / 8`: 128 signals on MIPS, 64 on
+/// every other Linux architecture.
+const KERNEL_SIGSET_BYTES: usize = if cfg!(any(
+    target_arch = "mips",
+    target_arch = "mips32r6",
+    target_arch = "mips64",
+    target_arch = "mips64r6"
+)) {
+    16
+} else {
+    8
+};
+
+/// Sets signal `sig` to its default disposition with the raw
+/// `rt_sigaction(2)` system call. Raw because glibc's `sigaction` refuses
+/// signals 32 and 33, which it keeps for itself, yet a parent may have
+/// left them ignored. The kernel's `struct sigaction` differs between
+/// architectures (MIPS puts `sa_flags` first; x86, Arm, PowerPC, s390 and
+/// SPARC have `sa_restorer`, RISC-V and LoongArch do not), but the action
+/// wanted here, SIG_DFL (0 on Linux) with no flags, no restorer and an
+/// empty mask, is all zeros in every one of those layouts, and the buffer
+/// is larger than any of them (at most 32 bytes). SPARC's system call
+/// takes a restorer argument before the set size. Async-signal-safe: one
+/// system call, no allocation.
+fn default_disposition(sig: libc::c_int) {
+    let action = [0u64; 8];
+    let none = std::ptr::null_mut::<u64>();
+    // SAFETY: `action` is a readable, all-zero kernel `struct sigaction`
+    // (see above) that outlives the call; no old action is asked for (a
+    // null pointer); the size is the kernel's signal set size.
+    unsafe {
+        #[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            action.as_ptr(),
+            none,
+            KERNEL_SIGSET_BYTES,
+        );
+        #[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            action.as_ptr(),
+            none,
+            none,
+            KERNEL_SIGSET_BYTES,
+        );
     }
 }
-
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "x86",
-    target_arch = "arm",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-)))]
-fn reset_libc_reserved_signals() {}
 
 impl Running {
     pub fn pid(&self) -> u32 {
@@ -322,8 +312,10 @@ impl Running {
     }
 
     /// Enforces the timeout: SIGTERM to the group, then SIGKILL. The
-    /// command itself is signalled too, in case it left its group.
-    pub fn tick(&mut self, now: Instant, rule: &str) {
+    /// command itself is signalled too, in case it left its group. Returns
+    /// true when the command outlived SIGKILL by [`KILL_GRACE`]: the
+    /// caller gives up on it with [`Running::abandon`].
+    pub fn tick(&mut self, now: Instant, rule: &str) -> bool {
         match self.stage {
             Stage::Running if now >= self.deadline => {
                 log::warn!(
@@ -340,7 +332,30 @@ impl Running {
                 self.signal(Signal::SIGKILL, rule);
                 self.stage = Stage::Killed;
             }
+            Stage::Killed if now >= self.deadline + 2 * KILL_GRACE => return true,
             _ => {}
+        }
+        false
+    }
+
+    /// Gives up on a command that SIGKILL did not end: the attempt fails,
+    /// and its PID goes to `cleanup`, which reaps it if it ever dies.
+    pub fn abandon(mut self, now: Instant, attempt: u32, cleanup: &mut Cleanup) -> Outcome {
+        log::error!(
+            "rule {}: its repair (pid {}) is still running {} after SIGKILL (in D state? a hung device or mount); giving up on it, the ladder goes on",
+            self.rule,
+            self.child.id(),
+            DurationText(KILL_GRACE)
+        );
+        self.stage = Stage::Ended;
+        self.output = None;
+        self.log.finish(&self.rule);
+        cleanup.unreaped.push((self.leader(), self.rule.clone()));
+        Outcome {
+            attempt,
+            ending: Ending::Unkillable(KILL_GRACE.as_secs()),
+            duration: now.saturating_duration_since(self.started),
+            ended_wall: crate::text::wall_now(),
         }
     }
 
@@ -374,25 +389,21 @@ impl Running {
         let mut buf = [0u8; 16 * 1024];
         let mut read = 0;
         while read < READ_PER_TURN {
-            // SAFETY: reads at most `buf.len()` bytes into `buf`.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                match Errno::last() {
-                    Errno::EINTR => continue,
-                    Errno::EAGAIN => {}
-                    e => {
-                        log::error!("rule {rule}: cannot read its repair's output: {e}");
-                        self.output = None;
-                    }
+            let n = match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    self.output = None;
+                    self.log.end_line(rule);
+                    return;
                 }
-                return;
-            }
-            if n == 0 {
-                self.output = None;
-                self.log.end_line(rule);
-                return;
-            }
-            let n = n as usize;
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return,
+                Err(e) => {
+                    log::error!("rule {rule}: cannot read its repair's output: {e}");
+                    self.output = None;
+                    return;
+                }
+            };
             read += n;
             self.log.take(&buf[..n], rule);
         }
@@ -409,7 +420,17 @@ impl Running {
         rule: &str,
         cleanup: &mut Cleanup,
     ) -> Option<Outcome> {
-        let status: Result<ExitStatus, Errno> = match self.child.try_wait() {
+        if test_hook("HEARTWATCH_TEST_UNKILLABLE_REPAIRS") {
+            // Its exit is never seen; no pidfd to wake the loop for nothing.
+            self.pidfd = None;
+            return None;
+        }
+        let waited = if test_hook("HEARTWATCH_TEST_LOSE_REPAIRS") {
+            Err(std::io::Error::from_raw_os_error(libc::ECHILD))
+        } else {
+            self.child.try_wait()
+        };
+        let status: Result<ExitStatus, Errno> = match waited {
             Ok(None) => return None,
             Ok(Some(status)) => Ok(status),
             Err(e) => {
@@ -424,8 +445,10 @@ impl Running {
         let timed_out = self.stage != Stage::Running;
         self.stage = Stage::Ended;
         self.drain_output(rule, now);
-        if let Some(fd) = self.output.take() {
-            self.log.count_unread(&fd);
+        if self.output.take().is_some() {
+            // A process it left still holds the pipe (or it was a flood):
+            // what is still in it is not read.
+            self.log.unread = true;
         }
         self.log.finish(rule);
         cleanup.after_exit(self.leader(), timed_out, rule, now);
@@ -462,10 +485,13 @@ impl Running {
 }
 
 impl Drop for Running {
-    /// A command still running when the daemon stops is killed, never
+    /// The last resort for a command still running when its `Running` is
+    /// dropped (the loop hands it to [`Cleanup::adopt`] when a rule goes
+    /// or changes, so this is the daemon stopping): it is killed, never
     /// waited for (a wait on the loop thread could block for as long as
-    /// the command wants): the daemon's exit hands it to init, which reaps
-    /// it. On reload the loop hands it to [`Cleanup::adopt`] instead.
+    /// the command wants), and its PID is left to the next
+    /// [`Cleanup::tend`] to reap, so it never stays a zombie. When the
+    /// daemon exits instead, init reaps it.
     fn drop(&mut self) {
         if self.stage != Stage::Ended {
             log::warn!(
@@ -474,7 +500,38 @@ impl Drop for Running {
                 self.child.id()
             );
         }
-        self.kill_now();
+        if let Some(pid) = self.kill_now() {
+            let rule = std::mem::take(&mut self.rule);
+            orphans().push((pid, rule));
+        }
+    }
+}
+
+/// Killed commands whose `Running` was dropped, for [`Cleanup::tend`] to
+/// reap (see `Running`'s Drop).
+static ORPHANS: Mutex<Vec<(Pid, String)>> = Mutex::new(Vec::new());
+
+fn orphans() -> std::sync::MutexGuard<'static, Vec<(Pid, String)>> {
+    // Only the loop thread takes it, and nothing panics while holding it.
+    ORPHANS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Tests only (feature `test-hooks`): whether the fault injection `name`
+/// is set in the environment. `HEARTWATCH_TEST_LOSE_REPAIRS`: waiting for
+/// a repair fails with ECHILD, as if something else had reaped it.
+/// `HEARTWATCH_TEST_UNKILLABLE_REPAIRS`: a repair's exit is never seen,
+/// as if SIGKILL could not end it.
+fn test_hook(name: &str) -> bool {
+    #[cfg(feature = "test-hooks")]
+    {
+        std::env::var_os(name).is_some()
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        let _ = name;
+        false
     }
 }
 
@@ -517,6 +574,8 @@ struct OutputLog {
     logged: u32,
     dropped_lines: u64,
     dropped_bytes: u64,
+    /// The output had not ended when the run did: the rest was not read.
+    unread: bool,
 }
 
 impl OutputLog {
@@ -527,6 +586,7 @@ impl OutputLog {
             logged: 0,
             dropped_lines: 0,
             dropped_bytes: 0,
+            unread: false,
         }
     }
 
@@ -588,21 +648,17 @@ impl OutputLog {
         self.line_bytes = 0;
     }
 
-    /// Counts what is still in the pipe when the command has ended.
-    fn count_unread(&mut self, fd: &OwnedFd) {
-        let mut unread: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int through the valid pointer.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut unread) } == 0 {
-            self.dropped_bytes += unread.max(0) as u64;
-        }
-    }
-
     /// The last partial line, then what was not logged, if anything.
     fn finish(&mut self, rule: &str) {
         self.end_line(rule);
-        if self.dropped_lines > 0 || self.dropped_bytes > 0 {
+        let unread = if self.unread {
+            "; the output had not ended when the repair exited, the rest was not read"
+        } else {
+            ""
+        };
+        if self.dropped_lines > 0 || self.dropped_bytes > 0 || self.unread {
             log::info!(
-                "rule {rule}: repair output: {} more lines not logged, {} bytes dropped in all (at most {LOG_LINES} lines of {LINE_MAX} bytes are logged per run)",
+                "rule {rule}: repair output: {} more lines not logged, {} bytes dropped in all (at most {LOG_LINES} lines of {LINE_MAX} bytes are logged per run){unread}",
                 self.dropped_lines,
                 self.dropped_bytes
             );
@@ -694,7 +750,8 @@ impl Cleanup {
 
     /// When the loop must next call [`Cleanup::tend`].
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        if self.unreaped.is_empty() && self.groups.is_empty() {
+        let orphans = !orphans().is_empty();
+        if self.unreaped.is_empty() && self.groups.is_empty() && !orphans {
             None
         } else {
             Some(now + CLEANUP_LOOK)
@@ -704,6 +761,7 @@ impl Cleanup {
     /// Reaps killed commands that have died, kills leftover groups whose
     /// grace is over, forgets groups that emptied.
     pub fn tend(&mut self, now: Instant) {
+        self.unreaped.append(&mut orphans());
         self.unreaped.retain(
             |(pid, rule)| match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => true,

@@ -16,7 +16,7 @@ mod hangfs;
 mod pings;
 
 use common::*;
-use pings::Pings;
+use pings::{Pings, WATCHDOG, assert_rhythm, heartwatch_with_pings};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,10 +25,6 @@ use std::time::{Duration, Instant};
 
 const SIGHUP: i32 = 1;
 const SIGTERM: i32 = 15;
-
-/// systemd's WatchdogSec= for these tests: heartwatch pings at half of it,
-/// and a silence this long would have systemd kill and restart it.
-const WATCHDOG: Duration = Duration::from_secs(2);
 
 /// A script that appends a line to `marker` when run.
 fn marker_script(s: &Scratch, name: &str) -> (PathBuf, PathBuf) {
@@ -52,28 +48,6 @@ fn reboot_seam(s: &Scratch) -> (String, PathBuf) {
         script.display()
     );
     (section, marker)
-}
-
-fn heartwatch_with_pings(conf: &Path, pings: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["run", "--config"])
-        .arg(conf)
-        .env("NOTIFY_SOCKET", pings)
-        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
-    c
-}
-
-fn assert_rhythm(pings: &Pings, since: Instant, what: &str) {
-    let (count, worst) = pings.rhythm(since, Instant::now());
-    eprintln!(
-        "{what}: {count} pings over {:?}, longest silence {worst:?}",
-        since.elapsed()
-    );
-    assert!(count >= 2, "{what}: systemd heard {count} pings");
-    assert!(
-        worst < WATCHDOG,
-        "{what}: no ping for {worst:?}; systemd would have killed heartwatch"
-    );
 }
 
 fn mounted_on_host(path: &Path) -> bool {

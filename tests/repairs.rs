@@ -14,7 +14,8 @@ mod common;
 mod pings;
 
 use common::*;
-use pings::Pings;
+use pings::{Pings, assert_pinged, assert_rhythm, heartwatch_with_pings};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -23,61 +24,69 @@ use std::time::{Duration, Instant};
 const SIGHUP: i32 = 1;
 const SIGTERM: i32 = 15;
 
-/// systemd's WatchdogSec= for these tests: heartwatch pings at half of it,
-/// and a silence this long would have systemd kill and restart it.
-const WATCHDOG: Duration = Duration::from_secs(2);
-
-/// Processes a test made: each PID, and the process group each was in
-/// when it was added (a repair's group, so the repair goes too), is
-/// SIGKILLed when the test ends, pass or fail.
+/// Processes a test made, each held by a pidfd opened while it was
+/// provably the process meant, together with every process then in its
+/// process group (a repair's group, so the repair goes too): SIGKILLed
+/// through those pidfds when the test ends, pass or fail. Nothing is
+/// signalled by number, so a PID reused by an unrelated process after the
+/// daemon already killed ours is never hit.
 #[derive(Default)]
 struct Reap {
-    pids: Vec<i32>,
-    groups: Vec<i32>,
+    held: Vec<OwnedFd>,
 }
 
 impl Reap {
     fn add(&mut self, pid: i32) {
-        self.pids.push(pid);
-        if let Some(group) = stat_fields(pid).and_then(|f| f[2].parse().ok()) {
-            self.groups.push(group);
+        let Some(group) = self.hold(pid).and_then(|f| f[2].parse::<i32>().ok()) else {
+            return;
+        };
+        for member in group_members(group) {
+            if member != pid {
+                self.hold(member);
+            }
         }
+    }
+
+    /// Opens a pidfd for `pid` and reads its stat; keeps the pidfd and
+    /// returns the stat only when the process is still there after the
+    /// read (so the read was of the process the pidfd holds).
+    fn hold(&mut self, pid: i32) -> Option<Vec<String>> {
+        // SAFETY: pidfd_open takes a PID and flags and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a descriptor just returned to us and owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fields = stat_fields(pid)?;
+        if pidfd_signal(&fd, 0) != 0 {
+            return None;
+        }
+        self.held.push(fd);
+        Some(fields)
+    }
+}
+
+/// `pidfd_send_signal(2)`; 0 or -1.
+fn pidfd_signal(fd: &OwnedFd, signal: i32) -> i64 {
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
     }
 }
 
 impl Drop for Reap {
     fn drop(&mut self) {
-        use nix::sys::signal::{Signal, kill, killpg};
-        use nix::unistd::Pid;
-        for &group in &self.groups {
-            let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-        }
-        for &pid in &self.pids {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for fd in &self.held {
+            pidfd_signal(fd, libc::SIGKILL);
         }
     }
-}
-
-fn heartwatch_with_pings(conf: &Path, pings: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["run", "--config"])
-        .arg(conf)
-        .env("NOTIFY_SOCKET", pings)
-        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
-    c
-}
-
-fn assert_rhythm(pings: &Pings, since: Instant, what: &str) {
-    let (count, worst) = pings.rhythm(since, Instant::now());
-    eprintln!(
-        "{what}: {count} pings over {:?}, longest silence {worst:?}",
-        since.elapsed()
-    );
-    assert!(count >= 2, "{what}: systemd heard {count} pings");
-    assert!(
-        worst < WATCHDOG,
-        "{what}: no ping for {worst:?}; systemd would have killed heartwatch"
-    );
 }
 
 /// `/proc/PID/stat` fields after the command name: state is [0], the
@@ -190,7 +199,7 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     // systemd hears its pings, the other rule is judged (it goes stale,
     // nobody touches it) and the status file says so.
     std::thread::sleep(Duration::from_secs(4));
-    assert_rhythm(&pings, flood_began, "a repair flooding its output");
+    assert_pinged(&pings, flood_began, "a repair flooding its output");
     let status = s.wait_status("failing");
     let beat_line = rule_line(&status, "beat");
     assert!(beat_line.contains(" failing "), "{status}");
@@ -220,12 +229,10 @@ fn a_flooding_repair_does_not_hold_the_loop_and_is_killed_at_its_timeout() {
     // Its timeout is enforced whatever the output does.
     let line = d.expect("ran past its timeout; sending SIGTERM to its process group");
     let group = number_after(&line, "(pid");
-    let _reap = Reap {
-        pids: vec![group],
-        groups: vec![group],
-    };
+    let mut reap = Reap::default();
+    reap.add(group);
     d.expect("rule flood: repair attempt 1 timed out and was killed");
-    assert_rhythm(
+    assert_pinged(
         &pings,
         flood_began,
         "a repair flooding its output until its timeout",
@@ -307,8 +314,9 @@ fn a_repair_starts_with_an_empty_signal_mask_and_default_dispositions() {
     let s = Scratch::new("mask");
     s.write_conf("");
     s.write_rule("mask", &failing_rule(&s, "cat /proc/self/status", "10s"));
-    // The daemon's own parent ignored SIGQUIT and SIGUSR2 (as `nohup` or a
-    // careless init would): a repair must not inherit that either.
+    // The daemon's own parent ignored SIGQUIT, SIGUSR2 and a real-time
+    // signal (as `nohup` or a careless init would): a repair must not
+    // inherit that either.
     let mut command = Command::new(BIN);
     command.args(["run", "--config"]).arg(s.conf());
     // SAFETY: between fork and exec in the test's child; signal(2) is
@@ -317,6 +325,7 @@ fn a_repair_starts_with_an_empty_signal_mask_and_default_dispositions() {
         command.pre_exec(|| {
             libc::signal(libc::SIGQUIT, libc::SIG_IGN);
             libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+            libc::signal(libc::SIGRTMIN() + 2, libc::SIG_IGN);
             Ok(())
         });
     }
@@ -348,10 +357,8 @@ fn a_repair_that_closes_its_output_and_goes_on_is_judged_by_its_exit_and_its_tim
     d.expect("rule closed: repair output: bye");
     let line = d.expect("ran past its timeout; sending SIGTERM to its process group");
     let group = number_after(&line, "(pid");
-    let _reap = Reap {
-        pids: vec![group],
-        groups: vec![group],
-    };
+    let mut reap = Reap::default();
+    reap.add(group);
     d.expect("rule closed: repair attempt 1 timed out and was killed");
     assert!(
         !d.drain().iter().any(|l| l.contains("sending SIGKILL")),
@@ -480,18 +487,13 @@ fn a_repair_whose_end_cannot_be_learned_is_a_failed_attempt_and_the_ladder_goes_
             s.path("never").display()
         ),
     );
-    // With SIGCHLD ignored (inherited from a careless parent) the kernel
-    // reaps the repair itself, so waiting for it fails with ECHILD.
+    // Tests only: the daemon's wait for the repair fails with ECHILD, as
+    // if something else had reaped it.
     let mut command = Command::new(BIN);
-    command.args(["run", "--config"]).arg(s.conf());
-    // SAFETY: between fork and exec in the test's child; signal(2) is
-    // async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    command
+        .args(["run", "--config"])
+        .arg(s.conf())
+        .env("HEARTWATCH_TEST_LOSE_REPAIRS", "1");
     let mut d = Daemon::start_with(&mut command);
     let line = d.expect("rule lost: cannot learn how its repair");
     assert!(line.contains("ECHILD"), "{line}");
@@ -500,4 +502,237 @@ fn a_repair_whose_end_cannot_be_learned_is_a_failed_attempt_and_the_ladder_goes_
     d.expect("(repair attempt 2 of 2)");
     d.expect("rule lost: every repair was tried; nothing more will be done");
     s.wait_status("ladder: every step taken");
+}
+
+/// `Command` with SIGCHLD ignored in the child, as a careless parent
+/// (a shell script with `trap '' CHLD`, a supervisor) would leave it.
+fn with_sigchld_ignored(command: &mut Command) -> &mut Command {
+    // SAFETY: between fork and exec in the test's child; signal(2) is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    command
+}
+
+#[test]
+fn an_inherited_ignored_sigchld_breaks_neither_repairs_nor_check() {
+    let s = Scratch::new("sigchld");
+    s.write_conf("");
+    s.write_rule("r", &failing_rule(&s, "true", "1h"));
+    let pidfile = s.path("pid");
+    std::fs::write(&pidfile, format!("{}\n", std::process::id())).unwrap();
+    s.write_rule("p", &format!("[Process]\nPidFile={}\n", pidfile.display()));
+
+    // `check` reads pidfiles in a child process and waits for it.
+    let out = with_sigchld_ignored(Command::new(BIN).args(["check", "--config"]).arg(s.conf()))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{text}");
+    assert!(out.status.success(), "check failed: {text}");
+    assert!(!text.contains("were not read"), "{text}");
+
+    let mut command = Command::new(BIN);
+    command.args(["run", "--config"]).arg(s.conf());
+    let mut d = Daemon::start_with(with_sigchld_ignored(&mut command));
+    d.expect("rule r: repair attempt 1 succeeded (exit 0)");
+    assert!(
+        !d.drain().iter().any(|l| l.contains("cannot learn how")),
+        "a repair was lost"
+    );
+}
+
+/// The children of `parent`: PID and state.
+fn children(parent: i32) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let f = stat_fields(pid)?;
+            (f[1] == parent.to_string()).then(|| (pid, f[0].clone()))
+        })
+        .collect()
+}
+
+/// The one live child of `parent`, once there is one (the daemon logs
+/// that it runs a repair just before it starts it).
+fn live_child(parent: i32) -> i32 {
+    let mut found = 0;
+    wait_until("a repair runs", Duration::from_secs(10), || {
+        let live: Vec<i32> = children(parent)
+            .into_iter()
+            .filter(|(_, state)| state != "Z")
+            .map(|(pid, _)| pid)
+            .collect();
+        found = live.first().copied().unwrap_or(0);
+        live.len() == 1
+    });
+    found
+}
+
+fn zombies(parent: i32) -> Vec<i32> {
+    children(parent)
+        .into_iter()
+        .filter(|(_, state)| state == "Z")
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+#[test]
+fn reloads_that_kill_repairs_leave_no_zombie() {
+    let s = Scratch::new("zombies");
+    s.write_conf("");
+    let rule = |max_age: u32| {
+        format!(
+            "[Heartbeat]\nFile={}\nMaxAge={max_age}s\n[Escalate]\nRepair=sleep 1000\nRepairAttempts=1\nRepairTimeout=1h\nFinally=log\n",
+            s.path("never").display()
+        )
+    };
+    s.write_rule("z", &rule(1));
+    let mut d = Daemon::start(&s.conf(), &[]);
+    let daemon = d.child.id() as i32;
+    let mut reap = Reap::default();
+    d.expect("rule z: running `sleep 1000`");
+    reap.add(live_child(daemon));
+    // Each reload changes the rule's watch: the rule is new, its running
+    // repair is killed, and must be reaped.
+    for n in 2..=5 {
+        s.write_rule("z", &rule(n));
+        d.signal(SIGHUP);
+        d.expect("reloaded: 1 rules");
+        d.expect("rule z: running `sleep 1000`");
+        // The one before was killed (SIGKILL) when the rule changed.
+        reap.add(live_child(daemon));
+    }
+    wait_until(
+        "the killed repairs are reaped",
+        Duration::from_secs(10),
+        || zombies(daemon).is_empty(),
+    );
+    // So is the last one when the rule goes away.
+    std::fs::remove_file(s.conf().join("rules.d/z.rule")).unwrap();
+    d.signal(SIGHUP);
+    d.expect("reloaded: 0 rules");
+    wait_until(
+        "the removed rule's repair is killed and reaped",
+        Duration::from_secs(10),
+        || children(daemon).is_empty(),
+    );
+}
+
+fn reboot_conf(s: &Scratch) -> String {
+    format!(
+        "[Reboot]\nBudget=5\nCommand=sh -c 'echo reboot >> {}'\nOrderlyTimeout=1s\nForced=no\n",
+        s.path("rebooted").display()
+    )
+}
+
+#[test]
+fn a_reload_that_edits_a_failing_rules_ladder_while_its_repair_runs_goes_on_to_reboot() {
+    let s = Scratch::new("ladder-edit");
+    s.write_conf(&reboot_conf(&s));
+    let rule = |timeout: &str| {
+        format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nRepair=sleep 1000\nRepairAttempts=2\nRepairTimeout={timeout}\nRepairBackoff=100ms\nRepairBackoffMax=100ms\nFinally=reboot\n",
+            s.path("never").display()
+        )
+    };
+    s.write_rule("e", &rule("1h"));
+    let mut d = Daemon::start(&s.conf(), &[]);
+    let daemon = d.child.id() as i32;
+    let mut reap = Reap::default();
+    d.expect("rule e: running `sleep 1000` (repair attempt 1 of 2)");
+    let first = live_child(daemon);
+    reap.add(first);
+
+    s.write_rule("e", &rule("2h"));
+    d.signal(SIGHUP);
+    d.expect("reloaded: 1 rules");
+    // The running repair is attempt 1 of the new ladder: when it ends,
+    // the ladder goes on.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    d.expect("rule e: repair attempt 1 failed (killed by signal 9)");
+    d.expect("rule e: running `sleep 1000` (repair attempt 2 of 2)");
+    let second = live_child(daemon);
+    reap.add(second);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    d.expect("rule e: repair attempt 2 failed");
+    d.expect("Forced=no: not calling reboot(2)");
+    assert_eq!(
+        std::fs::read_to_string(s.path("rebooted")).unwrap(),
+        "reboot\n"
+    );
+}
+
+#[test]
+fn a_reload_that_edits_a_failing_rules_ladder_in_its_backoff_goes_on_to_reboot() {
+    let s = Scratch::new("ladder-edit-wait");
+    s.write_conf(&reboot_conf(&s));
+    let rule = |attempts: u32, backoff: &str| {
+        format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nRepair=true\nRepairAttempts={attempts}\nRepairBackoff={backoff}\nRepairBackoffMax={backoff}\nFinally=reboot\n",
+            s.path("never").display()
+        )
+    };
+    // A backoff of up to an hour: the reload comes inside it.
+    s.write_rule("w", &rule(1, "1h"));
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("rule w: repair attempt 1 succeeded");
+    s.wait_status("ladder: waiting after repair attempt 1");
+    s.write_rule("w", &rule(2, "100ms"));
+    d.signal(SIGHUP);
+    d.expect("reloaded: 1 rules");
+    // The new ladder starts from its bottom, told that the rule fails.
+    d.expect("(repair attempt 1 of 2)");
+    d.expect("(repair attempt 2 of 2)");
+    d.expect("Forced=no: not calling reboot(2)");
+    assert_eq!(
+        std::fs::read_to_string(s.path("rebooted")).unwrap(),
+        "reboot\n"
+    );
+}
+
+#[test]
+fn a_repair_that_sigkill_cannot_end_is_a_failed_attempt_and_the_ladder_goes_on() {
+    let s = Scratch::new("unkillable");
+    s.write_conf(&reboot_conf(&s));
+    s.write_rule(
+        "u",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nRepair=sleep 1000\nRepairAttempts=1\nRepairTimeout=1s\nFinally=reboot\n",
+            s.path("never").display()
+        ),
+    );
+    // Tests only: the daemon does not learn of its repairs' exits, as if
+    // SIGKILL could not end them (a process in D state on a hung device).
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config"])
+        .arg(s.conf())
+        .env("HEARTWATCH_TEST_UNKILLABLE_REPAIRS", "1");
+    let mut d = Daemon::start_with(&mut command);
+    let mut reap = Reap::default();
+    d.expect("rule u: running `sleep 1000`");
+    reap.add(live_child(d.child.id() as i32));
+    d.expect("sending SIGKILL to its process group");
+    let line = d.expect("rule u: repair attempt 1 could not be stopped");
+    assert!(line.contains("after SIGKILL; left to the reaper"), "{line}");
+    d.expect("Forced=no: not calling reboot(2)");
+    assert_eq!(
+        std::fs::read_to_string(s.path("rebooted")).unwrap(),
+        "reboot\n"
+    );
 }

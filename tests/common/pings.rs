@@ -98,3 +98,50 @@ impl Drop for Pings {
         }
     }
 }
+
+/// systemd's WatchdogSec= for these tests: heartwatch pings at half of it,
+/// and a silence this long would have systemd kill and restart it.
+pub const WATCHDOG: Duration = Duration::from_secs(2);
+
+/// `heartwatch run` with systemd's notify socket at `pings` and
+/// [`WATCHDOG`].
+pub fn heartwatch_with_pings(conf: &Path, pings: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(crate::common::BIN);
+    c.args(["run", "--config"])
+        .arg(conf)
+        .env("NOTIFY_SOCKET", pings)
+        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
+    c
+}
+
+/// Systemd heard at least two pings since `since`, and never went
+/// [`WATCHDOG`] without one (it would have killed heartwatch).
+pub fn assert_rhythm(pings: &Pings, since: Instant, what: &str) {
+    let (count, worst) = pings.rhythm(since, Instant::now());
+    eprintln!(
+        "{what}: {count} pings over {:?}, longest silence {worst:?}",
+        since.elapsed()
+    );
+    assert!(count >= 2, "{what}: systemd heard {count} pings");
+    assert!(
+        worst < WATCHDOG,
+        "{what}: no ping for {worst:?}; systemd would have killed heartwatch"
+    );
+}
+
+/// The loop went on pinging since `since`: at least two pings, and no
+/// silence as long as the whole stretch (a frozen loop gives none at all).
+/// The longest silence is reported, not held to systemd's bound, for
+/// stretches where a loaded machine and a debug build can stall a test
+/// for a second or two without the daemon being at fault.
+pub fn assert_pinged(pings: &Pings, since: Instant, what: &str) {
+    let until = Instant::now();
+    let (count, worst) = pings.rhythm(since, until);
+    let stretch = until - since;
+    eprintln!("{what}: {count} pings over {stretch:?}, longest silence {worst:?} (measured)");
+    assert!(count >= 2, "{what}: systemd heard {count} pings");
+    assert!(
+        worst < stretch.mul_f64(0.75),
+        "{what}: no ping for {worst:?} of {stretch:?}"
+    );
+}
