@@ -604,7 +604,7 @@ fn reloads_that_kill_repairs_leave_no_zombie() {
     for n in 2..=5 {
         s.write_rule("z", &rule(n));
         d.signal(SIGHUP);
-        d.expect("reloaded: 1 rules");
+        d.expect("reloaded: 1 rule");
         d.expect("rule z: running `sleep 1000`");
         // The one before was killed (SIGKILL) when the rule changed.
         reap.add(live_child(daemon));
@@ -652,7 +652,7 @@ fn a_reload_that_edits_a_failing_rules_ladder_while_its_repair_runs_goes_on_to_r
 
     s.write_rule("e", &rule("2h"));
     d.signal(SIGHUP);
-    d.expect("reloaded: 1 rules");
+    d.expect("reloaded: 1 rule");
     // The running repair is attempt 1 of the new ladder: when it ends,
     // the ladder goes on.
     nix::sys::signal::kill(
@@ -694,7 +694,7 @@ fn a_reload_that_edits_a_failing_rules_ladder_in_its_backoff_goes_on_to_reboot()
     s.wait_status("ladder: waiting after repair attempt 1");
     s.write_rule("w", &rule(2, "100ms"));
     d.signal(SIGHUP);
-    d.expect("reloaded: 1 rules");
+    d.expect("reloaded: 1 rule");
     // The new ladder starts from its bottom, told that the rule fails.
     d.expect("(repair attempt 1 of 2)");
     d.expect("(repair attempt 2 of 2)");
