@@ -10,6 +10,7 @@
 
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
+use crate::identity;
 use crate::text::Count;
 use std::fmt;
 use std::io::Write;
@@ -43,6 +44,7 @@ macro_rules! complain {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
+pub(crate) use complain;
 
 /// Writes one line of a command's report (see [`Report`]).
 macro_rules! say {
@@ -64,27 +66,35 @@ enum Output {
 /// Standard output for a command's report. A closed pipe ends the report
 /// quietly and leaves the command's exit code as it is; any other write
 /// error (a full disk) is said once and fails the command.
-struct Report {
+pub(crate) struct Report {
     out: std::io::StdoutLock<'static>,
     state: Output,
 }
 
 impl Report {
-    fn new() -> Report {
+    pub(crate) fn new() -> Report {
         Report {
             out: std::io::stdout().lock(),
             state: Output::Writing,
         }
     }
 
-    fn line(&mut self, args: fmt::Arguments) {
+    pub(crate) fn line(&mut self, args: fmt::Arguments) {
         self.text(&format!("{args}\n"));
     }
 
-    fn text(&mut self, text: &str) {
+    pub(crate) fn text(&mut self, text: &str) {
         if self.state == Output::Writing {
             let written = self.out.write_all(text.as_bytes());
             self.record(written);
+        }
+    }
+
+    /// Shows a line written so far in part (a progress report).
+    pub(crate) fn flush(&mut self) {
+        if self.state == Output::Writing {
+            let flushed = self.out.flush();
+            self.record(flushed);
         }
     }
 
@@ -102,11 +112,8 @@ impl Report {
     }
 
     /// The command's result, failed if its output could not be written.
-    fn finish(mut self, result: Result<(), u8>) -> Result<(), u8> {
-        if self.state == Output::Writing {
-            let flushed = self.out.flush();
-            self.record(flushed);
-        }
+    pub(crate) fn finish(mut self, result: Result<(), u8>) -> Result<(), u8> {
+        self.flush();
         match self.state {
             Output::Failed => result.and(Err(EXIT_FAILURE)),
             Output::Writing | Output::ReaderGone => result,
@@ -122,6 +129,13 @@ struct Args {
     dry_run: bool,
     syslog: bool,
     verbose: bool,
+}
+
+/// `--config`'s directory made absolute (against the working directory,
+/// without following symlinks), so that what the daemon writes and what
+/// `check` and `status` print names it wherever they are read.
+fn absolute(dir: &str) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir))
 }
 
 fn parse_args(raw: &[String]) -> Result<Args, String> {
@@ -142,9 +156,9 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--" => only_words = true,
             "--config" | "-c" => {
                 let dir = iter.next().ok_or("--config needs a directory")?;
-                args.root = PathBuf::from(dir);
+                args.root = absolute(dir);
             }
-            s if s.starts_with("--config=") => args.root = PathBuf::from(&s[9..]),
+            s if s.starts_with("--config=") => args.root = absolute(&s[9..]),
             "--dry-run" => args.dry_run = true,
             "--syslog" => args.syslog = true,
             "--verbose" | "-v" => args.verbose = true,
@@ -200,7 +214,11 @@ pub fn main() -> ExitCode {
         "check" => check(&args.root),
         "status" => status(&args.root),
         "beat" => beat(&args.root, &args.words[0]),
-        "memtest" => return crate::memtest::command(&args.words),
+        "memtest" => {
+            let mut report = Report::new();
+            let result = crate::memtest::command(&args.words, &mut report);
+            report.finish(result)
+        }
         #[cfg(feature = "test-hooks")]
         "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {
@@ -231,6 +249,7 @@ fn run(args: &Args) -> Result<(), u8> {
             }
             other => log::error!("{other}"),
         }
+        crate::device::report_abandoned();
         match e {
             DaemonError::Config(_) => EXIT_CONFIG,
             _ => EXIT_FAILURE,
@@ -514,23 +533,6 @@ fn runtime_dir_of(text: &str) -> Option<PathBuf> {
     path.is_absolute().then_some(path)
 }
 
-/// The status file's line by which `status` knows the daemon that wrote
-/// it: the PID, that PID's start time (clock ticks after boot, as in
-/// `/proc/PID/stat`) and the boot. A PID that another process took since,
-/// in this boot or a later one, is then not taken for the daemon.
-pub fn identity_line() -> String {
-    let pid = std::process::id() as i32;
-    let start = crate::process::start_time(pid).map_or("unknown".into(), |s| s.to_string());
-    format!("identity: pid {pid} start {start} boot {}", boot_id())
-}
-
-/// This boot's random ID, or `unknown`.
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|id| id.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// What the status file says of its writer.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
@@ -542,7 +544,7 @@ enum Verdict {
 
 /// Whether the daemon that wrote `text` still runs. The first line says
 /// `heartwatch VERSION pid PID running|stopped ...`; the identity line
-/// (see [`identity_line`]) says which process PID was.
+/// (see [`identity::line`]) says which process PID was.
 fn judge(text: &str) -> Verdict {
     let first: Vec<&str> = text.lines().next().unwrap_or("").split(' ').collect();
     let pid = match first.as_slice() {
@@ -557,15 +559,16 @@ fn judge(text: &str) -> Verdict {
     if first.get(4) == Some(&"stopped") {
         return Verdict::NotRunning(format!("heartwatch stopped (an orderly stop of pid {pid})"));
     }
-    let identity: Option<Vec<&str>> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("identity: "))
-        .map(|l| l.split(' ').collect());
     let exists = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
     let gone = format!(
         "the daemon that wrote this status (pid {pid}) has exited without an orderly stop (it crashed, failed or was killed: see the journal)"
     );
-    let Some(["pid", id_pid, "start", start, "boot", boot]) = identity.as_deref() else {
+    let Some(identity::Written {
+        pid: id_pid,
+        start,
+        boot,
+    }) = identity::read(text)
+    else {
         // Written by a daemon that did not say its identity.
         return match exists() {
             Ok(()) | Err(nix::errno::Errno::EPERM) => Verdict::Unverified(format!(
@@ -577,8 +580,8 @@ fn judge(text: &str) -> Verdict {
     if id_pid.parse() != Ok(pid) {
         return Verdict::NotRunning("the status file names two different daemons".into());
     }
-    let this_boot = boot_id();
-    if *boot != this_boot && *boot != "unknown" && this_boot != "unknown" {
+    let this_boot = identity::boot_id();
+    if boot != this_boot && boot != "unknown" && this_boot != "unknown" {
         return Verdict::NotRunning(format!(
             "the daemon that wrote this status (pid {pid}) ran before the host last booted"
         ));
@@ -589,7 +592,7 @@ fn judge(text: &str) -> Verdict {
         )),
         Err(_) => Verdict::NotRunning(gone.clone()),
     };
-    if *start == "unknown" {
+    if start == "unknown" {
         return unverified("the daemon could not say its start time".into());
     }
     match crate::process::start_time(pid) {
@@ -786,10 +789,10 @@ mod tests {
     fn the_status_writer_is_known_by_pid_start_time_and_boot() {
         let me = std::process::id();
         let start = crate::process::start_time(me as i32).unwrap();
-        let boot = boot_id();
+        let boot = identity::boot_id();
         let first = format!("heartwatch 0.1.0 pid {me} running since x, updated y");
         let judged = |identity: String| judge(&status_text(&first, &identity));
-        assert_eq!(judged(identity_line()), Verdict::Running);
+        assert_eq!(judged(identity::line()), Verdict::Running);
         assert_eq!(
             judged(format!("identity: pid {me} start {start} boot {boot}")),
             Verdict::Running
@@ -815,7 +818,7 @@ mod tests {
         assert!(matches!(judged(String::new()), Verdict::Unverified(_)));
         let stopped =
             format!("heartwatch 0.1.0 pid {me} stopped at x (an orderly stop), ran since y");
-        let Verdict::NotRunning(why) = judge(&status_text(&stopped, &identity_line())) else {
+        let Verdict::NotRunning(why) = judge(&status_text(&stopped, &identity::line())) else {
             panic!("a stopped daemon is not running");
         };
         assert!(why.starts_with("heartwatch stopped"), "{why}");

@@ -161,7 +161,7 @@ pub struct Daemon {
     status_file: AtomicFile,
     status_buf: Vec<u8>,
     status_dirty: bool,
-    /// The status file's identity line (`cli::identity_line`).
+    /// The status file's identity line (`identity::line`).
     identity: String,
     /// When the orderly stop ended, for the status file's last word.
     stopped_wall: Option<i64>,
@@ -339,7 +339,7 @@ impl Daemon {
             status_file,
             status_buf: Vec::new(),
             status_dirty: true,
-            identity: crate::cli::identity_line(),
+            identity: crate::identity::line(),
             stopped_wall: None,
             started_wall: wall_now(),
             next_feed: now,
@@ -459,7 +459,7 @@ impl Daemon {
             rule.repair = None;
         }
         self.cleanup.stop();
-        for device in std::mem::take(&mut self.devices) {
+        for device in std::mem::take(&mut self.devices).into_orderly_stop() {
             let path = device.path().display().to_string();
             if let Some(why) = keep_armed {
                 log::info!("watchdog {path}: left armed ({why})");
@@ -525,7 +525,7 @@ impl Daemon {
             return;
         }
         let mut ok = true;
-        for device in &mut self.devices {
+        for device in self.devices.iter_mut() {
             if let Err(e) = device.feed() {
                 ok = false;
                 log::error!("watchdog {}: feeding failed: {e}", device.path().display());
@@ -1420,7 +1420,7 @@ impl Daemon {
         if self.devices.is_empty() {
             writeln!(out, "watchdog: none (Device=none)")?;
         }
-        for d in &self.devices {
+        for d in self.devices.iter() {
             writeln!(
                 out,
                 "watchdog {} \"{}\": timeout {}, fed every {}{}",
@@ -1526,7 +1526,7 @@ fn fails_and_can_reboot(w: &Watched) -> bool {
 /// Hands the crash handler what it needs: the devices to feed once and
 /// leave armed, and the memory test's bound (a quarter of the hardware
 /// timeout, so the test ends well before the device would fire).
-fn install_crash_handler(config: &Config, devices: &[Device]) {
+fn install_crash_handler(config: &Config, devices: &Devices) {
     let budget = if devices.is_empty() {
         Duration::from_secs(2)
     } else {

@@ -99,6 +99,11 @@ pub enum DeviceError {
         path: PathBuf,
         kind: &'static str,
     },
+    /// A character device of another class (a tty, `/dev/null`).
+    NotAWatchdog {
+        path: PathBuf,
+        major: u64,
+    },
     TimeoutTooShort {
         path: PathBuf,
         actual: Duration,
@@ -139,6 +144,11 @@ impl fmt::Display for DeviceError {
                 "watchdog {}: is not a character device ({kind}); Device= names watchdog devices such as /dev/watchdog0, or is none",
                 path.display()
             ),
+            DeviceError::NotAWatchdog { path, major } => write!(
+                f,
+                "watchdog {}: is not a watchdog (a character device of major {major}; watchdogs are misc devices, major {MISC_MAJOR}, or of the watchdog class in /proc/devices); Device= names watchdog devices such as /dev/watchdog0, or is none",
+                path.display()
+            ),
             DeviceError::TimeoutTooShort { path, actual, feed } => write!(
                 f,
                 "watchdog {}: the driver set a timeout of {}, too short for FeedInterval={}; feed at most every {} or ask for a longer Timeout=",
@@ -160,6 +170,8 @@ pub struct Device {
     fd: OwnedFd,
     info: WatchdogInfo,
     timeout: Duration,
+    /// Whether the driver said its timeout; if not, `timeout` is the one asked.
+    timeout_known: bool,
     asked: Duration,
     boot_status: Option<u32>,
     keepalive_ioctl: bool,
@@ -175,8 +187,17 @@ impl Device {
             path: path.to_path_buf(),
             errno: Errno::EINVAL,
         })?;
+        // O_NOCTTY: should a device that is also a terminal get this far, it
+        // does not become the daemon's controlling terminal. No O_NONBLOCK:
+        // the kernel's watchdog open does not block, and a driver's write
+        // (the keepalive, the magic close) must be done when it returns.
         // SAFETY: `c_path` is a valid NUL-terminated string for the call's duration.
-        let raw = unsafe { libc::open(c_path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        let raw = unsafe {
+            libc::open(
+                c_path.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+            )
+        };
         if raw < 0 {
             return Err(DeviceError::Open {
                 path: path.to_path_buf(),
@@ -190,6 +211,7 @@ impl Device {
             fd,
             info: WatchdogInfo::default(),
             timeout: asked,
+            timeout_known: false,
             asked,
             boot_status: None,
             keepalive_ioctl: true,
@@ -235,10 +257,14 @@ impl Device {
         // SAFETY: `seconds` is a valid int; the driver reads it and writes back
         // the timeout it chose.
         match unsafe { wdioc_settimeout(raw, &mut seconds) } {
-            Ok(_) => self.timeout = Duration::from_secs(seconds.max(0) as u64),
+            Ok(_) => {
+                self.timeout = Duration::from_secs(seconds.max(0) as u64);
+                self.timeout_known = true;
+            }
             Err(Errno::EOPNOTSUPP) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {
                 let current = get_timeout(raw).map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
                 self.timeout = Duration::from_secs(current.max(0) as u64);
+                self.timeout_known = true;
             }
             Err(e) => return Err(ioctl_error("WDIOC_SETTIMEOUT", e)),
         }
@@ -333,14 +359,14 @@ impl Device {
 /// hold the open for ever, and a regular file would have its first byte
 /// overwritten by the magic close that a failed start writes.
 fn refuse_what_is_not_a_device(path: &Path) -> Result<(), DeviceError> {
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let Ok(meta) = std::fs::metadata(path) else {
         // The open says why, with advice (no such device, permission).
         return Ok(());
     };
     let kind = meta.file_type();
     let what = if kind.is_char_device() {
-        return Ok(());
+        return refuse_what_is_not_a_watchdog(path, meta.rdev());
     } else if kind.is_file() {
         #[cfg(feature = "test-hooks")]
         if std::env::var_os("HEARTWATCH_TEST_STANDIN_TIMEOUT").is_some() {
@@ -362,6 +388,43 @@ fn refuse_what_is_not_a_device(path: &Path) -> Result<(), DeviceError> {
         path: path.to_path_buf(),
         kind: what,
     })
+}
+
+/// The misc major, under which most watchdog drivers register
+/// `/dev/watchdog` (misc minor 130).
+const MISC_MAJOR: u64 = 10;
+
+/// A character device is a watchdog if it is a misc device or of the
+/// watchdog class (`/dev/watchdogN`, whose major `/proc/devices` names).
+/// Any other (a tty, `/dev/null`) is refused before it is opened: open(2)
+/// on a tty may make it a controlling terminal or wait for a carrier, and
+/// the magic close of a failed start would be written to it.
+fn refuse_what_is_not_a_watchdog(path: &Path, rdev: u64) -> Result<(), DeviceError> {
+    let major = u64::from(libc::major(rdev));
+    if major == MISC_MAJOR || Some(major) == watchdog_major() {
+        return Ok(());
+    }
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("HEARTWATCH_TEST_STANDIN_TIMEOUT").is_some() {
+        return Ok(());
+    }
+    Err(DeviceError::NotAWatchdog {
+        path: path.to_path_buf(),
+        major,
+    })
+}
+
+/// The major of the watchdog class, from the `Character devices:` part of
+/// `/proc/devices` (`248 watchdog`).
+fn watchdog_major() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/devices").ok()?;
+    text.lines()
+        .skip_while(|l| !l.starts_with("Character devices:"))
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [major, "watchdog"] => major.parse().ok(),
+            _ => None,
+        })
 }
 
 /// `WDIOC_GETTIMEOUT`: the timeout the driver set, in seconds.
@@ -394,7 +457,8 @@ fn standin_timeout() -> Option<libc::c_int> {
 
 /// The open watchdog devices. Until `take_over_feeding`, heartwatch has not
 /// taken on their feeding, so dropping them disarms each with the magic
-/// close and says so at critical priority: a start-up that fails once a
+/// close at once, and says so at critical priority after the cause (see
+/// [`report_abandoned`]): a start-up that fails once a
 /// device is open (another device missing or busy, a timeout that does not
 /// fit, a refused first keepalive, anything later) must not leave the host
 /// to a watchdog that nobody feeds, which would reset it at every boot.
@@ -425,44 +489,28 @@ impl Devices {
     pub fn take_over_feeding(&mut self) {
         self.taken_over = true;
     }
-}
 
-impl std::ops::Deref for Devices {
-    type Target = [Device];
-    fn deref(&self) -> &[Device] {
-        &self.list
+    /// The orderly stop: hands the devices over to the caller, which
+    /// decides for each whether to disarm it. They are then no longer
+    /// disarmed when dropped.
+    pub fn into_orderly_stop(mut self) -> Vec<Device> {
+        std::mem::take(&mut self.list)
     }
-}
 
-impl std::ops::DerefMut for Devices {
-    fn deref_mut(&mut self) -> &mut [Device] {
-        &mut self.list
-    }
-}
-
-impl<'a> IntoIterator for &'a Devices {
-    type Item = &'a Device;
-    type IntoIter = std::slice::Iter<'a, Device>;
-    fn into_iter(self) -> Self::IntoIter {
+    pub fn iter(&self) -> std::slice::Iter<'_, Device> {
         self.list.iter()
     }
-}
 
-impl<'a> IntoIterator for &'a mut Devices {
-    type Item = &'a mut Device;
-    type IntoIter = std::slice::IterMut<'a, Device>;
-    fn into_iter(self) -> Self::IntoIter {
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Device> {
         self.list.iter_mut()
     }
-}
 
-/// Hands the devices over to a caller that decides for each (the orderly
-/// stop); they are then no longer disarmed when dropped.
-impl IntoIterator for Devices {
-    type Item = Device;
-    type IntoIter = std::vec::IntoIter<Device>;
-    fn into_iter(mut self) -> Self::IntoIter {
-        std::mem::take(&mut self.list).into_iter()
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 }
 
@@ -477,24 +525,50 @@ impl Drop for Devices {
     }
 }
 
-/// Disarms a device heartwatch opened but never took on feeding, and says
-/// what that means for the host.
+/// What failed starts did to their devices, said once the cause is: see
+/// [`report_abandoned`].
+static ABANDONED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Disarms a device heartwatch opened but never took on feeding at once,
+/// and keeps what that means for the host to be said after the cause.
 fn abandon(device: Device) {
     let path = device.path.display().to_string();
-    let timeout = DurationText(device.timeout);
+    let within = if device.timeout_known {
+        format!("within {}", DurationText(device.timeout))
+    } else {
+        "when its timeout runs out (its timeout is unknown: the driver did not say it)".to_string()
+    };
     let magic_close = device.has_magic_close();
-    const WHY: &str = "heartwatch failed to start after opening it (the cause is logged with this)";
+    const WHY: &str =
+        "heartwatch failed to start after opening it (the cause is logged before this)";
     const FIX: &str = "fix the cause and restart heartwatch (systemctl restart heartwatch)";
-    match device.disarm() {
-        Ok(()) if magic_close => crate::critical!(
+    let said = match device.disarm() {
+        Ok(()) if magic_close => format!(
             "watchdog {path}: disarmed (magic close): {WHY}, and nothing else feeds it; this host runs without it until heartwatch starts: {FIX}"
         ),
-        Ok(()) => crate::critical!(
-            "watchdog {path}: closed after writing the magic close, but the driver does not announce magic close: {WHY}; if it stays armed, it resets this host within {timeout}: {FIX}"
+        Ok(()) => format!(
+            "watchdog {path}: closed after writing the magic close, but the driver does not announce magic close: {WHY}; if it stays armed, it resets this host {within}: {FIX}"
         ),
-        Err(e) => crate::critical!(
-            "watchdog {path}: the magic close failed ({e}): {WHY}; the watchdog may reset this host within {timeout}: {FIX}"
+        Err(e) => format!(
+            "watchdog {path}: the magic close failed ({e}): {WHY}; the watchdog may reset this host {within}: {FIX}"
         ),
+    };
+    ABANDONED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(said);
+}
+
+/// Says at critical priority what failed starts did to their devices. The
+/// caller says the failure's cause first, so the log reads in causal order.
+pub fn report_abandoned() {
+    let said = std::mem::take(
+        &mut *ABANDONED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for line in said {
+        crate::critical!("{line}");
     }
 }
 
@@ -568,15 +642,26 @@ mod tests {
                 ..WatchdogInfo::default()
             },
             timeout: Duration::from_secs(10),
+            timeout_known: true,
             asked: Duration::from_secs(10),
             boot_status: None,
             keepalive_ioctl: false,
         }
     }
 
+    /// A temporary directory, removed when dropped (also when a test fails).
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn devices_are_disarmed_when_dropped_only_before_the_take_over() {
-        let dir = std::env::temp_dir().join(format!("hw-devices-{}", std::process::id()));
+        let temp = TempDir(std::env::temp_dir().join(format!("hw-devices-{}", std::process::id())));
+        let dir = temp.0.clone();
         std::fs::create_dir_all(&dir).unwrap();
         let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
         let mut failed_start = Devices::with_capacity(2);
@@ -586,19 +671,18 @@ mod tests {
         let mut started = Devices::with_capacity(1);
         started.hold(standin(&c));
         started.take_over_feeding();
-        for device in &mut started {
+        for device in started.iter_mut() {
             device.feed().unwrap();
         }
         drop(started);
         let mut handed_over = Devices::with_capacity(1);
         handed_over.hold(standin(&dir.join("d")));
-        let devices: Vec<Device> = handed_over.into_iter().collect();
+        let devices = handed_over.into_orderly_stop();
         drop(devices);
         let read = |p: &Path| std::fs::read(p).unwrap();
         assert_eq!((read(&a), read(&b)), (b"V".to_vec(), b"V".to_vec()));
         assert_eq!(read(&c), b"\0".to_vec(), "fed, then closed armed");
         assert_eq!(read(&dir.join("d")), b"".to_vec(), "the new owner decides");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

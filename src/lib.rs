@@ -5,7 +5,8 @@
 //! `process`, `probe`), the escalation state machine (`ladder`), repair
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
 //! crash report and memory test (`crash`, `memtest`), systemd notification
-//! (`notify`), atomic files (`atomic`), text without allocation (`text`),
+//! (`notify`), the daemon's identity in its status (`identity`), atomic
+//! files (`atomic`), text without allocation (`text`),
 //! logging (`logger`), the event loop (`daemon`) and the command line
 //! (`cli`).
 
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod device;
 pub mod health;
 pub mod heartbeat;
+pub mod identity;
 pub mod ini;
 pub mod ladder;
 pub mod logger;

@@ -7,9 +7,9 @@
 //! allocation, no locks, no formatting; only volatile loads and stores, so
 //! the compiler can neither drop a write nor answer a read from a register.
 
+use crate::cli::{EXIT_FAILURE, EXIT_USAGE, Report, complain};
 use crate::text::Count;
 use std::io::Write;
-use std::process::ExitCode;
 use std::ptr::NonNull;
 use std::time::Instant;
 
@@ -389,22 +389,24 @@ impl Drop for Mapping {
 }
 
 /// Prints the first errors with their addresses and counts the rest.
-struct Printer {
+struct Printer<'a> {
+    report: &'a mut Report,
     shown: u64,
 }
 
 const ERRORS_SHOWN: u64 = 32;
 
-impl Observer for Printer {
+impl Observer for Printer<'_> {
     fn mismatch(&mut self, addr: usize, expected: u64, actual: u64) {
         self.shown += 1;
         if self.shown <= ERRORS_SHOWN {
-            println!(
+            self.report.line(format_args!(
                 "memory error at {addr:#018x}: wrote {expected:#018x}, read {actual:#018x} (bits {:#018x})",
                 expected ^ actual
-            );
+            ));
         } else if self.shown == ERRORS_SHOWN + 1 {
-            println!("(further errors counted, not shown)");
+            self.report
+                .line(format_args!("(further errors counted, not shown)"));
         }
     }
 }
@@ -421,40 +423,43 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// `heartwatch memtest SIZE [--passes N]`: exit 0 when clean, 1 on memory
+/// `heartwatch memtest SIZE [--passes N]`, writing its report to `report`
+/// (a reader that goes away ends it quietly): Ok when clean, 1 on memory
 /// errors or when the memory cannot be mapped, 2 on a usage error.
-pub fn command(args: &[String]) -> ExitCode {
+pub(crate) fn command(args: &[String], report: &mut Report) -> Result<(), u8> {
     let req = match parse_args(args) {
         Ok(r) => r,
         Err(Usage(msg)) => {
-            eprintln!("heartwatch memtest: {msg}");
-            eprintln!("usage: heartwatch memtest SIZE [--passes N]   (SIZE e.g. 4096K, 64M, 1G)");
-            return ExitCode::from(2);
+            complain!("heartwatch memtest: {msg}");
+            complain!("usage: heartwatch memtest SIZE [--passes N]   (SIZE e.g. 4096K, 64M, 1G)");
+            return Err(EXIT_USAGE);
         }
     };
     let map = match Mapping::new(req.bytes) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!(
+            complain!(
                 "heartwatch memtest: cannot map {}: {e}",
                 human(req.bytes as u64)
             );
-            return ExitCode::from(1);
+            return Err(EXIT_FAILURE);
         }
     };
     if let Err(e) = map.lock() {
-        println!("note: memory not locked ({e}); pages may be swapped during the test");
+        report.line(format_args!(
+            "note: memory not locked ({e}); pages may be swapped during the test"
+        ));
     }
     let region = map.region;
-    println!(
+    report.line(format_args!(
         "memtest: {} at {:#x}, {}, {} patterns each",
         human(region.bytes() as u64),
         region.addr(),
         Count(req.passes.into(), "pass"),
         Pattern::ALL.len()
-    );
+    ));
     let started = Instant::now();
-    let mut printer = Printer { shown: 0 };
+    let mut printer = Printer { report, shown: 0 };
     let mut errors = 0;
     let seed_base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -462,8 +467,12 @@ pub fn command(args: &[String]) -> ExitCode {
         ^ u64::from(std::process::id());
     for pass in 1..=req.passes {
         for pattern in Pattern::ALL {
-            print!("pass {pass}/{}: {:<22}", req.passes, pattern.name());
-            let _ = std::io::stdout().flush();
+            printer.report.text(&format!(
+                "pass {pass}/{}: {:<22}",
+                req.passes,
+                pattern.name()
+            ));
+            printer.report.flush();
             let t = Instant::now();
             let seed = seed_base
                 .wrapping_add(u64::from(pass))
@@ -475,20 +484,26 @@ pub fn command(args: &[String]) -> ExitCode {
             } else {
                 Count(n, "error").to_string()
             };
-            println!("{verdict} ({:.2} s)", t.elapsed().as_secs_f64());
+            printer.report.line(format_args!(
+                "{verdict} ({:.2} s)",
+                t.elapsed().as_secs_f64()
+            ));
         }
     }
     let secs = started.elapsed().as_secs_f64();
     if errors == 0 {
-        println!(
+        printer.report.line(format_args!(
             "memtest PASSED: {}, {}, {secs:.2} s",
             human(region.bytes() as u64),
             Count(req.passes.into(), "pass")
-        );
-        ExitCode::SUCCESS
+        ));
+        Ok(())
     } else {
-        println!("memtest FAILED: {} in {secs:.2} s", Count(errors, "error"));
-        ExitCode::from(1)
+        printer.report.line(format_args!(
+            "memtest FAILED: {} in {secs:.2} s",
+            Count(errors, "error")
+        ));
+        Err(EXIT_FAILURE)
     }
 }
 

@@ -103,8 +103,9 @@ fn an_ioctl_that_fails_while_opening_disarms_the_device_it_failed_on() {
         "critical: watchdog {}: closed after writing the magic close, but the driver does not announce magic close",
         first.display()
     ));
+    // Nor its timeout: the message does not make one up.
     assert!(
-        critical.contains("resets this host within 10s"),
+        critical.contains("its timeout is unknown") && !critical.contains("within 10s"),
         "{critical}"
     );
     assert_eq!(written(&first), "V");
@@ -321,4 +322,73 @@ fn a_device_that_is_a_regular_file_or_a_fifo_is_refused_unopened() {
         ));
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "root:x:0:0\n");
+}
+
+/// The position of the first line containing `needle` in what was logged.
+fn position(lines: &[String], needle: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line containing {needle:?}; saw {lines:#?}"))
+}
+
+#[test]
+fn a_failed_start_logs_its_cause_before_what_it_did_to_the_devices() {
+    let s = Scratch::new("cause-first");
+    let first = s.path("watchdog0");
+    std::fs::write(&first, "").unwrap();
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={} /nonexistent/watchdog1\nTimeout=10s\nFeedInterval=1s\n",
+            first.display()
+        ),
+    );
+    let mut d = start(&s, 10);
+    exits_with_failure(&mut d);
+    let lines = d.drain().to_vec();
+    let cause = position(&lines, "watchdog /nonexistent/watchdog1: no such device");
+    let disarmed = position(&lines, "disarmed (magic close)");
+    assert!(cause < disarmed, "the cause comes after: {lines:#?}");
+    // The same for the device whose own set-up failed (`Device::open`).
+    let s = Scratch::new("cause-first-open");
+    let only = s.path("watchdog0");
+    std::fs::write(&only, "").unwrap();
+    with_devices(
+        &s,
+        &format!(
+            "[Watchdog]\nDevice={}\nTimeout=10s\nFeedInterval=1s\n",
+            only.display()
+        ),
+    );
+    let mut d = Daemon::start_with(
+        Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(s.conf())
+            .env("HEARTWATCH_TEST_STANDIN_TIMEOUT", "none"),
+    );
+    exits_with_failure(&mut d);
+    let lines = d.drain().to_vec();
+    let cause = position(&lines, "WDIOC_GETTIMEOUT failed");
+    let disarmed = position(&lines, "critical: watchdog");
+    assert!(cause < disarmed, "the cause comes after: {lines:#?}");
+}
+
+#[test]
+fn a_character_device_that_is_not_a_watchdog_is_refused_unopened() {
+    let s = Scratch::new("not-a-watchdog");
+    with_devices(
+        &s,
+        "[Watchdog]\nDevice=/dev/null\nTimeout=10s\nFeedInterval=1s\n",
+    );
+    let mut d = Daemon::start(&s.conf(), &[]);
+    exits_with_failure(&mut d);
+    let refused = d.expect("watchdog /dev/null: is not a watchdog");
+    assert!(refused.contains("major 1"), "{refused}");
+    let lines = d.drain().to_vec();
+    assert!(
+        !lines.iter().any(|l| l.contains("critical")),
+        "it was opened: {lines:#?}"
+    );
 }
