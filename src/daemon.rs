@@ -7,7 +7,7 @@
 //! loaded: a turn of a healthy or failing host allocates nothing. Actions
 //! (running a repair, rebooting) may allocate; they are not the steady state.
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{DirError, Writer};
 use crate::config::{self, Config, ConfigError, DurationText, Finally, Rule, Watch};
 use crate::device::{self, Device, DeviceError};
 use crate::health::{Cause, Health};
@@ -127,6 +127,10 @@ enum Owner {
 /// Where a reboot stands once decided.
 #[derive(Debug)]
 enum Rebooting {
+    /// The reason is being written (save number `save`); the orderly reboot
+    /// begins when it is, or at `until` if the state directory does not
+    /// answer.
+    Recording { save: u64, until: Instant },
     /// The orderly reboot was asked for; `reboot(2)` follows at the deadline.
     Orderly {
         deadline: Instant,
@@ -155,7 +159,7 @@ pub struct Daemon {
     poll_dirty: bool,
     /// Rules with a repair command running.
     repairing: Vec<usize>,
-    status_file: AtomicFile,
+    status_file: Writer,
     status_buf: Vec<u8>,
     status_dirty: bool,
     started_wall: i64,
@@ -253,6 +257,7 @@ fn lock_memory() {
 /// ask the next stop to keep the watchdog armed (upgrade) or to disarm it
 /// (removal), whatever `KeepArmedOnStop=` says.
 const NEXT_STOP: &str = "next-stop";
+const NEXT_STOP_C: &std::ffi::CStr = c"next-stop";
 
 impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
@@ -267,9 +272,7 @@ impl Daemon {
             .map_err(|e| DaemonError::Io("signalfd", e.into()))?;
         let prober = Prober::new(config.rules.len().max(16))
             .map_err(|e| DaemonError::Io("starting probe workers", e))?;
-        let status_file = AtomicFile::new(&config.daemon.runtime_dir, "status")
-            .map_err(|e| DaemonError::Io("runtime directory", e))?;
-        let _ = std::fs::remove_file(config.daemon.runtime_dir.join(NEXT_STOP));
+        let status_file = open_status_file(&config)?;
 
         if config.daemon.dry_run {
             log::info!("dry run: actions are logged, not taken");
@@ -280,7 +283,7 @@ impl Daemon {
                 "this kernel has no pidfd_open (Linux 5.3+): process deaths are found by periodic checks, not at once"
             );
         }
-        let (reboot_state, previous_reboot) = open_reboot_state(&config);
+        let (reboot_state, previous_reboot) = open_reboot_state(&config)?;
 
         let mut devices = Vec::with_capacity(config.watchdog.devices.len());
         let mut boot_status = String::new();
@@ -428,14 +431,12 @@ impl Daemon {
     /// The orderly stop: tell systemd, disarm unless told to stay armed.
     pub fn stop(mut self) {
         self.notifier.stopping();
-        let next_stop = std::fs::read_to_string(self.config.daemon.runtime_dir.join(NEXT_STOP))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
+        let next_stop = read_next_stop(&self.status_file, self.config.watchdog.keep_armed_on_stop);
         let keep_armed = if self.rebooting.is_some() {
             Some("a reboot is under way")
-        } else if next_stop == "keep-armed" {
+        } else if next_stop == Some(true) {
             Some("next-stop: keep-armed")
-        } else if next_stop == "disarm" {
+        } else if next_stop == Some(false) {
             None
         } else if self.config.watchdog.keep_armed_on_stop {
             Some("KeepArmedOnStop=yes")
@@ -488,8 +489,13 @@ impl Daemon {
                 }
             }
         }
-        if let Some(Rebooting::Orderly { deadline: d, .. }) = &self.rebooting {
-            deadline = deadline.min(*d);
+        match &self.rebooting {
+            Some(Rebooting::Orderly { deadline: d, .. }) => deadline = deadline.min(*d),
+            // The writer says nothing when done: look again soon.
+            Some(Rebooting::Recording { until, .. }) => {
+                deadline = deadline.min(*until).min(now + Duration::from_millis(10))
+            }
+            _ => {}
         }
         if let Some(since) = self.healthy_since
             && self.reboot_count() > 0
@@ -654,6 +660,7 @@ impl Daemon {
             .unwrap_or(0);
         let per_rule = 300 + longest_name;
         self.status_buf = Vec::with_capacity(8192 + self.rules.len() * per_rule);
+        self.status_file.reserve(self.status_buf.capacity());
         self.status_dirty = true;
         self.failing_rebooters = self
             .rules
@@ -1139,15 +1146,45 @@ impl Daemon {
             Some(state) => {
                 state.record.count += 1;
                 state.record.last = Some(reason.clone());
-                if let Err(e) = state.save() {
-                    log::error!(
-                        "cannot record the reboot reason in {}: {e}; rebooting anyway",
-                        state.path().display()
-                    );
-                }
+                let save = state.save();
+                self.rebooting = Some(Rebooting::Recording {
+                    save,
+                    until: now + RECORD_BOUND,
+                });
+                self.suppressed = None;
+                self.status_dirty = true;
             }
-            None => log::error!("no state directory: the reboot reason is only in this log"),
+            None => {
+                log::error!("no state directory: the reboot reason is only in this log");
+                self.begin_orderly_reboot(now);
+            }
         }
+    }
+
+    /// Whether the reason of the reboot under way has been written, or
+    /// has had its time: either way, the reboot goes on.
+    fn reason_recorded(&self, save: u64, until: Instant, now: Instant) -> bool {
+        let Some(state) = &self.reboot_state else {
+            return true;
+        };
+        match state.outcome(save) {
+            Some(Ok(())) => log::info!("reboot reason recorded in {}", state.path().display()),
+            Some(Err(e)) => log::error!(
+                "cannot record the reboot reason in {}: {e}; rebooting anyway",
+                state.path().display()
+            ),
+            None if now < until => return false,
+            None => crate::critical!(
+                "cannot record the reboot reason in {}: no answer within {}; rebooting anyway, the reason is only in this log",
+                state.path().display(),
+                DurationText(RECORD_BOUND)
+            ),
+        }
+        true
+    }
+
+    /// Starts the orderly reboot (the `Command=`, with its deadline).
+    fn begin_orderly_reboot(&mut self, now: Instant) {
         let command = match &self.config.reboot.command {
             Some(argv) => {
                 log::warn!("orderly reboot: running `{}`", argv.text);
@@ -1174,6 +1211,12 @@ impl Daemon {
     /// Moves a decided reboot on: when the orderly reboot has not happened
     /// by its deadline, `reboot(2)`; if that fails too, stop feeding.
     fn tend_reboot(&mut self, now: Instant) {
+        if let Some(Rebooting::Recording { save, until }) = self.rebooting {
+            if !self.reason_recorded(save, until, now) {
+                return;
+            }
+            self.begin_orderly_reboot(now);
+        }
         let Some(Rebooting::Orderly { deadline, command }) = &mut self.rebooting else {
             return;
         };
@@ -1232,9 +1275,7 @@ impl Daemon {
             && state.record.count > 0
         {
             let count = std::mem::take(&mut state.record.count);
-            if let Err(e) = state.save() {
-                log::error!("cannot write {}: {e}", state.path().display());
-            }
+            state.save(); // the writer logs a failure
             log::info!(
                 "healthy for {}: the reboot count ({count}) starts again",
                 DurationText(self.config.reboot.healthy_uptime),
@@ -1287,9 +1328,7 @@ impl Daemon {
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
         let _ = self.render_status(&mut buf, counts);
-        if let Err(e) = self.status_file.write(&buf) {
-            log::error!("cannot write {}: {e}", self.status_file.path().display());
-        }
+        self.status_file.offer(&buf); // the writer logs a failure
         self.status_buf = buf;
     }
 
@@ -1433,18 +1472,109 @@ fn install_crash_handler(config: &Config, devices: &[Device]) {
     }
 }
 
+/// How long start waits for the runtime or the state directory to answer.
+const DIR_BOUND: Duration = Duration::from_secs(5);
+/// How long a decided reboot waits for its reason to be written.
+const RECORD_BOUND: Duration = Duration::from_secs(5);
+/// How long an orderly stop waits to read `next-stop`.
+const NEXT_STOP_BOUND: Duration = Duration::from_secs(1);
+
+/// Starts the status file's writer. It removes `next-stop` first: a request
+/// is for the stop that follows it, not for a later one. A runtime
+/// directory others can write in is refused; one that does not answer in
+/// time is logged, and the status reaches it if it answers.
+fn open_status_file(config: &Config) -> Result<Writer, DaemonError> {
+    let dir = &config.daemon.runtime_dir;
+    let (writer, opened) = Writer::start(dir, "status", |dir| match dir.remove(NEXT_STOP_C) {
+        Ok(removed) => {
+            if removed {
+                log::info!("{}: removed (it was for an earlier stop)", dir.path().join(NEXT_STOP).display());
+            }
+        }
+        Err(e) => log::error!(
+            "{}: cannot remove it: {e}; if it holds a request, the next stop follows it instead of KeepArmedOnStop=",
+            dir.path().join(NEXT_STOP).display()
+        ),
+    })
+    .map_err(|e| DaemonError::Io("runtime directory", e))?;
+    match opened.recv_timeout(DIR_BOUND) {
+        Ok(Ok(())) => {}
+        Ok(Err(DirError::Refused(why))) => {
+            return Err(DaemonError::Io(
+                "runtime directory",
+                std::io::Error::other(format!("{}: {why}", dir.display())),
+            ));
+        }
+        Ok(Err(DirError::Io(e))) => return Err(DaemonError::Io("runtime directory", e)),
+        Err(_) => crate::critical!(
+            "runtime directory {}: no answer within {}; starting without a status file (written when it answers)",
+            dir.display(),
+            DurationText(DIR_BOUND)
+        ),
+    }
+    Ok(writer)
+}
+
+/// What `next-stop` asks of this stop: Some(keep armed?), or None when it
+/// asks nothing. Every failure to read it is logged with what is done
+/// instead; a missing file is the normal case.
+fn read_next_stop(status_file: &Writer, keep_armed_on_stop: bool) -> Option<bool> {
+    let path = status_file.path().with_file_name(NEXT_STOP);
+    let fallback = if keep_armed_on_stop {
+        "KeepArmedOnStop=yes: left armed"
+    } else {
+        "KeepArmedOnStop=no: disarmed"
+    };
+    let Some(dir) = status_file.dir() else {
+        log::error!(
+            "{}: not read, the runtime directory never answered; {fallback}",
+            path.display()
+        );
+        return None;
+    };
+    let text = match dir.read_within(NEXT_STOP_C, NEXT_STOP_BOUND) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(e) => {
+            log::error!("{}: {e}; ignored, {fallback}", path.display());
+            return None;
+        }
+    };
+    match String::from_utf8_lossy(&text).trim() {
+        "keep-armed" => Some(true),
+        "disarm" => Some(false),
+        other => {
+            log::warn!(
+                "{}: unknown request {other:?} (keep-armed or disarm); ignored, {fallback}",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
 /// Opens the reboot record and reports the reboot heartwatch started before
 /// this boot, if there was one. A state directory that cannot be used does
-/// not stop the daemon: reboots then go on without a record.
-fn open_reboot_state(config: &Config) -> (Option<RebootState>, Option<Reason>) {
-    let state = match RebootState::open(&config.daemon.state_dir) {
+/// not stop the daemon: reboots then go on without a record. One that
+/// others can write in is refused.
+fn open_reboot_state(
+    config: &Config,
+) -> Result<(Option<RebootState>, Option<Reason>), DaemonError> {
+    let dir = &config.daemon.state_dir;
+    let state = match RebootState::open(dir, DIR_BOUND) {
         Ok(state) => state,
+        Err(DirError::Refused(why)) => {
+            return Err(DaemonError::Io(
+                "state directory",
+                std::io::Error::other(format!("{}: {why}", dir.display())),
+            ));
+        }
         Err(e) => {
             log::error!(
                 "state directory {}: {e}; reboot reasons and the reboot budget will not be kept",
-                config.daemon.state_dir.display()
+                dir.display()
             );
-            return (None, None);
+            return Ok((None, None));
         }
     };
     let previous = state
@@ -1455,7 +1585,7 @@ fn open_reboot_state(config: &Config) -> (Option<RebootState>, Option<Reason>) {
     if let Some(r) = &previous {
         log::warn!("the previous boot ended in a reboot by heartwatch: {r}");
     }
-    (Some(state), previous)
+    Ok((Some(state), previous))
 }
 
 fn describe(device: &Device, feed: Duration) {
