@@ -273,6 +273,9 @@ fn regular(mode: libc::mode_t) -> Result<(), ReadError> {
     Err(ReadError::NotRegular(kind))
 }
 
+/// A writer's thread only opens, writes, renames and logs.
+const WRITER_STACK: usize = 128 * 1024;
+
 /// One file rewritten by a thread of its own, latest content wins.
 pub struct Writer {
     shared: Arc<Shared>,
@@ -332,6 +335,7 @@ impl Writer {
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("write-{name}"))
+            .stack_size(WRITER_STACK)
             .spawn(move || {
                 // A crash on this thread is reported like one on the loop's.
                 let _stack = crate::crash::prepare_thread();
