@@ -284,7 +284,10 @@ pub struct Writer {
 
 struct Shared {
     slot: Mutex<Slot>,
+    /// Tells the thread there is content (or that the writer is dropped).
     wake: Condvar,
+    /// Tells [`Writer::flush`] that a write ended.
+    done: Condvar,
 }
 
 struct Slot {
@@ -325,6 +328,7 @@ impl Writer {
                 closed: false,
             }),
             wake: Condvar::new(),
+            done: Condvar::new(),
         });
         let c_name = CString::new(name)?;
         let tmp = CString::new(format!(".{name}.tmp"))?;
@@ -388,6 +392,20 @@ impl Writer {
         (slot.written >= n).then_some(slot.outcome)
     }
 
+    /// Waits at most `bound` for the last content handed over to be
+    /// written; true when it was (or nothing was pending). For the end of
+    /// an orderly stop, so that the last status reaches the disk before
+    /// the process exits; never called from the loop.
+    pub fn flush(&self, bound: Duration) -> bool {
+        let slot = lock(&self.shared.slot);
+        let (slot, _) = self
+            .shared
+            .done
+            .wait_timeout_while(slot, bound, |s| s.written < s.offered)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.written >= slot.offered
+    }
+
     /// The directory, if the thread has opened it.
     pub fn dir(&self) -> Option<Arc<Dir>> {
         lock(&self.shared.slot).dir.clone()
@@ -430,6 +448,8 @@ fn write_loop(shared: &Shared, dir: &Dir, name: &CStr, tmp: &CStr, path: &Path) 
         let mut slot = lock(&shared.slot);
         slot.written = n;
         slot.outcome = outcome;
+        drop(slot);
+        shared.done.notify_all();
     }
 }
 
@@ -467,7 +487,9 @@ mod tests {
         let path = scratch("replace");
         let (writer, opened) = Writer::start(&path, "status", |_| ()).unwrap();
         opened.recv().unwrap().unwrap();
-        wait(&writer, writer.offer(b"one\n")).unwrap();
+        writer.offer(b"one\n");
+        assert!(writer.flush(Duration::from_secs(10)));
+        assert_eq!(std::fs::read(path.join("status")).unwrap(), b"one\n");
         nix::unistd::mkfifo(&path.join(".status.tmp"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         wait(&writer, writer.offer(b"two\n")).unwrap();
         assert_eq!(std::fs::read(path.join("status")).unwrap(), b"two\n");

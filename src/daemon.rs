@@ -463,6 +463,13 @@ impl Daemon {
                 }
             }
         }
+        if !self.status_file.flush(STOP_BOUND) {
+            log::error!(
+                "{}: the last status was not written within {}",
+                self.status_file.path().display(),
+                DurationText(STOP_BOUND)
+            );
+        }
         log::info!("stopped");
     }
 
@@ -1476,8 +1483,9 @@ fn install_crash_handler(config: &Config, devices: &[Device]) {
 const DIR_BOUND: Duration = Duration::from_secs(5);
 /// How long a decided reboot waits for its reason to be written.
 const RECORD_BOUND: Duration = Duration::from_secs(5);
-/// How long an orderly stop waits to read `next-stop`.
-const NEXT_STOP_BOUND: Duration = Duration::from_secs(1);
+/// How long an orderly stop waits on the runtime directory: to read
+/// `next-stop`, to write the last status.
+const STOP_BOUND: Duration = Duration::from_secs(1);
 
 /// Starts the status file's writer. It removes `next-stop` first: a request
 /// is for the stop that follows it, not for a later one. A runtime
@@ -1532,7 +1540,7 @@ fn read_next_stop(status_file: &Writer, keep_armed_on_stop: bool) -> Option<bool
         );
         return None;
     };
-    let text = match dir.read_within(NEXT_STOP_C, NEXT_STOP_BOUND) {
+    let text = match dir.read_within(NEXT_STOP_C, STOP_BOUND) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return None,
         Err(e) => {

@@ -184,6 +184,10 @@ fn a_runtime_directory_whose_writes_hang_delays_no_ping() {
         "{}/next-stop: no answer within 1s; ignored, KeepArmedOnStop=no: disarmed",
         h.mount.display()
     ));
+    h.d.expect(&format!(
+        "{}/status: the last status was not written within 1s",
+        h.mount.display()
+    ));
     h.stop();
 }
 
