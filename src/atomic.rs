@@ -16,10 +16,11 @@
 use crate::config::DurationText;
 use nix::errno::Errno;
 use std::ffi::{CStr, CString};
+use std::io::Read as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, SendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -144,7 +145,6 @@ impl Dir {
         let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(ReadError::Os)?;
         regular(st.st_mode)?;
         buf.clear();
-        use std::io::Read;
         file.take(MAX_READ as u64 + 1)
             .read_to_end(buf)
             .map_err(|e| ReadError::Os(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
@@ -346,7 +346,10 @@ impl Writer {
                 let dir = match Dir::open(&dir_path) {
                     Ok(dir) => Arc::new(dir),
                     Err(e) => {
-                        let _ = tx.send(Err(e)); // the daemon may have stopped waiting
+                        // Said here when the daemon no longer waits to say it.
+                        if let Err(SendError(Err(e))) = tx.send(Err(e)) {
+                            log::error!("{}: {e}; it is not written", thread_path.display());
+                        }
                         return;
                     }
                 };
@@ -364,7 +367,7 @@ impl Writer {
 
     /// Hands `bytes` over to be written, replacing content not yet taken;
     /// returns its number for [`Writer::outcome`]. Never waits on the
-    /// write: the lock is only ever held to swap buffers.
+    /// write: the lock is only ever held to copy a buffer.
     pub fn offer(&self, bytes: &[u8]) -> u64 {
         let mut slot = lock(&self.shared.slot);
         slot.next.clear();

@@ -18,6 +18,7 @@ use crate::probe::{Finding, Prober, Subject};
 use crate::process::{self, ProcessWatch, Target};
 use crate::reboot::{self, Reason, RebootState};
 use crate::repair::{self, Ending, Running};
+use crate::rundir::{self, NextStop};
 use crate::text::{FixedBuf, UtcTime, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
@@ -253,12 +254,6 @@ fn lock_memory() {
     }
 }
 
-/// The file in the runtime directory through which the package scripts
-/// ask the next stop to keep the watchdog armed (upgrade) or to disarm it
-/// (removal), whatever `KeepArmedOnStop=` says.
-const NEXT_STOP: &str = "next-stop";
-const NEXT_STOP_C: &std::ffi::CStr = c"next-stop";
-
 impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
     /// systemd it is ready.
@@ -272,7 +267,8 @@ impl Daemon {
             .map_err(|e| DaemonError::Io("signalfd", e.into()))?;
         let prober = Prober::new(config.rules.len().max(16))
             .map_err(|e| DaemonError::Io("starting probe workers", e))?;
-        let status_file = open_status_file(&config)?;
+        let status_file = rundir::open_status_file(&config.daemon.runtime_dir, DIR_BOUND)
+            .map_err(|e| DaemonError::Io("runtime directory", e))?;
 
         if config.daemon.dry_run {
             log::info!("dry run: actions are logged, not taken");
@@ -431,12 +427,16 @@ impl Daemon {
     /// The orderly stop: tell systemd, disarm unless told to stay armed.
     pub fn stop(mut self) {
         self.notifier.stopping();
-        let next_stop = read_next_stop(&self.status_file, self.config.watchdog.keep_armed_on_stop);
+        let next_stop = rundir::read_next_stop(
+            &self.status_file,
+            STOP_BOUND,
+            self.config.watchdog.keep_armed_on_stop,
+        );
         let keep_armed = if self.rebooting.is_some() {
             Some("a reboot is under way")
-        } else if next_stop == Some(true) {
+        } else if next_stop == Some(NextStop::KeepArmed) {
             Some("next-stop: keep-armed")
-        } else if next_stop == Some(false) {
+        } else if next_stop == Some(NextStop::Disarm) {
             None
         } else if self.config.watchdog.keep_armed_on_stop {
             Some("KeepArmedOnStop=yes")
@@ -1486,80 +1486,6 @@ const RECORD_BOUND: Duration = Duration::from_secs(5);
 /// How long an orderly stop waits on the runtime directory: to read
 /// `next-stop`, to write the last status.
 const STOP_BOUND: Duration = Duration::from_secs(1);
-
-/// Starts the status file's writer. It removes `next-stop` first: a request
-/// is for the stop that follows it, not for a later one. A runtime
-/// directory others can write in is refused; one that does not answer in
-/// time is logged, and the status reaches it if it answers.
-fn open_status_file(config: &Config) -> Result<Writer, DaemonError> {
-    let dir = &config.daemon.runtime_dir;
-    let (writer, opened) = Writer::start(dir, "status", |dir| match dir.remove(NEXT_STOP_C) {
-        Ok(removed) => {
-            if removed {
-                log::info!("{}: removed (it was for an earlier stop)", dir.path().join(NEXT_STOP).display());
-            }
-        }
-        Err(e) => log::error!(
-            "{}: cannot remove it: {e}; if it holds a request, the next stop follows it instead of KeepArmedOnStop=",
-            dir.path().join(NEXT_STOP).display()
-        ),
-    })
-    .map_err(|e| DaemonError::Io("runtime directory", e))?;
-    match opened.recv_timeout(DIR_BOUND) {
-        Ok(Ok(())) => {}
-        Ok(Err(DirError::Refused(why))) => {
-            return Err(DaemonError::Io(
-                "runtime directory",
-                std::io::Error::other(format!("{}: {why}", dir.display())),
-            ));
-        }
-        Ok(Err(DirError::Io(e))) => return Err(DaemonError::Io("runtime directory", e)),
-        Err(_) => crate::critical!(
-            "runtime directory {}: no answer within {}; starting without a status file (written when it answers)",
-            dir.display(),
-            DurationText(DIR_BOUND)
-        ),
-    }
-    Ok(writer)
-}
-
-/// What `next-stop` asks of this stop: Some(keep armed?), or None when it
-/// asks nothing. Every failure to read it is logged with what is done
-/// instead; a missing file is the normal case.
-fn read_next_stop(status_file: &Writer, keep_armed_on_stop: bool) -> Option<bool> {
-    let path = status_file.path().with_file_name(NEXT_STOP);
-    let fallback = if keep_armed_on_stop {
-        "KeepArmedOnStop=yes: left armed"
-    } else {
-        "KeepArmedOnStop=no: disarmed"
-    };
-    let Some(dir) = status_file.dir() else {
-        log::error!(
-            "{}: not read, the runtime directory never answered; {fallback}",
-            path.display()
-        );
-        return None;
-    };
-    let text = match dir.read_within(NEXT_STOP_C, STOP_BOUND) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return None,
-        Err(e) => {
-            log::error!("{}: {e}; ignored, {fallback}", path.display());
-            return None;
-        }
-    };
-    match String::from_utf8_lossy(&text).trim() {
-        "keep-armed" => Some(true),
-        "disarm" => Some(false),
-        other => {
-            log::warn!(
-                "{}: unknown request {other:?} (keep-armed or disarm); ignored, {fallback}",
-                path.display()
-            );
-            None
-        }
-    }
-}
 
 /// Opens the reboot record and reports the reboot heartwatch started before
 /// this boot, if there was one. A state directory that cannot be used does

@@ -5,7 +5,8 @@
 //! `process`, `probe`), the escalation state machine (`ladder`), repair
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
 //! crash report and memory test (`crash`, `memtest`), systemd notification
-//! (`notify`), atomic files (`atomic`), text without allocation (`text`),
+//! (`notify`), atomic files (`atomic`) and the runtime directory's
+//! (`rundir`), text without allocation (`text`),
 //! logging (`logger`), the event loop (`daemon`) and the command line
 //! (`cli`).
 
@@ -26,4 +27,5 @@ pub mod probe;
 pub mod process;
 pub mod reboot;
 pub mod repair;
+pub mod rundir;
 pub mod text;
