@@ -447,11 +447,11 @@ fn a_fifo_planted_as_the_reboot_record_does_not_hang_the_start() {
 #[test]
 fn a_symlink_planted_as_the_reboot_record_is_not_followed() {
     // Followed, the planted count would suppress the reboot.
-    let victim = std::env::temp_dir().join(format!("hw-record-victim-{}", std::process::id()));
+    let elsewhere = Scratch::new("record-victim");
+    let victim = elsewhere.path("record");
     std::fs::write(&victim, "count=7\n").unwrap();
     let (_d, found) = reboot_over(|p| symlink(&victim, p).unwrap());
     let left = std::fs::read_to_string(&victim).unwrap();
-    std::fs::remove_file(&victim).unwrap();
     assert_eq!(left, "count=7\n", "the symlink's target was written");
     assert!(
         found.contains("is a symbolic link, not a regular file; starting the reboot count afresh"),
