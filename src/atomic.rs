@@ -75,11 +75,18 @@ impl std::fmt::Display for ReadError {
 }
 
 impl Dir {
-    /// Creates `path` if missing (mode 0755), opens it and checks that no
-    /// one but root or the running user can write in it. A symlinked
-    /// directory is followed; the directory it leads to is checked.
+    /// Creates `path` if missing (mode 0755 whatever the umask, so that a
+    /// daemon started with umask 0 does not refuse its own directory),
+    /// opens it and checks that no one but root or the running user can
+    /// write in it. A symlinked directory is followed; the directory it
+    /// leads to is checked.
     pub fn open(path: &Path) -> Result<Dir, DirError> {
-        std::fs::create_dir_all(path).map_err(DirError::Io)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+            .map_err(DirError::Io)?;
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|e| DirError::Io(std::io::Error::other(e)))?;
         // SAFETY: `c_path` is NUL-terminated; the result is checked.

@@ -526,3 +526,26 @@ fn a_state_directory_owned_by_another_user_is_refused_at_start() {
         "owned by uid 4242, not root; heartwatch writes its state there as root (fix: chown root: {})",
     );
 }
+
+#[test]
+fn directories_the_daemon_creates_under_umask_0_are_trusted() {
+    // A umask of 0 (a bare init, a careless wrapper) must not make the
+    // daemon refuse the directories it creates itself.
+    let s = Scratch::new("umask-0");
+    s.write_conf("");
+    healthy_rule(&s);
+    let mut d = Daemon::start_with(
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; exec \"$0\" run --config \"$1\"")
+            .arg(BIN)
+            .arg(s.conf()),
+    );
+    d.expect("ready: 1 rules");
+    s.wait_status("rule");
+    for dir in ["run", "state"] {
+        let mode = std::fs::metadata(s.path(dir)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755, "{dir}");
+    }
+    stop(d);
+}
