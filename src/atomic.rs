@@ -1,44 +1,114 @@
-//! Files replaced atomically: write a temporary file, fsync it, rename it
-//! over the old one, fsync the directory. A reader (or a crash) sees the old
-//! content or the new, never a mix. Names are prepared once, so a write
-//! allocates nothing.
+//! The daemon's own files in its runtime and state directories: the status
+//! file, the reboot record, `next-stop`. Each directory is checked like
+//! rules.d (owned by root or the running user, not writable by group or
+//! others) and held open; every file in it is opened relative to it,
+//! without following a final symlink, without blocking on a FIFO, and only
+//! when it is a regular file.
+//!
+//! A file is replaced atomically (write a temporary file, fsync it, rename
+//! it over the old one, fsync the directory), so a reader or a crash sees
+//! the old content or the new, never a mix. The replacing is done by a
+//! [`Writer`] thread of the file's own: the loop hands it the latest content
+//! and goes on, so a directory on a filesystem that does not answer delays
+//! only that file, never the feeding. Names and buffers are prepared once,
+//! so handing over and writing allocate nothing in the steady state.
 
+use crate::config::DurationText;
 use nix::errno::Errno;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::io::Read as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
-/// One file in one directory, ready to be replaced.
+/// The largest file the daemon reads back from its directories.
+pub const MAX_READ: usize = 64 * 1024;
+
+/// A runtime or state directory, checked and open.
 #[derive(Debug)]
-pub struct AtomicFile {
-    dir: OwnedFd,
+pub struct Dir {
+    fd: OwnedFd,
     path: PathBuf,
-    name: CString,
-    tmp: CString,
 }
 
-impl AtomicFile {
-    /// Opens `dir` (creating it with mode 0755 if missing) for the file `name`.
-    pub fn new(dir: &Path, name: &str) -> std::io::Result<AtomicFile> {
-        std::fs::create_dir_all(dir)?;
-        let c_dir = CString::new(dir.as_os_str().as_bytes())?;
-        // SAFETY: `c_dir` is NUL-terminated; the result is checked.
+/// Why a directory cannot be used.
+#[derive(Debug)]
+pub enum DirError {
+    /// It is not safe: another user could plant files in it.
+    Refused(String),
+    /// It could not be created or opened.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for DirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirError::Refused(why) => f.write_str(why),
+            DirError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Why a file in a directory could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// Something other than a regular file is there (never opened).
+    NotRegular(&'static str),
+    TooLarge,
+    Os(Errno),
+    /// No answer within this bound.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::NotRegular(kind) => write!(f, "is {kind}, not a regular file"),
+            ReadError::TooLarge => write!(f, "is larger than {MAX_READ} bytes"),
+            ReadError::Os(e) => write!(f, "{e}"),
+            ReadError::TimedOut(bound) => write!(f, "no answer within {}", DurationText(*bound)),
+        }
+    }
+}
+
+impl Dir {
+    /// Creates `path` if missing (mode 0755 whatever the umask, so that a
+    /// daemon started with umask 0 does not refuse its own directory),
+    /// opens it and checks that no one but root or the running user can
+    /// write in it. A symlinked directory is followed; the directory it
+    /// leads to is checked.
+    pub fn open(path: &Path) -> Result<Dir, DirError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+            .map_err(DirError::Io)?;
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| DirError::Io(std::io::Error::other(e)))?;
+        // SAFETY: `c_path` is NUL-terminated; the result is checked.
         let raw = unsafe {
             libc::open(
-                c_dir.as_ptr(),
+                c_path.as_ptr(),
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         };
         if raw < 0 {
-            return Err(std::io::Error::last_os_error());
+            return Err(DirError::Io(std::io::Error::last_os_error()));
         }
-        Ok(AtomicFile {
-            // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-            dir: unsafe { OwnedFd::from_raw_fd(raw) },
-            path: dir.join(name),
-            name: CString::new(name)?,
-            tmp: CString::new(format!(".{name}.tmp"))?,
+        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| DirError::Io(e.into()))?;
+        let stake = "heartwatch writes its state there as root";
+        if let Some(why) = crate::config::distrust(path, st.st_uid, st.st_mode, stake) {
+            return Err(DirError::Refused(why));
+        }
+        Ok(Dir {
+            fd,
+            path: path.to_path_buf(),
         })
     }
 
@@ -46,15 +116,139 @@ impl AtomicFile {
         &self.path
     }
 
-    /// Replaces the file's content with `bytes`.
-    pub fn write(&self, bytes: &[u8]) -> Result<(), Errno> {
-        let dir = self.dir.as_raw_fd();
-        // SAFETY: `tmp` is NUL-terminated and `dir` an open directory.
+    /// Reads the regular file `name` into `buf`; None when there is none.
+    /// Anything else at that name (a symlink, a FIFO, a directory, a
+    /// device) is refused before it is opened.
+    pub fn read(&self, name: &CStr, buf: &mut Vec<u8>) -> Result<Option<()>, ReadError> {
+        let dir = self.fd.as_raw_fd();
+        match nix::sys::stat::fstatat(Some(dir), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => regular(st.st_mode)?,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(ReadError::Os(e)),
+        }
+        // O_NONBLOCK and O_NOFOLLOW: whatever was swapped in since the look
+        // cannot stall the open or lead elsewhere.
+        // SAFETY: `name` is NUL-terminated and `dir` an open directory.
         let raw = unsafe {
             libc::openat(
                 dir,
-                self.tmp.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                name.as_ptr(),
+                libc::O_RDONLY
+                    | libc::O_NOFOLLOW
+                    | libc::O_NONBLOCK
+                    | libc::O_NOCTTY
+                    | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return match Errno::last() {
+                Errno::ENOENT => Ok(None),
+                Errno::ELOOP => Err(ReadError::NotRegular("a symbolic link")),
+                e => Err(ReadError::Os(e)),
+            };
+        }
+        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+        let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(ReadError::Os)?;
+        regular(st.st_mode)?;
+        buf.clear();
+        file.take(MAX_READ as u64 + 1)
+            .read_to_end(buf)
+            .map_err(|e| ReadError::Os(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        if buf.len() > MAX_READ {
+            return Err(ReadError::TooLarge);
+        }
+        Ok(Some(()))
+    }
+
+    /// [`Dir::read`] on a thread of its own, waited for at most `bound`:
+    /// for the few reads outside the loop that must not hang (the orderly
+    /// stop's look at `next-stop`).
+    pub fn read_within(
+        self: Arc<Self>,
+        name: &'static CStr,
+        bound: Duration,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let (tx, rx) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("read".into())
+            .spawn(move || {
+                let mut buf = Vec::new();
+                let read = self.read(name, &mut buf).map(|found| found.map(|()| buf));
+                let _ = tx.send(read); // the caller may have stopped waiting
+            })
+            .map_err(|e| ReadError::Os(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        rx.recv_timeout(bound)
+            .unwrap_or(Err(ReadError::TimedOut(bound)))
+    }
+
+    /// Removes `name`, whatever it is (an empty directory too); false when
+    /// there was nothing.
+    pub fn remove(&self, name: &CStr) -> Result<bool, Errno> {
+        let dir = self.fd.as_raw_fd();
+        // SAFETY: `name` is NUL-terminated and `dir` an open directory.
+        let mut rc = unsafe { libc::unlinkat(dir, name.as_ptr(), 0) };
+        if rc != 0 && Errno::last() == Errno::EISDIR {
+            // SAFETY: as above.
+            rc = unsafe { libc::unlinkat(dir, name.as_ptr(), libc::AT_REMOVEDIR) };
+        }
+        match rc {
+            0 => Ok(true),
+            _ if Errno::last() == Errno::ENOENT => Ok(false),
+            _ => Err(Errno::last()),
+        }
+    }
+
+    /// Replaces `name` with `bytes` through the temporary `tmp`. Whatever
+    /// was left or planted at `tmp` is removed first (the temporary is
+    /// created with O_EXCL, so nothing there is ever opened); an empty
+    /// directory at `name` is removed so the rename can take its place.
+    pub fn replace(&self, name: &CStr, tmp: &CStr, bytes: &[u8]) -> Result<(), Errno> {
+        let dir = self.fd.as_raw_fd();
+        let file = match self.create(tmp) {
+            Err(Errno::EEXIST) => {
+                self.remove(tmp)?;
+                self.create(tmp)?
+            }
+            other => other?,
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match nix::unistd::write(&file, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(self.discard(tmp, e)),
+            }
+        }
+        if let Err(e) = nix::unistd::fsync(file.as_raw_fd()) {
+            return Err(self.discard(tmp, e));
+        }
+        drop(file);
+        let rename = || nix::fcntl::renameat(Some(dir), tmp, Some(dir), name);
+        match rename() {
+            Err(Errno::EISDIR) => {
+                if let Err(e) = self.remove(name).and_then(|_| rename()) {
+                    return Err(self.discard(tmp, e));
+                }
+            }
+            Err(e) => return Err(self.discard(tmp, e)),
+            Ok(()) => {}
+        }
+        nix::unistd::fsync(dir)
+    }
+
+    fn create(&self, tmp: &CStr) -> Result<OwnedFd, Errno> {
+        // SAFETY: `tmp` is NUL-terminated and the directory open.
+        let raw = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                tmp.as_ptr(),
+                libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_NOFOLLOW
+                    | libc::O_NONBLOCK
+                    | libc::O_CLOEXEC,
                 0o644 as libc::c_uint,
             )
         };
@@ -62,48 +256,267 @@ impl AtomicFile {
             return Err(Errno::last());
         }
         // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-        let file = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            // SAFETY: `rest` is a valid buffer of `rest.len()` bytes.
-            let n = unsafe { libc::write(file.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-            if n < 0 {
-                if Errno::last() == Errno::EINTR {
-                    continue;
-                }
-                return Err(Errno::last());
-            }
-            rest = &rest[n as usize..];
-        }
-        // SAFETY: plain syscalls on descriptors we own and NUL-terminated names.
-        unsafe {
-            if libc::fsync(file.as_raw_fd()) != 0 {
-                return Err(Errno::last());
-            }
-            drop(file);
-            if libc::renameat(dir, self.tmp.as_ptr(), dir, self.name.as_ptr()) != 0 {
-                return Err(Errno::last());
-            }
-            if libc::fsync(dir) != 0 {
-                return Err(Errno::last());
-            }
-        }
-        Ok(())
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
     }
+
+    /// A failed write leaves no temporary behind; returns its error.
+    fn discard(&self, tmp: &CStr, e: Errno) -> Errno {
+        let _ = self.remove(tmp); // best effort: the next write removes it anyway
+        e
+    }
+}
+
+fn regular(mode: libc::mode_t) -> Result<(), ReadError> {
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFREG => return Ok(()),
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        _ => "something else",
+    };
+    Err(ReadError::NotRegular(kind))
+}
+
+/// A writer's thread only opens, writes, renames and logs.
+const WRITER_STACK: usize = 128 * 1024;
+
+/// One file rewritten by a thread of its own, latest content wins.
+pub struct Writer {
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+struct Shared {
+    slot: Mutex<Slot>,
+    /// Tells the thread there is content (or that the writer is dropped).
+    wake: Condvar,
+    /// Tells [`Writer::flush`] that a write ended.
+    done: Condvar,
+}
+
+struct Slot {
+    /// The content handed over and not yet taken by the thread.
+    next: Vec<u8>,
+    pending: bool,
+    /// How many contents were handed over, and which was written last
+    /// (with the outcome).
+    offered: u64,
+    written: u64,
+    outcome: Result<(), Errno>,
+    /// The directory, once the thread has opened it.
+    dir: Option<Arc<Dir>>,
+    /// The capacity the thread's own buffer should have.
+    room: usize,
+    closed: bool,
+}
+
+impl Writer {
+    /// Starts the thread that opens `dir` (see [`Dir::open`]), runs `setup`
+    /// on it, and then writes `name` whenever new content is handed over.
+    /// The receiver gets the directory's verdict and `setup`'s result; the
+    /// caller decides how long to wait for it.
+    pub fn start<T: Send + 'static>(
+        dir: &Path,
+        name: &str,
+        setup: impl FnOnce(&Dir) -> T + Send + 'static,
+    ) -> std::io::Result<(Writer, Receiver<Result<T, DirError>>)> {
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                next: Vec::new(),
+                pending: false,
+                offered: 0,
+                written: 0,
+                outcome: Ok(()),
+                dir: None,
+                room: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let c_name = CString::new(name)?;
+        let tmp = CString::new(format!(".{name}.tmp"))?;
+        let (tx, rx) = sync_channel(1);
+        let dir_path = dir.to_path_buf();
+        let path = dir.join(name);
+        let thread_path = path.clone();
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("write-{name}"))
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                // A crash on this thread is reported like one on the loop's.
+                let _stack = crate::crash::prepare_thread();
+                let dir = match Dir::open(&dir_path) {
+                    Ok(dir) => Arc::new(dir),
+                    Err(e) => {
+                        // Said here when the daemon no longer waits to say it.
+                        if let Err(SendError(Err(e))) = tx.send(Err(e)) {
+                            log::error!("{}: {e}; it is not written", thread_path.display());
+                        }
+                        return;
+                    }
+                };
+                let value = setup(&dir);
+                lock(&thread_shared.slot).dir = Some(Arc::clone(&dir));
+                let _ = tx.send(Ok(value)); // as above
+                write_loop(&thread_shared, &dir, &c_name, &tmp, &thread_path);
+            })?;
+        Ok((Writer { shared, path }, rx))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands `bytes` over to be written, replacing content not yet taken;
+    /// returns its number for [`Writer::outcome`]. Never waits on the
+    /// write: the lock is only ever held to copy a buffer.
+    pub fn offer(&self, bytes: &[u8]) -> u64 {
+        let mut slot = lock(&self.shared.slot);
+        slot.next.clear();
+        slot.next.extend_from_slice(bytes);
+        slot.pending = true;
+        slot.offered += 1;
+        let n = slot.offered;
+        drop(slot);
+        self.shared.wake.notify_one();
+        n
+    }
+
+    /// Makes room for contents up to `capacity` bytes, here and in the
+    /// thread, so that neither side allocates for them later.
+    pub fn reserve(&self, capacity: usize) {
+        let mut slot = lock(&self.shared.slot);
+        let len = slot.next.len();
+        slot.next.reserve(capacity.saturating_sub(len));
+        slot.room = slot.room.max(capacity);
+    }
+
+    /// The outcome of the write that covered content number `n`, if done.
+    pub fn outcome(&self, n: u64) -> Option<Result<(), Errno>> {
+        let slot = lock(&self.shared.slot);
+        (slot.written >= n).then_some(slot.outcome)
+    }
+
+    /// Waits at most `bound` for the last content handed over to be
+    /// written; true when it was (or nothing was pending). For the end of
+    /// an orderly stop, so that the last status reaches the disk before
+    /// the process exits; never called from the loop.
+    pub fn flush(&self, bound: Duration) -> bool {
+        let slot = lock(&self.shared.slot);
+        let (slot, _) = self
+            .shared
+            .done
+            .wait_timeout_while(slot, bound, |s| s.written < s.offered)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.written >= slot.offered
+    }
+
+    /// The directory, if the thread has opened it.
+    pub fn dir(&self) -> Option<Arc<Dir>> {
+        lock(&self.shared.slot).dir.clone()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        lock(&self.shared.slot).closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn write_loop(shared: &Shared, dir: &Dir, name: &CStr, tmp: &CStr, path: &Path) {
+    let mut own: Vec<u8> = Vec::new();
+    loop {
+        let n = {
+            let mut slot = lock(&shared.slot);
+            while !slot.pending && !slot.closed {
+                slot = shared
+                    .wake
+                    .wait(slot)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if slot.closed {
+                return;
+            }
+            // A copy, not a swap, so that each side keeps the buffer it
+            // reserved: a few kilobytes copied under the lock, no allocation.
+            own.clear();
+            own.reserve(slot.room.max(slot.next.len()));
+            own.extend_from_slice(&slot.next);
+            slot.pending = false;
+            slot.offered
+        };
+        let outcome = dir.replace(name, tmp, &own);
+        if let Err(e) = outcome {
+            log::error!("cannot write {}: {e}", path.display());
+        }
+        let mut slot = lock(&shared.slot);
+        slot.written = n;
+        slot.outcome = outcome;
+        drop(slot);
+        shared.done.notify_all();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under the lock can be left half-changed by a panic.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hw-atomic-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn wait(writer: &Writer, n: u64) -> Result<(), Errno> {
+        let start = Instant::now();
+        loop {
+            if let Some(outcome) = writer.outcome(n) {
+                return outcome;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 
     #[test]
-    fn replaces_content() {
-        let dir = std::env::temp_dir().join(format!("hw-atomic-{}", std::process::id()));
-        let file = AtomicFile::new(&dir, "status").unwrap();
-        file.write(b"one\n").unwrap();
-        file.write(b"two\n").unwrap();
-        assert_eq!(std::fs::read(dir.join("status")).unwrap(), b"two\n");
-        assert!(!dir.join(".status.tmp").exists());
-        std::fs::remove_dir_all(dir).unwrap();
+    fn replaces_content_and_clears_what_was_planted() {
+        let path = scratch("replace");
+        let (writer, opened) = Writer::start(&path, "status", |_| ()).unwrap();
+        opened.recv().unwrap().unwrap();
+        writer.offer(b"one\n");
+        assert!(writer.flush(Duration::from_secs(10)));
+        assert_eq!(std::fs::read(path.join("status")).unwrap(), b"one\n");
+        nix::unistd::mkfifo(&path.join(".status.tmp"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        wait(&writer, writer.offer(b"two\n")).unwrap();
+        assert_eq!(std::fs::read(path.join("status")).unwrap(), b"two\n");
+        assert!(!path.join(".status.tmp").exists());
+        let dir = writer.dir().unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(dir.read(c"status", &mut buf), Ok(Some(())));
+        assert_eq!(buf, b"two\n");
+        assert_eq!(dir.read(c"nothing", &mut buf), Ok(None));
+        std::os::unix::fs::symlink("status", path.join("link")).unwrap();
+        assert_eq!(
+            dir.read(c"link", &mut buf),
+            Err(ReadError::NotRegular("a symbolic link"))
+        );
+        assert_eq!(dir.remove(c"link"), Ok(true));
+        assert_eq!(dir.remove(c"link"), Ok(false));
+        drop(writer);
+        std::fs::remove_dir_all(path).unwrap();
     }
 }

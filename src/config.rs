@@ -357,28 +357,32 @@ fn check_trust(path: &Path, meta: &Result<fs::Metadata, String>) -> Result<(), C
     let meta = meta
         .as_ref()
         .map_err(|e| ConfigError::file(path, format!("cannot stat: {e}")))?;
+    match distrust(path, meta.uid(), meta.mode(), "rules run commands as root") {
+        Some(why) => Err(ConfigError::file(path, why)),
+        None => Ok(()),
+    }
+}
+
+/// Why a file or directory with this owner and mode is not safe for a
+/// daemon running as root (`stake` says what is at stake), with the fix;
+/// None when it is: owned by root or the running user, and not writable by
+/// group or others.
+pub fn distrust(path: &Path, uid: u32, mode: u32, stake: &str) -> Option<String> {
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(ConfigError::file(
-            path,
-            format!(
-                "refused: owned by uid {}, not root; rules run commands as root (fix: chown root: {})",
-                meta.uid(),
-                path.display()
-            ),
+    if uid != 0 && uid != me {
+        return Some(format!(
+            "refused: owned by uid {uid}, not root; {stake} (fix: chown root: {})",
+            path.display()
         ));
     }
-    if meta.mode() & 0o022 != 0 {
-        return Err(ConfigError::file(
-            path,
-            format!(
-                "refused: mode {:04o} lets group or others write it; rules run commands as root (fix: chmod go-w {})",
-                meta.mode() & 0o7777,
-                path.display()
-            ),
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "refused: mode {:04o} lets group or others write it; {stake} (fix: chmod go-w {})",
+            mode & 0o7777,
+            path.display()
         ));
     }
-    Ok(())
+    None
 }
 
 /// Typed access to one section; remembers which keys were read so that the

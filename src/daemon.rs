@@ -7,7 +7,7 @@
 //! loaded: a turn of a healthy or failing host allocates nothing. Actions
 //! (running a repair, rebooting) may allocate; they are not the steady state.
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{DirError, Writer};
 use crate::config::{self, Config, ConfigError, DurationText, Finally, Rule, Watch};
 use crate::device::{self, Device, DeviceError, Devices};
 use crate::health::{Cause, Health};
@@ -18,6 +18,7 @@ use crate::probe::{Finding, Prober, Subject};
 use crate::process::{self, ProcessWatch, Target};
 use crate::reboot::{self, Reason, RebootState};
 use crate::repair::{self, Ending, Running};
+use crate::rundir::{self, NextStop};
 use crate::text::{Count, FixedBuf, UtcTime, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
@@ -127,6 +128,10 @@ enum Owner {
 /// Where a reboot stands once decided.
 #[derive(Debug)]
 enum Rebooting {
+    /// The reason is being written (save number `save`); the orderly reboot
+    /// begins when it is, or at `until` if the state directory does not
+    /// answer.
+    Recording { save: u64, until: Instant },
     /// The orderly reboot was asked for; `reboot(2)` follows at the deadline.
     Orderly {
         deadline: Instant,
@@ -158,7 +163,7 @@ pub struct Daemon {
     repairing: Vec<usize>,
     /// Killed repairs to reap, leftover processes of finished ones.
     cleanup: repair::Cleanup,
-    status_file: AtomicFile,
+    status_file: Writer,
     status_buf: Vec<u8>,
     status_dirty: bool,
     /// The status file's identity line (`identity::line`).
@@ -255,11 +260,6 @@ fn lock_memory() {
     }
 }
 
-/// The file in the runtime directory through which the package scripts
-/// ask the next stop to keep the watchdog armed (upgrade) or to disarm it
-/// (removal), whatever `KeepArmedOnStop=` says.
-const NEXT_STOP: &str = "next-stop";
-
 impl Daemon {
     /// Opens the devices, feeds them once, starts the checks and tells
     /// systemd it is ready.
@@ -277,9 +277,8 @@ impl Daemon {
             .map_err(|e| DaemonError::Io("signalfd", e.into()))?;
         let prober = Prober::new(config.rules.len().max(16))
             .map_err(|e| DaemonError::Io("starting probe workers", e))?;
-        let status_file = AtomicFile::new(&config.daemon.runtime_dir, "status")
+        let status_file = rundir::open_status_file(&config.daemon.runtime_dir, DIR_BOUND)
             .map_err(|e| DaemonError::Io("runtime directory", e))?;
-        let _ = std::fs::remove_file(config.daemon.runtime_dir.join(NEXT_STOP));
 
         if config.daemon.dry_run || options.dry_run {
             log::info!("dry run: actions are logged, not taken");
@@ -290,7 +289,7 @@ impl Daemon {
                 "this kernel has no pidfd_open (Linux 5.3+): process deaths are found by periodic checks, not at once"
             );
         }
-        let (reboot_state, previous_reboot) = open_reboot_state(&config);
+        let (reboot_state, previous_reboot) = open_reboot_state(&config)?;
 
         // From the first open on, every return with an error disarms the
         // devices opened so far (`Devices` does, when dropped), until the
@@ -440,14 +439,16 @@ impl Daemon {
     /// The orderly stop: tell systemd, disarm unless told to stay armed.
     pub fn stop(mut self) {
         self.notifier.stopping();
-        let next_stop = std::fs::read_to_string(self.config.daemon.runtime_dir.join(NEXT_STOP))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
+        let next_stop = rundir::read_next_stop(
+            &self.status_file,
+            STOP_BOUND,
+            self.config.watchdog.keep_armed_on_stop,
+        );
         let keep_armed = if self.rebooting.is_some() {
             Some("a reboot is under way")
-        } else if next_stop == "keep-armed" {
+        } else if next_stop == Some(NextStop::KeepArmed) {
             Some("next-stop: keep-armed")
-        } else if next_stop == "disarm" {
+        } else if next_stop == Some(NextStop::Disarm) {
             None
         } else if self.config.watchdog.keep_armed_on_stop {
             Some("KeepArmedOnStop=yes")
@@ -464,21 +465,32 @@ impl Daemon {
             if let Some(why) = keep_armed {
                 log::info!("watchdog {path}: left armed ({why})");
                 drop(device);
-            } else if !device.has_magic_close() {
-                log::warn!(
-                    "watchdog {path}: the driver has no magic close; closing it may not disarm it"
-                );
-                let _ = device.disarm();
             } else {
+                let magic = device.has_magic_close();
+                if !magic {
+                    log::warn!(
+                        "watchdog {path}: the driver has no magic close; closing it may not disarm it"
+                    );
+                }
                 match device.disarm() {
-                    Ok(()) => log::info!("watchdog {path}: disarmed (magic close)"),
-                    Err(e) => log::error!("watchdog {path}: magic close failed: {e}"),
+                    Ok(()) if magic => log::info!("watchdog {path}: disarmed (magic close)"),
+                    Ok(()) => log::info!("watchdog {path}: closed"),
+                    Err(e) => log::error!(
+                        "watchdog {path}: magic close failed: {e}; the hardware may still reset this host"
+                    ),
                 }
             }
         }
         // The status file's first line says so, for `heartwatch status`.
         self.stopped_wall = Some(wall_now());
         self.publish();
+        if !self.status_file.flush(STOP_BOUND) {
+            log::error!(
+                "{}: the last status was not written within {}",
+                self.status_file.path().display(),
+                DurationText(STOP_BOUND)
+            );
+        }
         log::info!("stopped");
     }
 
@@ -508,8 +520,13 @@ impl Daemon {
                 }
             }
         }
-        if let Some(Rebooting::Orderly { deadline: d, .. }) = &self.rebooting {
-            deadline = deadline.min(*d);
+        match &self.rebooting {
+            Some(Rebooting::Orderly { deadline: d, .. }) => deadline = deadline.min(*d),
+            // The writer says nothing when done: look again soon.
+            Some(Rebooting::Recording { until, .. }) => {
+                deadline = deadline.min(*until).min(now + Duration::from_millis(10))
+            }
+            _ => {}
         }
         if let Some(since) = self.healthy_since
             && self.reboot_count() > 0
@@ -699,6 +716,7 @@ impl Daemon {
             .unwrap_or(0);
         let per_rule = 300 + longest_name;
         self.status_buf = Vec::with_capacity(8192 + self.rules.len() * per_rule);
+        self.status_file.reserve(self.status_buf.capacity());
         self.status_dirty = true;
         self.failing_rebooters = self
             .rules
@@ -1223,15 +1241,45 @@ impl Daemon {
             Some(state) => {
                 state.record.count += 1;
                 state.record.last = Some(reason.clone());
-                if let Err(e) = state.save() {
-                    log::error!(
-                        "cannot record the reboot reason in {}: {e}; rebooting anyway",
-                        state.path().display()
-                    );
-                }
+                let save = state.save();
+                self.rebooting = Some(Rebooting::Recording {
+                    save,
+                    until: now + RECORD_BOUND,
+                });
+                self.suppressed = None;
+                self.status_dirty = true;
             }
-            None => log::error!("no state directory: the reboot reason is only in this log"),
+            None => {
+                log::error!("no state directory: the reboot reason is only in this log");
+                self.begin_orderly_reboot(now);
+            }
         }
+    }
+
+    /// Whether the reason of the reboot under way has been written, or
+    /// has had its time: either way, the reboot goes on.
+    fn reason_recorded(&self, save: u64, until: Instant, now: Instant) -> bool {
+        let Some(state) = &self.reboot_state else {
+            return true;
+        };
+        match state.outcome(save) {
+            Some(Ok(())) => log::info!("reboot reason recorded in {}", state.path().display()),
+            Some(Err(e)) => log::error!(
+                "cannot record the reboot reason in {}: {e}; rebooting anyway",
+                state.path().display()
+            ),
+            None if now < until => return false,
+            None => crate::critical!(
+                "cannot record the reboot reason in {}: no answer within {}; rebooting anyway, the reason is only in this log",
+                state.path().display(),
+                DurationText(RECORD_BOUND)
+            ),
+        }
+        true
+    }
+
+    /// Starts the orderly reboot (the `Command=`, with its deadline).
+    fn begin_orderly_reboot(&mut self, now: Instant) {
         let command = match &self.config.reboot.command {
             Some(argv) => {
                 log::warn!("orderly reboot: running `{}`", argv.text);
@@ -1258,6 +1306,12 @@ impl Daemon {
     /// Moves a decided reboot on: when the orderly reboot has not happened
     /// by its deadline, `reboot(2)`; if that fails too, stop feeding.
     fn tend_reboot(&mut self, now: Instant) {
+        if let Some(Rebooting::Recording { save, until }) = self.rebooting {
+            if !self.reason_recorded(save, until, now) {
+                return;
+            }
+            self.begin_orderly_reboot(now);
+        }
         let Some(Rebooting::Orderly { deadline, command }) = &mut self.rebooting else {
             return;
         };
@@ -1316,9 +1370,7 @@ impl Daemon {
             && state.record.count > 0
         {
             let count = std::mem::take(&mut state.record.count);
-            if let Err(e) = state.save() {
-                log::error!("cannot write {}: {e}", state.path().display());
-            }
+            state.save(); // the writer logs a failure
             log::info!(
                 "healthy for {}: the reboot count ({count}) starts again",
                 DurationText(self.config.reboot.healthy_uptime),
@@ -1371,9 +1423,7 @@ impl Daemon {
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
         let _ = self.render_status(&mut buf, counts);
-        if let Err(e) = self.status_file.write(&buf) {
-            log::error!("cannot write {}: {e}", self.status_file.path().display());
-        }
+        self.status_file.offer(&buf); // the writer logs a failure
         self.status_buf = buf;
     }
 
@@ -1546,18 +1596,36 @@ fn install_crash_handler(config: &Config, devices: &Devices) {
     }
 }
 
+/// How long start waits for the runtime or the state directory to answer.
+const DIR_BOUND: Duration = Duration::from_secs(5);
+/// How long a decided reboot waits for its reason to be written.
+const RECORD_BOUND: Duration = Duration::from_secs(5);
+/// How long an orderly stop waits on the runtime directory: to read
+/// `next-stop`, to write the last status.
+const STOP_BOUND: Duration = Duration::from_secs(1);
+
 /// Opens the reboot record and reports the reboot heartwatch started before
 /// this boot, if there was one. A state directory that cannot be used does
-/// not stop the daemon: reboots then go on without a record.
-fn open_reboot_state(config: &Config) -> (Option<RebootState>, Option<Reason>) {
-    let state = match RebootState::open(&config.daemon.state_dir) {
+/// not stop the daemon: reboots then go on without a record. One that
+/// others can write in is refused.
+fn open_reboot_state(
+    config: &Config,
+) -> Result<(Option<RebootState>, Option<Reason>), DaemonError> {
+    let dir = &config.daemon.state_dir;
+    let state = match RebootState::open(dir, DIR_BOUND) {
         Ok(state) => state,
+        Err(DirError::Refused(why)) => {
+            return Err(DaemonError::Io(
+                "state directory",
+                std::io::Error::other(format!("{}: {why}", dir.display())),
+            ));
+        }
         Err(e) => {
             log::error!(
                 "state directory {}: {e}; reboot reasons and the reboot budget will not be kept",
-                config.daemon.state_dir.display()
+                dir.display()
             );
-            return (None, None);
+            return Ok((None, None));
         }
     };
     let previous = state
@@ -1568,7 +1636,7 @@ fn open_reboot_state(config: &Config) -> (Option<RebootState>, Option<Reason>) {
     if let Some(r) = &previous {
         log::warn!("the previous boot ended in a reboot by heartwatch: {r}");
     }
-    (Some(state), previous)
+    Ok((Some(state), previous))
 }
 
 fn describe(device: &Device, feed: Duration) {

@@ -6,7 +6,8 @@
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
 //! crash report and memory test (`crash`, `memtest`), systemd notification
 //! (`notify`), the daemon's identity in its status (`identity`), atomic
-//! files (`atomic`), text without allocation (`text`),
+//! files (`atomic`) and the runtime directory's (`rundir`), text without
+//! allocation (`text`),
 //! logging (`logger`), the event loop (`daemon`) and the command line
 //! (`cli`).
 
@@ -28,4 +29,5 @@ pub mod probe;
 pub mod process;
 pub mod reboot;
 pub mod repair;
+pub mod rundir;
 pub mod text;

@@ -6,7 +6,8 @@
 
 #![deny(unsafe_code)]
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{Dir, DirError, Writer};
+use crate::config::DurationText;
 use crate::text::UtcTime;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -48,32 +49,31 @@ pub struct Record {
     pub last: Option<Reason>,
 }
 
-/// The state file `reboot` in the state directory.
+/// The state file `reboot` in the state directory, written by a thread of
+/// its own (see [`Writer`]) so that a state directory that does not answer
+/// never holds up the loop.
 pub struct RebootState {
-    file: AtomicFile,
+    file: Writer,
     pub record: Record,
 }
 
 impl RebootState {
-    /// Opens the state directory and reads what an earlier run left there.
-    /// A damaged file is logged and taken as empty: a reboot must never be
-    /// blocked by the file that records it, and the budget then errs on the
-    /// side of rebooting at most `Budget` more times.
-    pub fn open(dir: &Path) -> std::io::Result<RebootState> {
-        let file = AtomicFile::new(dir, "reboot")?;
-        let record = match std::fs::read_to_string(file.path()) {
-            Ok(text) => parse(&text).unwrap_or_else(|e| {
-                log::error!(
-                    "{}: {e}; starting the reboot count afresh",
-                    file.path().display()
-                );
-                Record::default()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Record::default(),
-            Err(e) => {
-                log::error!(
-                    "{}: {e}; starting the reboot count afresh",
-                    file.path().display()
+    /// Opens the state directory and reads what an earlier run left there,
+    /// waiting at most `bound`. A damaged file, or anything but a regular
+    /// file at its name, is logged and taken as empty: a reboot must never
+    /// be blocked by the file that records it, and the budget then errs on
+    /// the side of rebooting at most `Budget` more times. A directory that
+    /// does not answer within `bound` is taken the same way, and logged at
+    /// critical priority; what is written later reaches it if it answers.
+    pub fn open(dir: &Path, bound: Duration) -> Result<RebootState, DirError> {
+        let (file, opened) = Writer::start(dir, NAME, read_record).map_err(DirError::Io)?;
+        let record = match opened.recv_timeout(bound) {
+            Ok(read) => read?,
+            Err(_) => {
+                crate::critical!(
+                    "state directory {}: no answer within {}; the reboot count starts at 0 and reboot reasons are recorded only if it answers",
+                    dir.display(),
+                    DurationText(bound)
                 );
                 Record::default()
             }
@@ -81,15 +81,40 @@ impl RebootState {
         Ok(RebootState { file, record })
     }
 
-    /// Writes the record; errors are returned for the caller to log (the
-    /// reboot goes on regardless).
-    pub fn save(&self) -> Result<(), nix::errno::Errno> {
-        self.file.write(render(&self.record).as_bytes())
+    /// Hands the record to the writer; the number tells [`RebootState::outcome`]
+    /// which write to look for. Errors are logged by the writer.
+    pub fn save(&self) -> u64 {
+        self.file.offer(render(&self.record).as_bytes())
+    }
+
+    /// Whether save number `n` has been written, and how it went.
+    pub fn outcome(&self, n: u64) -> Option<Result<(), nix::errno::Errno>> {
+        self.file.outcome(n)
     }
 
     pub fn path(&self) -> &Path {
         self.file.path()
     }
+}
+
+const NAME: &str = "reboot";
+
+/// Reads the record on the writer's thread, where a slow disk can wait.
+fn read_record(dir: &Dir) -> Record {
+    let path = dir.path().join(NAME);
+    let mut buf = Vec::new();
+    let text = match dir.read(c"reboot", &mut buf) {
+        Ok(Some(())) => String::from_utf8_lossy(&buf),
+        Ok(None) => return Record::default(),
+        Err(e) => {
+            log::error!("{}: {e}; starting the reboot count afresh", path.display());
+            return Record::default();
+        }
+    };
+    parse(&text).unwrap_or_else(|e| {
+        log::error!("{}: {e}; starting the reboot count afresh", path.display());
+        Record::default()
+    })
 }
 
 pub fn render(record: &Record) -> String {

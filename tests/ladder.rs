@@ -389,7 +389,15 @@ fn the_reboot_count_starts_again_after_a_healthy_period() {
     );
     let mut d = Daemon::start(&s.conf(), &[]);
     d.expect("healthy for 1s: the reboot count (1) starts again");
-    let record = std::fs::read_to_string(s.path("state/reboot")).unwrap();
+    // The record is written off the loop, just after the line.
+    let start = Instant::now();
+    let record = loop {
+        let record = std::fs::read_to_string(s.path("state/reboot")).unwrap();
+        if record.contains("count=0") || start.elapsed() > Duration::from_secs(10) {
+            break record;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(record.contains("count=0"), "{record}");
 }
 

@@ -1,12 +1,16 @@
 //! A tiny FUSE filesystem for the fault tests, spoken straight over
-//! `/dev/fuse` (no libfuse, nothing to install): its root holds one file,
-//! `heartbeat`, whose `getattr` is never answered. A `stat` of that file
-//! hangs for as long as the filesystem lives, like one on a dead NFS or
-//! FUSE server.
+//! `/dev/fuse` (no libfuse, nothing to install). It answers for its root
+//! directory and leaves one kind of request unanswered ([`Fault`]): by
+//! default the `getattr` of its one file, `heartbeat`, so that a `stat` of
+//! it hangs for as long as the filesystem lives, like one on a dead NFS or
+//! FUSE server; or every look-up of a name (a daemon's first read of its
+//! state hangs); or every request that would create or change a file (the
+//! directory opens and looks empty, its first write hangs).
 //!
 //! The filesystem is mounted inside a private mount namespace of the
 //! process under test (see [`HangFs::mount_in_child`]), so nothing is left
 //! mounted on the host whatever happens to the test.
+#![allow(dead_code)] // each test crate uses part of it
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -23,7 +27,23 @@ use std::thread::JoinHandle;
 const FUSE_LOOKUP: u32 = 1;
 const FUSE_FORGET: u32 = 2;
 const FUSE_GETATTR: u32 = 3;
+const FUSE_UNLINK: u32 = 10;
 const FUSE_INIT: u32 = 26;
+const FUSE_OPENDIR: u32 = 27;
+const FUSE_RELEASEDIR: u32 = 29;
+/// Requests that create or change a file: the ones [`Fault::Writes`] hangs.
+const WRITES: [u32; 10] = [
+    4,  // SETATTR
+    8,  // MKNOD
+    9,  // MKDIR
+    12, // RENAME
+    14, // OPEN
+    16, // WRITE
+    20, // FSYNC
+    30, // FSYNCDIR
+    35, // CREATE
+    45, // RENAME2
+];
 const FUSE_INTERRUPT: u32 = 36;
 const FUSE_BATCH_FORGET: u32 = 42;
 
@@ -38,16 +58,34 @@ pub struct Seen {
     pub lookups: AtomicUsize,
     /// `getattr` requests for the heartbeat, left unanswered.
     pub hung_getattrs: AtomicUsize,
+    /// Requests of any kind left unanswered.
+    pub hung: AtomicUsize,
+}
+
+/// Which requests are never answered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fault {
+    /// The `getattr` of `heartbeat`.
+    HeartbeatGetattr,
+    /// Every look-up of a name in the root.
+    Lookups,
+    /// Every request that creates or changes a file; the root looks empty.
+    Writes,
 }
 
 /// The server side: the `/dev/fuse` descriptor the mount will use.
 pub struct HangFs {
     device: File,
+    fault: Fault,
     pub seen: Arc<Seen>,
 }
 
 impl HangFs {
     pub fn new() -> HangFs {
+        HangFs::with(Fault::HeartbeatGetattr)
+    }
+
+    pub fn with(fault: Fault) -> HangFs {
         let device = OpenOptions::new()
             .read(true)
             .write(true)
@@ -55,6 +93,7 @@ impl HangFs {
             .expect("/dev/fuse: the FUSE test needs the fuse module (modprobe fuse)");
         HangFs {
             device,
+            fault,
             seen: Arc::new(Seen::default()),
         }
     }
@@ -106,7 +145,7 @@ impl HangFs {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || serve(self.device, &self.seen, &stop))
+            std::thread::spawn(move || serve(self.device, self.fault, &self.seen, &stop))
         };
         Server {
             seen,
@@ -140,7 +179,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(mut device: File, seen: &Seen, stop: &AtomicBool) {
+fn serve(mut device: File, fault: Fault, seen: &Seen, stop: &AtomicBool) {
     let mut buf = vec![0u8; 1 << 20];
     while !stop.load(Ordering::SeqCst) {
         let mut pollfd = libc::pollfd {
@@ -169,7 +208,16 @@ fn serve(mut device: File, seen: &Seen, stop: &AtomicBool) {
         let unique = u64::from_ne_bytes(buf[8..16].try_into().unwrap());
         let nodeid = u64::from_ne_bytes(buf[16..24].try_into().unwrap());
         let body = &buf[40..n];
+        let hang = match fault {
+            Fault::HeartbeatGetattr => false,
+            Fault::Lookups => opcode == FUSE_LOOKUP,
+            Fault::Writes => WRITES.contains(&opcode),
+        };
         let reply = match opcode {
+            _ if hang => {
+                seen.hung.fetch_add(1, Ordering::SeqCst);
+                None
+            }
             FUSE_INIT => {
                 let max_readahead = u32::from_ne_bytes(body[8..12].try_into().unwrap());
                 let mut out = Vec::with_capacity(64);
@@ -187,7 +235,7 @@ fn serve(mut device: File, seen: &Seen, stop: &AtomicBool) {
             FUSE_LOOKUP => {
                 seen.lookups.fetch_add(1, Ordering::SeqCst);
                 let name = body.split(|&b| b == 0).next().unwrap_or(b"");
-                if nodeid == ROOT && name == NAME.as_bytes() {
+                if nodeid == ROOT && name == NAME.as_bytes() && fault == Fault::HeartbeatGetattr {
                     let mut out = Vec::with_capacity(128);
                     out.extend(HEARTBEAT.to_ne_bytes()); // nodeid
                     out.extend(0u64.to_ne_bytes()); // generation
@@ -212,6 +260,9 @@ fn serve(mut device: File, seen: &Seen, stop: &AtomicBool) {
                 out.extend(attr(nodeid, libc::S_IFDIR | 0o755, 2));
                 Some(Ok(out))
             }
+            FUSE_OPENDIR => Some(Ok(vec![0u8; 16])), // fuse_open_out: fh 0, no flags
+            FUSE_RELEASEDIR => Some(Ok(Vec::new())),
+            FUSE_UNLINK => Some(Err(libc::ENOENT)),
             FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT => None,
             _ => Some(Err(libc::ENOSYS)),
         };
