@@ -28,7 +28,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -282,6 +282,7 @@ impl Daemon {
         }
         let (reboot_state, previous_reboot) = open_reboot_state(&config);
 
+        device::wait_for_nodes(&config.watchdog.devices, device::NODE_WAIT, signals.as_fd());
         let mut devices = Vec::with_capacity(config.watchdog.devices.len());
         let mut boot_status = String::new();
         for path in &config.watchdog.devices {
