@@ -524,8 +524,12 @@ def debian_watchdog_deb(dest):
     """Debian's watchdog package, fetched by the host's apt (the host runs
     the image's release); the guest installs it from the share."""
     say("fetching Debian's watchdog package (apt-get download)")
-    run(["apt-get", "download", "watchdog"], timeout=300, cwd=dest,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    download = ["apt-get", "download", "watchdog"]
+    if subprocess.run(download, cwd=dest, timeout=300, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        # A fresh machine may have no package lists yet.
+        run(["apt-get", "update"], timeout=900, stdout=subprocess.DEVNULL)
+        run(download, timeout=300, cwd=dest, stdout=subprocess.DEVNULL)
     debs = glob.glob(os.path.join(dest, "watchdog_*.deb"))
     if len(debs) != 1:
         raise Failed(f"apt-get download watchdog left {debs}")
