@@ -496,7 +496,7 @@ def coexist_boot(img, share, workdir, report):
     it; an explicit modprobe does not), so the guest loads it itself: in the
     first boot before the packages, in the second once heartwatch waits."""
     first = ["watchdog-refused", "watchdog-replaced", "watchdog-after"]
-    timeouts = {"watchdog-refused": 180, "watchdog-replaced": 120, "watchdog-after": 60,
+    timeouts = {"watchdog-refused": 240, "watchdog-replaced": 180, "watchdog-after": 180,
                 "late-driver": 240}
     m = Machine("coexist", img, share, workdir, "coexist", reboot=True,
                 budget=sum(timeouts.values()) + 180, append="modprobe.blacklist=i6300esb")
