@@ -29,7 +29,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -291,6 +291,7 @@ impl Daemon {
         }
         let (reboot_state, previous_reboot) = open_reboot_state(&config)?;
 
+        device::wait_for_nodes(&config.watchdog.devices, device::NODE_WAIT, signals.as_fd());
         // From the first open on, every return with an error disarms the
         // devices opened so far (`Devices` does, when dropped), until the
         // start is complete.

@@ -7,12 +7,13 @@
 
 use crate::config::DurationText;
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `struct watchdog_info` from `linux/watchdog.h`.
 #[repr(C)]
@@ -162,6 +163,68 @@ impl fmt::Display for DeviceError {
 }
 
 impl std::error::Error for DeviceError {}
+
+/// How long start-up waits for a configured device node that is not there
+/// yet. udev loads watchdog drivers at boot in parallel with the services
+/// (the unit does not wait for `systemd-udev-settle`), so the node may
+/// appear a moment after the daemon starts. The bound keeps a host whose
+/// driver never comes from waiting long, and keeps a failed start short
+/// enough that systemd's start limit (5 starts in 1 min, with RestartSec=2s)
+/// still gives up on a device that never appears.
+pub const NODE_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the wait looks again.
+const NODE_POLL: Duration = Duration::from_millis(100);
+
+/// Waits at most `bound` until every path in `paths` exists, before any is
+/// opened: opening arms a device, and an armed device must not wait for the
+/// next one. Returns early when `interrupt` (the signalfd) is readable, so a
+/// stop is not held up. A node still missing afterwards fails in
+/// [`Device::open`] with the usual advice.
+pub fn wait_for_nodes(paths: &[PathBuf], bound: Duration, interrupt: BorrowedFd<'_>) {
+    let mut missing: Vec<&Path> = paths
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|p| !p.exists())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    for path in &missing {
+        log::info!(
+            "watchdog {}: not there yet; waiting up to {} for its driver to load",
+            path.display(),
+            DurationText(bound)
+        );
+    }
+    let started = Instant::now();
+    let deadline = started + bound;
+    while !missing.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let step = (deadline - now).min(NODE_POLL);
+        let mut fds = [PollFd::new(interrupt, PollFlags::POLLIN)];
+        let millis = u16::try_from(step.as_millis()).unwrap_or(u16::MAX);
+        if matches!(poll(&mut fds, PollTimeout::from(millis)), Ok(n) if n > 0) {
+            log::info!("a signal arrived while waiting for the watchdog devices");
+            break;
+        }
+        missing.retain(|path| {
+            if path.exists() {
+                log::info!(
+                    "watchdog {}: appeared after {:.1}s",
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                );
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
 
 /// An open, armed hardware watchdog.
 #[derive(Debug)]

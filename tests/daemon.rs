@@ -148,6 +148,75 @@ fn a_missing_device_says_what_to_do() {
     d.expect("load the driver for your hardware (or `modprobe softdog`), or set Device=none");
 }
 
+/// A scratch configuration whose device is `path` (which need not exist).
+fn conf_with_device(s: &Scratch, path: &std::path::Path) {
+    s.write_conf("");
+    let conf = std::fs::read_to_string(s.conf().join("heartwatch.conf"))
+        .unwrap()
+        .replace("Device=none", &format!("Device={}", path.display()));
+    std::fs::write(s.conf().join("heartwatch.conf"), conf).unwrap();
+}
+
+#[test]
+fn a_device_node_that_never_appears_is_waited_for_with_a_bound() {
+    let s = Scratch::new("nodewait");
+    let node = s.path("watchdog7");
+    conf_with_device(&s, &node);
+    let started = Instant::now();
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect(&format!(
+        "watchdog {}: not there yet; waiting up to 5s for its driver to load",
+        node.display()
+    ));
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(60)).unwrap().code(),
+        Some(1)
+    );
+    let waited = started.elapsed();
+    d.expect("no such device");
+    eprintln!("gave up after {waited:?}");
+    // The bound, not a speed: the daemon gave the driver its 5 s.
+    assert!(waited >= Duration::from_millis(4900), "{waited:?}");
+}
+
+#[test]
+fn a_device_node_that_appears_while_waiting_is_opened() {
+    let s = Scratch::new("nodeappears");
+    let node = s.path("watchdog7");
+    conf_with_device(&s, &node);
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("not there yet; waiting up to 5s");
+    // A regular file, not a watchdog: it is refused as soon as it appears
+    // (a watchdog is a character device), which shows the daemon went on
+    // to the path instead of waiting out its bound.
+    std::fs::write(&node, b"").unwrap();
+    d.expect(&format!("watchdog {}: appeared after", node.display()));
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).unwrap().code(),
+        Some(1)
+    );
+    d.expect("is not a character device (a regular file)");
+    assert!(
+        !d.drain().iter().any(|l| l.contains("no such device")),
+        "{:#?}",
+        d.seen
+    );
+}
+
+#[test]
+fn a_stop_ends_the_wait_for_a_device_node() {
+    let s = Scratch::new("nodewaitstop");
+    let node = s.path("watchdog7");
+    conf_with_device(&s, &node);
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("not there yet; waiting up to 5s");
+    let signalled = Instant::now();
+    d.signal(SIGTERM);
+    d.expect("a signal arrived while waiting for the watchdog devices");
+    assert!(d.wait_exit(Duration::from_secs(30)).is_some());
+    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+}
+
 #[test]
 fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
     let s = Scratch::new("notify");

@@ -2,9 +2,10 @@
 booted with systemd as PID 1 in QEMU (TCG) with an emulated i6300ESB.
 
 Builds the packages, builds (once per machine, cached) the Debian image,
-then boots it twice with -snapshot: once for the scenarios that share one
-boot in order (install, reload, SIGSTOP, kill -9, EBUSY, upgrade, purge),
-once for the ladder that ends in a reboot. The rpm scenario runs on the
+then boots it three times with -snapshot: once for the scenarios that share
+one boot in order (install, reload, SIGSTOP, kill -9, EBUSY, upgrade,
+purge), once for the ladder that ends in a reboot, once for Debian's
+watchdog package beside heartwatch and a watchdog driver loaded late. The rpm scenario runs on the
 host. The guest reports over the serial console with `@@` markers (see
 guest/lib); QMP events tell a hardware watchdog reset from a reboot.
 
@@ -204,7 +205,7 @@ class Machine:
     """One QEMU run: console lines and QMP events, each with the host's
     monotonic time, and waits on them that end early when QEMU exits."""
 
-    def __init__(self, name, img, share, workdir, stage, *, reboot, budget):
+    def __init__(self, name, img, share, workdir, stage, *, reboot, budget, append=""):
         self.name = name
         self.console_path = os.path.join(workdir, f"console-{name}.log")
         qmp = os.path.join(workdir, f"qmp-{name}.sock")
@@ -215,7 +216,7 @@ class Machine:
             "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
             "-qmp", f"unix:{qmp},server=on,wait=on",
             "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd"),
-            "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 hwtest.stage={stage}",
+            "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 hwtest.stage={stage} {append}".rstrip(),
             "-drive", f"file={os.path.join(img, 'root.img')},if=virtio,format=raw,"
                       "cache=unsafe,snapshot=on",
             "-device", "i6300esb", "-action", "watchdog=poweroff",
@@ -488,6 +489,53 @@ def reboot_boot(img, share, workdir, report):
         m.stop()
 
 
+def coexist_boot(img, share, workdir, report):
+    """Debian's watchdog package beside heartwatch's, then a boot in which
+    the watchdog driver loads only after heartwatch has started. The driver
+    is blacklisted on the kernel command line (udev's module loading obeys
+    it; an explicit modprobe does not), so the guest loads it itself: in the
+    first boot before the packages, in the second once heartwatch waits."""
+    first = ["watchdog-refused", "watchdog-replaced", "watchdog-after"]
+    timeouts = {"watchdog-refused": 240, "watchdog-replaced": 180, "watchdog-after": 180,
+                "late-driver": 240}
+    m = Machine("coexist", img, share, workdir, "coexist", reboot=True,
+                budget=sum(timeouts.values()) + 180, append="modprobe.blacklist=i6300esb")
+    say("booting the Debian system for scenarios " + ", ".join(first + ["late-driver"]))
+    m.start()
+    try:
+        if not guest_scenarios(m, first, timeouts, report):
+            report.fail("late-driver", "not run: the first boot did not finish")
+        else:
+            reset = m.wait(lambda: m.event("RESET") or m.line(r"^@@ FAIL driver\b"),
+                           "the reboot into the late-driver boot", 120)
+            if len(reset) == 2:
+                raise Failed(reset[1].split(": ", 1)[-1])
+            guest_scenarios(m, ["late-driver"], timeouts, report, after=reset[0])
+            m.wait(lambda: m.line(r"^@@ DONE", reset[0]), "the guest's DONE", 60)
+            m.wait_exit(60)
+    except Failed as e:
+        if "late-driver" not in report.names:
+            report.fail("late-driver", str(e), m)
+    finally:
+        m.stop()
+
+
+def debian_watchdog_deb(dest):
+    """Debian's watchdog package, fetched by the host's apt (the host runs
+    the image's release); the guest installs it from the share."""
+    say("fetching Debian's watchdog package (apt-get download)")
+    download = ["apt-get", "download", "watchdog"]
+    if subprocess.run(download, cwd=dest, timeout=300, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        # A fresh machine may have no package lists yet.
+        run(["apt-get", "update"], timeout=900, stdout=subprocess.DEVNULL)
+        run(download, timeout=300, cwd=dest, stdout=subprocess.DEVNULL)
+    debs = glob.glob(os.path.join(dest, "watchdog_*.deb"))
+    if len(debs) != 1:
+        raise Failed(f"apt-get download watchdog left {debs}")
+    os.rename(debs[0], os.path.join(dest, "watchdog.deb"))
+
+
 def rpm_layout(img, deb, rpm, workdir, report):
     """The rpm installs into a scratch root (a copy of the image's tree, so
     that its scriptlets have a shell) the same files as the deb."""
@@ -574,13 +622,16 @@ def main():
         shutil.copy(newer, os.path.join(share, "pkg", "heartwatch-newer.deb"))
         with open(os.path.join(share, "pkg", "newer-version"), "w") as f:
             f.write(newer_version + "\n")
-        only = os.environ.get("HEARTWATCH_SYSTEM_ONLY", "main reboot rpm").split()
+        only = os.environ.get("HEARTWATCH_SYSTEM_ONLY", "main reboot coexist rpm").split()
         if "rpm" in only:
             rpm_layout(img, deb, rpm, workdir, report)
         if "main" in only:
             main_boot(img, share, workdir, report)
         if "reboot" in only:
             reboot_boot(img, share, workdir, report)
+        if "coexist" in only:
+            debian_watchdog_deb(os.path.join(share, "pkg"))
+            coexist_boot(img, share, workdir, report)
     except (Failed, subprocess.SubprocessError, OSError) as e:
         report.fail("setup", str(e))
     say(f"wall time {time.monotonic() - started:.0f} s")
