@@ -143,7 +143,7 @@ impl Dir {
         if raw < 0 {
             return match Errno::last() {
                 Errno::ENOENT => Ok(None),
-                Errno::ELOOP => Err(ReadError::NotRegular("a symbolic link")),
+                Errno::ELOOP => Err(ReadError::NotRegular(SYMBOLIC_LINK)),
                 e => Err(ReadError::Os(e)),
             };
         }
@@ -266,18 +266,15 @@ impl Dir {
     }
 }
 
+/// The daemon's own files say "symbolic link", as the kernel's ELOOP does.
+const SYMBOLIC_LINK: &str = "a symbolic link";
+
 fn regular(mode: libc::mode_t) -> Result<(), ReadError> {
-    let kind = match mode & libc::S_IFMT {
-        libc::S_IFREG => return Ok(()),
-        libc::S_IFLNK => "a symbolic link",
-        libc::S_IFDIR => "a directory",
-        libc::S_IFIFO => "a FIFO",
-        libc::S_IFCHR => "a character device",
-        libc::S_IFBLK => "a block device",
-        libc::S_IFSOCK => "a socket",
-        _ => "something else",
-    };
-    Err(ReadError::NotRegular(kind))
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => Ok(()),
+        libc::S_IFLNK => Err(ReadError::NotRegular(SYMBOLIC_LINK)),
+        _ => Err(ReadError::NotRegular(crate::regular::kind(mode))),
+    }
 }
 
 /// A writer's thread only opens, writes, renames and logs.

@@ -11,10 +11,12 @@
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
 use crate::identity;
+use crate::regular::{self, FdPath, NotOpened, Symlink};
 use crate::text::Count;
+use std::ffi::CString;
 use std::fmt;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -442,7 +444,7 @@ pub fn explain(watch: &Watch) -> String {
 
 fn status(root: &Path) -> Result<(), u8> {
     let path = runtime_dir(root).join("status");
-    let text = read_regular(&path, Follow::No).map_err(|e| {
+    let text = read_regular(&path, Symlink::Refuse).map_err(|e| {
         complain!(
             "heartwatch: {}: {}; is the daemon running?",
             path.display(),
@@ -479,7 +481,7 @@ fn status(root: &Path) -> Result<(), u8> {
 fn runtime_dir(root: &Path) -> PathBuf {
     let default = PathBuf::from("/run/heartwatch");
     let conf = root.join("heartwatch.conf");
-    let text = match read_regular(&conf, Follow::Yes) {
+    let text = match read_regular(&conf, Symlink::Follow) {
         Ok(text) => text,
         Err(e) => {
             complain!(
@@ -658,58 +660,27 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Whether a final symlink may be followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Follow {
-    Yes,
-    No,
-}
-
-/// Opens `path` with `O_PATH`, which opens nothing (opening a device can
-/// act: opening a watchdog arms it; a FIFO can block), and returns the
-/// descriptor only if it is a regular file. The file is then reached
-/// through [`reopened`], which names the inode looked at, not whatever the
-/// name points to by then.
-fn open_regular(path: &Path, follow: Follow) -> Result<OwnedFd, OpenError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let mut flags = libc::O_PATH;
-    if follow == Follow::No {
-        flags |= libc::O_NOFOLLOW;
+/// Opens the regular file `path` with `O_PATH`, nothing else: see
+/// [`regular::open`].
+fn open_regular(path: &Path, symlink: Symlink) -> Result<OwnedFd, OpenError> {
+    // A NUL in the name fails as std's own open says it.
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        OpenError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "file name contained an unexpected NUL byte",
+        ))
+    })?;
+    match regular::open(&path, symlink) {
+        Ok((fd, _)) => Ok(fd),
+        Err(NotOpened::NotRegular(kind)) => Err(OpenError::NotRegular(kind)),
+        Err(NotOpened::Os(e)) => Err(OpenError::Io(e.into())),
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .map_err(OpenError::Io)?;
-    let kind = file.metadata().map_err(OpenError::Io)?.file_type();
-    if kind.is_file() {
-        Ok(file.into())
-    } else if kind.is_symlink() {
-        Err(OpenError::NotRegular("a symlink"))
-    } else if kind.is_fifo() {
-        Err(OpenError::NotRegular("a FIFO"))
-    } else if kind.is_char_device() {
-        Err(OpenError::NotRegular("a character device"))
-    } else if kind.is_block_device() {
-        Err(OpenError::NotRegular("a block device"))
-    } else if kind.is_dir() {
-        Err(OpenError::NotRegular("a directory"))
-    } else if kind.is_socket() {
-        Err(OpenError::NotRegular("a socket"))
-    } else {
-        Err(OpenError::NotRegular("not a regular file"))
-    }
-}
-
-/// The path that reaches the file behind an `O_PATH` descriptor.
-fn reopened(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Reads a regular file; never opens anything else.
-fn read_regular(path: &Path, follow: Follow) -> Result<String, OpenError> {
-    let fd = open_regular(path, follow)?;
-    std::fs::read_to_string(reopened(&fd)).map_err(OpenError::Io)
+fn read_regular(path: &Path, symlink: Symlink) -> Result<String, OpenError> {
+    let fd = open_regular(path, symlink)?;
+    std::fs::read_to_string(FdPath::of(&fd).as_path()).map_err(OpenError::Io)
 }
 
 /// Sets a heartbeat file's modification time to now, creating it if
@@ -717,13 +688,13 @@ fn read_regular(path: &Path, follow: Follow) -> Result<String, OpenError> {
 /// target could be any file, created or touched as root), never a FIFO, a
 /// device (opening a watchdog arms it) or a directory.
 pub fn touch(path: &Path) -> Result<(), OpenError> {
-    let fd = match open_regular(path, Follow::No) {
+    let fd = match open_regular(path, Symlink::Refuse) {
         Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             match create_new(path) {
                 Ok(()) => return Ok(()),
                 // Made by someone else since the look: touch what is there.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    open_regular(path, Follow::No)?
+                    open_regular(path, Symlink::Refuse)?
                 }
                 Err(e) => return Err(OpenError::Io(e)),
             }
@@ -733,7 +704,7 @@ pub fn touch(path: &Path) -> Result<(), OpenError> {
     let now = nix::sys::time::TimeSpec::UTIME_NOW;
     nix::sys::stat::utimensat(
         None,
-        &reopened(&fd),
+        FdPath::of(&fd).as_path(),
         &now,
         &now,
         nix::sys::stat::UtimensatFlags::FollowSymlink,

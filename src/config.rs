@@ -315,21 +315,8 @@ fn read_trusted(path: &Path) -> Result<String, ConfigError> {
 }
 
 fn not_regular(path: &Path, meta: &fs::Metadata) -> ConfigError {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    let kind = if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "something else"
-    };
+    use std::os::unix::fs::MetadataExt;
+    let kind = crate::regular::kind(meta.mode());
     ConfigError::file(path, format!("is not a regular file ({kind})"))
 }
 

@@ -6,8 +6,8 @@
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
 //! crash report and memory test (`crash`, `memtest`), systemd notification
 //! (`notify`), the daemon's identity in its status (`identity`), atomic
-//! files (`atomic`) and the runtime directory's (`rundir`), text without
-//! allocation (`text`),
+//! files (`atomic`) and the runtime directory's (`rundir`), opening only
+//! regular files (`regular`), text without allocation (`text`),
 //! logging (`logger`), the event loop (`daemon`) and the command line
 //! (`cli`).
 
@@ -28,6 +28,7 @@ pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod reboot;
+pub mod regular;
 pub mod repair;
 pub mod rundir;
 pub mod text;

@@ -9,6 +9,7 @@
 
 use crate::health::Cause;
 use crate::probe::Stamp;
+use crate::regular::{self, FdPath, NotOpened, Symlink};
 use nix::errno::Errno;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -90,20 +91,9 @@ fn proc_path<'a>(buf: &'a mut [u8; 64], pid: i32, name: &[u8]) -> &'a [u8] {
     &buf[..=len]
 }
 
-/// Writes `/proc/self/fd/FD` NUL-terminated into `buf` and returns it.
-fn fd_path(buf: &mut [u8; 64], fd: i32) -> &[u8] {
-    let mut digits = [0u8; 20];
-    let digits = crate::text::decimal(u64::from(fd.unsigned_abs()), &mut digits);
-    let prefix = b"/proc/self/fd/";
-    buf[..prefix.len()].copy_from_slice(prefix);
-    buf[prefix.len()..prefix.len() + digits.len()].copy_from_slice(digits);
-    buf[prefix.len() + digits.len()] = 0;
-    &buf[..=prefix.len() + digits.len()]
-}
-
 /// Reads a small file into `buf`; returns the bytes read.
 fn read_small(path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: `path` is NUL-terminated (built by `proc_path`, `fd_path`
+    // SAFETY: `path` is NUL-terminated (built by `proc_path`, `FdPath`
     // or a CString).
     let fd = unsafe {
         libc::open(
@@ -199,32 +189,22 @@ fn lookup_pidfile(path: &CString, use_pidfd: bool) -> Lookup {
 /// and a FIFO could stall the read, so the path is first opened with
 /// `O_PATH` (which opens nothing), looked at, and only then opened for
 /// reading through `/proc/self/fd`, which reaches the inode looked at, not
-/// whatever the name points to by then.
+/// whatever the name points to by then. A symlink to a regular file is
+/// followed (heartwatch.rules(5)).
 pub fn read_pidfile(path: &CStr) -> Result<(i32, Stamp), Cause> {
-    // SAFETY: `path` is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(match Errno::last() {
-            Errno::ENOENT | Errno::ENOTDIR => Cause::PidFileMissing,
-            other => Cause::Unreadable(other),
-        });
-    }
-    // SAFETY: `fd` was just opened and is owned here.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(Cause::Unreadable)?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(Cause::PidFileNotRegular);
-    }
+    let (fd, st) = regular::open(path, Symlink::Follow).map_err(|e| match e {
+        NotOpened::Os(Errno::ENOENT | Errno::ENOTDIR) => Cause::PidFileMissing,
+        NotOpened::Os(other) => Cause::Unreadable(other),
+        NotOpened::NotRegular(_) => Cause::PidFileNotRegular,
+    })?;
     let stamp = Stamp {
         mtime_sec: st.st_mtime,
         mtime_nsec: st.st_mtime_nsec,
         inode: st.st_ino,
         device: st.st_dev,
     };
-    let mut reopen = [0u8; 64];
-    let reopen = fd_path(&mut reopen, fd.as_raw_fd());
     let mut buf = [0u8; 64];
-    let n = read_small(reopen, &mut buf).map_err(Cause::Unreadable)?;
+    let n = read_small(FdPath::of(&fd).as_bytes_with_nul(), &mut buf).map_err(Cause::Unreadable)?;
     match (n < buf.len()).then(|| parse_pid(&buf[..n])).flatten() {
         Some(pid) => Ok((pid, stamp)),
         None => Err(Cause::PidFileGarbage),
