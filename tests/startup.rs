@@ -227,7 +227,7 @@ fn dry_run_follows_the_file_across_reloads() {
     d.expect("rule d: dry run: would run `touch");
     d.expect("rule d: repair attempt 2 not run (dry run)");
     assert!(!marker.exists(), "a repair ran in dry run");
-    assert!(s.status().contains("(dry run: no action"), "{}", s.status());
+    s.wait_status("(dry run: no action");
 
     reload_with_dry_run(&s, &mut d, "no");
     let ran = d.expect("rule d: running `touch");
@@ -266,7 +266,7 @@ fn the_dry_run_flag_stays_in_force_across_reloads() {
     d.expect("rule d: dry run: would run `touch");
     d.expect("not run (dry run)");
     assert!(!marker.exists(), "a repair ran under --dry-run");
-    assert!(s.status().contains("(dry run: no action"), "{}", s.status());
+    s.wait_status("(dry run: no action");
 }
 
 #[test]
