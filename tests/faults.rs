@@ -50,14 +50,6 @@ fn reboot_seam(s: &Scratch) -> (String, PathBuf) {
     (section, marker)
 }
 
-fn mounted_on_host(path: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let path = path.display().to_string();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.as_str()))
-}
-
 #[test]
 fn a_heartbeat_on_a_hung_fuse_mount_fails_with_its_timeout_cause_and_pings_go_on() {
     let s = Scratch::new("fuse");
@@ -246,17 +238,6 @@ fn in_private_mounts(setup: &str, conf: &Path) -> Command {
     c
 }
 
-/// A heartbeat rule whose file never exists and that reboots at once.
-fn doomed_rule(s: &Scratch) {
-    s.write_rule(
-        "doomed",
-        &format!(
-            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nFinally=reboot\n",
-            s.path("never.beat").display()
-        ),
-    );
-}
-
 /// The reboot goes ahead, its reason in the log, whatever the state
 /// directory did; `expect` is what the log says about the state directory.
 fn reboot_goes_ahead(d: &mut Daemon, marker: &Path, expect: &[&str]) {
@@ -361,18 +342,6 @@ fn a_state_directory_that_cannot_be_created_does_not_stop_the_reboot() {
     );
     drop(d);
     assert!(!mounted_on_host(&parent), "the tmpfs leaked to the host");
-}
-
-/// The status file's line for rule `name` (names are padded to a column).
-fn rule_line<'a>(status: &'a str, name: &str) -> &'a str {
-    status
-        .lines()
-        .find(|l| {
-            l.strip_prefix("  ")
-                .and_then(|l| l.split_whitespace().next())
-                == Some(name)
-        })
-        .unwrap_or_else(|| panic!("no line for rule {name} in\n{status}"))
 }
 
 /// Rule names in the status file, in its order.

@@ -146,18 +146,6 @@ fn number_after(line: &str, word: &str) -> i32 {
         .unwrap_or_else(|_| panic!("a number after {word:?} in {line:?}"))
 }
 
-/// The status file's line for rule `name` (names are padded to a column).
-fn rule_line<'a>(status: &'a str, name: &str) -> &'a str {
-    status
-        .lines()
-        .find(|l| {
-            l.strip_prefix("  ")
-                .and_then(|l| l.split_whitespace().next())
-                == Some(name)
-        })
-        .unwrap_or_else(|| panic!("no line for rule {name} in\n{status}"))
-}
-
 /// A rule that fails at once (its file never exists) and runs `repair`
 /// once, then only logs.
 fn failing_rule(s: &Scratch, repair: &str, timeout: &str) -> String {

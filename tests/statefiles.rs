@@ -20,7 +20,7 @@ mod pings;
 
 use common::*;
 use hangfs::{Fault, HangFs};
-use pings::Pings;
+use pings::{Pings, assert_rhythm, heartwatch_with_pings};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,10 +28,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const SIGTERM: i32 = 15;
-
-/// systemd's WatchdogSec= for these tests: heartwatch pings at half of it,
-/// and a silence this long would have systemd kill and restart it.
-const WATCHDOG: Duration = Duration::from_secs(2);
 
 fn need_root() {
     assert!(
@@ -58,17 +54,6 @@ fn reboot_seam(s: &Scratch) -> (String, PathBuf) {
     (section, marker)
 }
 
-/// A heartbeat rule whose file never exists and that reboots at once.
-fn doomed_rule(s: &Scratch) {
-    s.write_rule(
-        "doomed",
-        &format!(
-            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nFinally=reboot\n",
-            s.path("never.beat").display()
-        ),
-    );
-}
-
 /// A heartbeat rule that is healthy at start and goes stale after a second.
 fn fading_rule(s: &Scratch) {
     let beat = s.path("fading.beat");
@@ -80,36 +65,6 @@ fn fading_rule(s: &Scratch) {
             beat.display()
         ),
     );
-}
-
-fn heartwatch_with_pings(conf: &Path, pings: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["run", "--config"])
-        .arg(conf)
-        .env("NOTIFY_SOCKET", pings)
-        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
-    c
-}
-
-fn assert_rhythm(pings: &Pings, since: Instant, what: &str) {
-    let (count, worst) = pings.rhythm(since, Instant::now());
-    eprintln!(
-        "{what}: {count} pings over {:?}, longest silence {worst:?}",
-        since.elapsed()
-    );
-    assert!(count >= 2, "{what}: systemd heard {count} pings");
-    assert!(
-        worst < WATCHDOG,
-        "{what}: no ping for {worst:?}; systemd would have killed heartwatch"
-    );
-}
-
-fn mounted_on_host(path: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let path = path.display().to_string();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.as_str()))
 }
 
 /// The daemon with `dir` (inside the scratch directory) served by a FUSE

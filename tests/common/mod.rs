@@ -206,3 +206,35 @@ impl Drop for Daemon {
 pub fn touch(path: &Path) {
     heartwatch::cli::touch(path).unwrap();
 }
+
+/// A heartbeat rule `doomed` whose file never exists and that reboots at once.
+pub fn doomed_rule(s: &Scratch) {
+    s.write_rule(
+        "doomed",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nFinally=reboot\n",
+            s.path("never.beat").display()
+        ),
+    );
+}
+
+/// The status file's line for rule `name` (names are padded to a column).
+pub fn rule_line<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find(|l| {
+            l.strip_prefix("  ")
+                .and_then(|l| l.split_whitespace().next())
+                == Some(name)
+        })
+        .unwrap_or_else(|| panic!("no line for rule {name} in\n{status}"))
+}
+
+/// Whether something is mounted at `path` in this test's mount namespace.
+pub fn mounted_on_host(path: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let path = path.display().to_string();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.as_str()))
+}
