@@ -28,16 +28,15 @@ fn with_devices(s: &Scratch, watchdog: &str) {
     std::fs::write(&path, conf).unwrap();
 }
 
-fn start(s: &Scratch, standin_timeout: u32) -> Daemon {
+/// The daemon on `s`, its stand-in devices answering `standin_timeout`
+/// (seconds) to WDIOC_GETTIMEOUT, or no timeout ioctl at all (`none`).
+fn start(s: &Scratch, standin_timeout: &str) -> Daemon {
     Daemon::start_with(
         Command::new(BIN)
             .arg("run")
             .arg("--config")
             .arg(s.conf())
-            .env(
-                "HEARTWATCH_TEST_STANDIN_TIMEOUT",
-                standin_timeout.to_string(),
-            ),
+            .env("HEARTWATCH_TEST_STANDIN_TIMEOUT", standin_timeout),
     )
 }
 
@@ -63,7 +62,7 @@ fn a_second_device_that_is_missing_leaves_the_first_disarmed() {
             first.display()
         ),
     );
-    let mut d = start(&s, 10);
+    let mut d = start(&s, "10");
     exits_with_failure(&mut d);
     d.expect("watchdog /nonexistent/watchdog1: no such device");
     let critical = d.expect(&format!(
@@ -88,13 +87,7 @@ fn an_ioctl_that_fails_while_opening_disarms_the_device_it_failed_on() {
     );
     // A stand-in that answers no WDIOC_GETTIMEOUT: the ioctl fails inside
     // the open, after the open(2) that arms a real watchdog.
-    let mut d = Daemon::start_with(
-        Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(s.conf())
-            .env("HEARTWATCH_TEST_STANDIN_TIMEOUT", "none"),
-    );
+    let mut d = start(&s, "none");
     exits_with_failure(&mut d);
     d.expect("WDIOC_GETTIMEOUT failed: ENOTTY");
     // The stand-in answers no WDIOC_GETSUPPORT either, so heartwatch does
@@ -127,7 +120,7 @@ fn a_timeout_too_short_for_the_feed_interval_disarms_every_device() {
     );
     // The "driver" sets 2 s although 10 s were asked: FeedInterval=2s is
     // more than half of it.
-    let mut d = start(&s, 2);
+    let mut d = start(&s, "2");
     exits_with_failure(&mut d);
     d.expect("too short for FeedInterval=2s");
     d.expect(&format!(
@@ -152,7 +145,7 @@ fn a_refused_first_keepalive_disarms_the_devices_that_were_opened() {
             first.display()
         ),
     );
-    let mut d = start(&s, 10);
+    let mut d = start(&s, "10");
     exits_with_failure(&mut d);
     d.expect("watchdog /dev/full: feeding failed");
     d.expect(&format!(
@@ -176,7 +169,7 @@ fn a_daemon_that_started_is_disarmed_only_by_its_orderly_stop() {
             first.display()
         ),
     );
-    let mut d = start(&s, 10);
+    let mut d = start(&s, "10");
     d.expect("ready:");
     assert!(!written(&first).contains('V'), "disarmed while running");
     d.signal(SIGTERM);
@@ -344,7 +337,7 @@ fn a_failed_start_logs_its_cause_before_what_it_did_to_the_devices() {
             first.display()
         ),
     );
-    let mut d = start(&s, 10);
+    let mut d = start(&s, "10");
     exits_with_failure(&mut d);
     let lines = d.drain().to_vec();
     let cause = position(&lines, "watchdog /nonexistent/watchdog1: no such device");
@@ -361,13 +354,7 @@ fn a_failed_start_logs_its_cause_before_what_it_did_to_the_devices() {
             only.display()
         ),
     );
-    let mut d = Daemon::start_with(
-        Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(s.conf())
-            .env("HEARTWATCH_TEST_STANDIN_TIMEOUT", "none"),
-    );
+    let mut d = start(&s, "none");
     exits_with_failure(&mut d);
     let lines = d.drain().to_vec();
     let cause = position(&lines, "WDIOC_GETTIMEOUT failed");
