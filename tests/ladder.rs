@@ -301,11 +301,16 @@ fn a_command_that_cannot_start_is_a_failed_attempt() {
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A heartbeat fresh at start that goes stale 2 s later: the repair is
+    // removed before its first attempt, however slowly this test runs (a
+    // missing file would fail at once, racing the removal below).
+    let beat = s.path("beat");
+    touch(&beat);
     s.write_rule(
         "n",
         &format!(
-            "[Heartbeat]\nFile={}\nMaxAge=1s\n[Escalate]\nRepair={}\nRepairAttempts=2\nRepairBackoff=100ms\nFinally=log\n",
-            s.path("never").display(),
+            "[Heartbeat]\nFile={}\nMaxAge=2s\n[Escalate]\nRepair={}\nRepairAttempts=2\nRepairBackoff=100ms\nFinally=log\n",
+            beat.display(),
             script.display()
         ),
     );
