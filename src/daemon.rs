@@ -1,39 +1,36 @@
-//! The event loop: one `poll` per turn with an absolute monotonic deadline.
-//! A turn feeds the watchdog when due, starts the rule checks that are due,
-//! moves the escalation ladders, publishes state changes, pings systemd,
-//! and waits for the next deadline, a signal (signalfd), a finished probe,
-//! a process death (pidfd) or a repair command's output or exit.
+//! The shell around the engine: the event loop, one `poll` per turn with
+//! an absolute monotonic deadline. It turns the world into the engine's
+//! events — the time, a signal (signalfd), a finished probe, a process
+//! death (pidfd), a repair command's output or exit, the device's answer
+//! to a keepalive — and carries out the engine's commands. Every decision
+//! is the engine's (`crate::engine`); what is here is only I/O.
 //! Everything the steady state needs is allocated when the configuration is
 //! loaded: a turn of a healthy or failing host allocates nothing. Actions
 //! (running a repair, rebooting) may allocate; they are not the steady state.
 
 use crate::atomic::{DirError, Writer};
-use crate::config::{self, Config, ConfigError, DurationText, Finally, Rule, Watch};
+use crate::config::{self, Config, ConfigError, DurationText};
 use crate::device::{self, Device, DeviceError, Devices};
-use crate::health::{Cause, Health};
-use crate::heartbeat::Heartbeat;
-use crate::ladder::{self, Action, Event, Ladder};
+use crate::engine::{self, Command, Engine, Event, Now, RuleId, World};
+use crate::health::Health;
 use crate::notify::Notifier;
-use crate::probe::{Finding, Prober, Subject};
-use crate::process::{self, ProcessWatch, Target};
-use crate::reboot::{self, Reason, RebootState};
-use crate::repair::{self, Ending, Running};
+use crate::probe::{Finding, Prober};
+use crate::process::{self, Lookup};
+use crate::reboot::{self, RebootState};
+use crate::repair::{self, Running};
 use crate::rundir::{self, NextStop};
-use crate::text::{Count, FixedBuf, UtcTime, wall_now};
+use crate::text::{Count, FixedBuf, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::ffi::CString;
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use crate::engine::Options;
 
 /// Why the daemon could not start or go on.
 #[derive(Debug)]
@@ -70,49 +67,13 @@ pub enum Control {
     Stop,
 }
 
-/// A rule being watched, with its runtime state.
-struct Watched {
-    id: u64,
-    rule: Rule,
-    subject: SubjectRef,
-    check: Check,
-    health: Health,
-    since: Instant,
-    since_wall: i64,
-    /// Failures are not reported before this (start-up grace).
-    grace_end: Instant,
-    /// Identifies the rule's one valid entry in the check heap.
-    seq: u32,
-    next_at: Instant,
-    in_flight: bool,
-    /// The probe in flight has outlived `CheckTimeout=`.
-    late: bool,
-    ladder: Ladder,
-    /// Identifies the ladder's one valid timer in the timer heap.
-    ladder_seq: u32,
-    ladder_at: Option<Instant>,
-    /// The ladder's timer fired while a check was in flight: the ladder
-    /// judges again once that fresh answer is in.
-    timer_waits_for_check: bool,
+/// What the shell holds for one rule: the descriptors the engine's
+/// decisions are about.
+#[derive(Default)]
+struct Slot {
+    /// The watched process's pidfd.
+    pidfd: Option<OwnedFd>,
     repair: Option<Running>,
-    last_repair: Option<repair::Outcome>,
-}
-
-enum SubjectRef {
-    File(Arc<CString>),
-    Process(Arc<Target>),
-}
-
-enum Check {
-    Heartbeat(Heartbeat),
-    Process(ProcessWatch),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Wakeup {
-    at: Instant,
-    rule: u32,
-    seq: u32,
 }
 
 /// Who a slot of the poll set belongs to.
@@ -120,76 +81,35 @@ struct Wakeup {
 enum Owner {
     Signals,
     Prober,
-    Process(usize),
-    RepairExit(usize),
-    RepairOutput(usize),
-}
-
-/// Where a reboot stands once decided.
-#[derive(Debug)]
-enum Rebooting {
-    /// The reason is being written (save number `save`); the orderly reboot
-    /// begins when it is, or at `until` if the state directory does not
-    /// answer.
-    Recording { save: u64, until: Instant },
-    /// The orderly reboot was asked for; `reboot(2)` follows at the deadline.
-    Orderly {
-        deadline: Instant,
-        command: Option<Running>,
-    },
-    /// Feeding has stopped: the hardware watchdog will reset the host.
-    FeedStopped,
+    Process(RuleId),
+    RepairExit(RuleId),
+    RepairOutput(RuleId),
 }
 
 /// The running daemon.
 pub struct Daemon {
-    config: Config,
-    options: Options,
+    engine: Engine,
     devices: Devices,
-    feeding_ok: bool,
     notifier: Notifier,
     prober: Prober,
-    use_pidfd: bool,
     signals: SignalFd,
-    rules: Vec<Watched>,
-    ids: HashMap<u64, usize>,
-    next_id: u64,
-    checks: BinaryHeap<Reverse<Wakeup>>,
-    timers: BinaryHeap<Reverse<Wakeup>>,
+    slots: HashMap<RuleId, Slot>,
+    /// Rule identities, reused by turns that visit every slot.
+    scratch: Vec<RuleId>,
     pollfds: Vec<libc::pollfd>,
     owners: Vec<Owner>,
     poll_dirty: bool,
-    /// Rules with a repair command running.
-    repairing: Vec<usize>,
     /// Killed repairs to reap, leftover processes of finished ones.
     cleanup: repair::Cleanup,
     status_file: Writer,
     status_buf: Vec<u8>,
-    status_dirty: bool,
-    /// The status file's identity line (`identity::line`).
-    identity: String,
-    /// When the orderly stop ended, for the status file's last word.
-    stopped_wall: Option<i64>,
-    started_wall: i64,
-    next_feed: Instant,
-    next_ping: Option<Instant>,
-    boot_status: String,
     reboot_state: Option<RebootState>,
-    /// The reboot heartwatch started before this boot, if any.
-    previous_reboot: Option<Reason>,
-    rebooting: Option<Rebooting>,
-    suppressed: Option<String>,
-    /// Since when no rule whose ladder can reboot has been failing.
-    healthy_since: Option<Instant>,
-    /// How many rules whose ladder ends in `reboot` are failing.
-    failing_rebooters: usize,
-    changes: u64,
-}
-
-/// Options from the command line that override the configuration.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
-    pub dry_run: bool,
+    /// The reboot reason's write being waited for.
+    pending_save: Option<u64>,
+    /// The orderly reboot command, while it runs.
+    orderly: Option<Running>,
+    /// The pidfd of the answer the engine is judging (`Command::Track`).
+    offered: Option<OwnedFd>,
 }
 
 /// Loads the configuration, starts the daemon and runs it until stopped.
@@ -289,7 +209,7 @@ impl Daemon {
                 "this kernel has no pidfd_open (Linux 5.3+): process deaths are found by periodic checks, not at once"
             );
         }
-        let (reboot_state, previous_reboot) = open_reboot_state(&config)?;
+        let reboot_state = open_reboot_state(&config)?;
 
         device::wait_for_nodes(&config.watchdog.devices, device::NODE_WAIT, signals.as_fd());
         // From the first open on, every return with an error disarms the
@@ -316,58 +236,56 @@ impl Daemon {
             log::info!("no watchdog device (Device=none): running the checks only");
         }
         install_crash_handler(&config, &devices);
-
-        let now = Instant::now();
-        let mut daemon = Daemon {
-            options,
-            devices,
-            feeding_ok: true,
-            notifier,
-            prober,
-            use_pidfd,
-            signals,
-            rules: Vec::new(),
-            ids: HashMap::new(),
-            next_id: 1,
-            checks: BinaryHeap::new(),
-            timers: BinaryHeap::new(),
-            pollfds: Vec::new(),
-            owners: Vec::new(),
-            poll_dirty: true,
-            repairing: Vec::new(),
-            cleanup: repair::Cleanup::default(),
-            status_file,
-            status_buf: Vec::new(),
-            status_dirty: true,
-            identity: crate::identity::line(),
-            stopped_wall: None,
-            started_wall: wall_now(),
-            next_feed: now,
-            next_ping: None,
-            boot_status,
-            reboot_state,
-            previous_reboot,
-            rebooting: None,
-            suppressed: None,
-            healthy_since: Some(now),
-            failing_rebooters: 0,
-            changes: 0,
-            config,
-        };
-        daemon.feed(now);
-        if !daemon.feeding_ok {
+        if !feed(&mut devices) {
             return Err(DaemonError::Io(
                 "first feed of the watchdog",
                 std::io::Error::other("the device refused the keepalive"),
             ));
         }
-        let rules = std::mem::take(&mut daemon.config.rules);
-        daemon.install_rules(rules, Vec::new(), now);
-        daemon.next_ping = daemon.notifier.ping_interval().map(|_| now);
+        let world = World {
+            devices: devices
+                .iter()
+                .map(|d| engine::DeviceInfo {
+                    path: d.path().to_path_buf(),
+                    identity: d.identity().to_string(),
+                    timeout: d.timeout(),
+                })
+                .collect(),
+            boot_status,
+            record: reboot_state.as_ref().map(|s| s.record.clone()),
+            boot_id: reboot::boot_id(),
+            uptime: reboot::uptime(),
+            use_pidfd,
+            ping_interval: notifier.ping_interval(),
+            pid: std::process::id(),
+            identity: crate::identity::line(),
+            seed: crate::ladder::seed(),
+        };
+        let engine = Engine::new(config, options, world, now());
+        let mut daemon = Daemon {
+            engine,
+            devices,
+            notifier,
+            prober,
+            signals,
+            slots: HashMap::new(),
+            scratch: Vec::new(),
+            pollfds: Vec::new(),
+            owners: Vec::new(),
+            poll_dirty: true,
+            cleanup: repair::Cleanup::default(),
+            status_file,
+            status_buf: Vec::new(),
+            reboot_state,
+            pending_save: None,
+            orderly: None,
+            offered: None,
+        };
+        daemon.installed();
         daemon.publish();
         daemon.devices.take_over_feeding();
         daemon.notifier.ready();
-        log::info!("ready: {}", Count::of(daemon.rules.len(), "rule"));
+        log::info!("ready: {}", Count::of(daemon.engine.rule_count(), "rule"));
         Ok(daemon)
     }
 
@@ -379,9 +297,9 @@ impl Daemon {
         if self.poll_dirty {
             self.rebuild_poll_set();
         }
-        let now = Instant::now();
-        let deadline = self.next_deadline(now);
-        let timeout = deadline.saturating_duration_since(now);
+        let before = Instant::now();
+        let deadline = self.next_deadline(before);
+        let timeout = deadline.saturating_duration_since(before);
         let timeout_ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
         // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
         let n = unsafe {
@@ -394,10 +312,9 @@ impl Daemon {
         if n < 0 && Errno::last() != Errno::EINTR {
             return Err(DaemonError::Io("poll", std::io::Error::last_os_error()));
         }
-        let now = Instant::now();
-        if now >= self.next_feed {
-            self.feed(now);
-        }
+        let now = now();
+        self.engine.feed_due(now);
+        self.perform(now);
         let mut control = Control::Continue;
         for slot in 0..self.pollfds.len() {
             if n <= 0 || self.pollfds[slot].revents == 0 {
@@ -405,11 +322,11 @@ impl Daemon {
             }
             self.pollfds[slot].revents = 0;
             match self.owners[slot] {
-                Owner::Signals => control = self.take_signals(),
+                Owner::Signals => control = self.take_signals(now),
                 Owner::Prober => self.take_answers(now),
-                Owner::Process(i) => self.process_died(i, now),
-                Owner::RepairOutput(i) => self.repair_output(i, now),
-                Owner::RepairExit(i) => self.repair_exited(i, now),
+                Owner::Process(id) => self.tell(Event::ProcessDied(id), now),
+                Owner::RepairOutput(id) => self.repair_output(id, now),
+                Owner::RepairExit(id) => self.repair_exited(id, now),
             }
             if control == Control::Stop || self.poll_dirty {
                 // A reload or a changed poll set invalidates the slots.
@@ -419,20 +336,11 @@ impl Daemon {
         if control == Control::Stop {
             return Ok(control);
         }
-        self.run_due_checks(now);
-        self.run_due_timers(now);
-        self.tend_repairs(now);
-        self.tend_reboot(now);
-        self.tend_budget(now);
-        if self.status_dirty {
+        self.tend(now);
+        self.engine.tick(now);
+        self.perform(now);
+        if self.engine.take_dirty() {
             self.publish();
-        }
-        if let (Some(at), Some(interval)) = (self.next_ping, self.notifier.ping_interval())
-            && now >= at
-            && self.feeding_ok
-        {
-            self.notifier.ping();
-            self.next_ping = Some(now + interval);
         }
         Ok(control)
     }
@@ -440,25 +348,22 @@ impl Daemon {
     /// The orderly stop: tell systemd, disarm unless told to stay armed.
     pub fn stop(mut self) {
         self.notifier.stopping();
-        let next_stop = rundir::read_next_stop(
-            &self.status_file,
-            STOP_BOUND,
-            self.config.watchdog.keep_armed_on_stop,
-        );
-        let keep_armed = if self.rebooting.is_some() {
+        let keep_armed_on_stop = self.engine.config().watchdog.keep_armed_on_stop;
+        let next_stop = rundir::read_next_stop(&self.status_file, STOP_BOUND, keep_armed_on_stop);
+        let keep_armed = if self.engine.rebooting() {
             Some("a reboot is under way")
         } else if next_stop == Some(NextStop::KeepArmed) {
             Some("next-stop: keep-armed")
         } else if next_stop == Some(NextStop::Disarm) {
             None
-        } else if self.config.watchdog.keep_armed_on_stop {
+        } else if keep_armed_on_stop {
             Some("KeepArmedOnStop=yes")
         } else {
             None
         };
         // Running repairs are killed, not waited for (see `Running`'s Drop).
-        for rule in &mut self.rules {
-            rule.repair = None;
+        for slot in self.slots.values_mut() {
+            slot.repair = None;
         }
         self.cleanup.stop();
         for device in std::mem::take(&mut self.devices).into_orderly_stop() {
@@ -483,7 +388,7 @@ impl Daemon {
             }
         }
         // The status file's first line says so, for `heartwatch status`.
-        self.stopped_wall = Some(wall_now());
+        self.engine.stopped(now());
         self.publish();
         if !self.status_file.flush(STOP_BOUND) {
             log::error!(
@@ -495,67 +400,175 @@ impl Daemon {
         log::info!("stopped");
     }
 
+    /// Health of each rule by name, for tests.
+    pub fn rule_health(&self) -> impl Iterator<Item = (&str, Health)> {
+        self.engine.rule_health()
+    }
+
+    /// How many times any rule's health changed since start.
+    pub fn health_changes(&self) -> u64 {
+        self.engine.health_changes()
+    }
+
+    /// The engine's deadline, and the shell's own: repairs without a pidfd
+    /// to say they exited, output pauses, the cleanup, a reason being
+    /// written.
     fn next_deadline(&self, now: Instant) -> Instant {
-        let mut deadline = now + Duration::from_secs(3600);
-        if !self.devices.is_empty() && !matches!(self.rebooting, Some(Rebooting::FeedStopped)) {
-            deadline = deadline.min(self.next_feed);
-        }
-        if let Some(ping) = self.next_ping {
-            deadline = deadline.min(ping);
-        }
-        if let Some(Reverse(w)) = self.checks.peek() {
-            deadline = deadline.min(w.at);
-        }
-        if let Some(Reverse(w)) = self.timers.peek() {
-            deadline = deadline.min(w.at);
-        }
+        let mut deadline = self.engine.next_deadline(now);
         if let Some(at) = self.cleanup.next_deadline(now) {
             deadline = deadline.min(at);
         }
-        for &i in &self.repairing {
-            if let Some(r) = &self.rules[i].repair {
-                deadline = deadline.min(r.next_deadline());
-                if r.pidfd.is_none() {
-                    // No pidfd to say it exited: look again soon.
-                    deadline = deadline.min(now + Duration::from_millis(100));
-                }
+        for r in self.slots.values().filter_map(|s| s.repair.as_ref()) {
+            if let Some(at) = r.paused_until() {
+                deadline = deadline.min(at);
+            }
+            if r.pidfd.is_none() {
+                // No pidfd to say it exited: look again soon.
+                deadline = deadline.min(now + Duration::from_millis(100));
             }
         }
-        match &self.rebooting {
-            Some(Rebooting::Orderly { deadline: d, .. }) => deadline = deadline.min(*d),
+        if self.pending_save.is_some() {
             // The writer says nothing when done: look again soon.
-            Some(Rebooting::Recording { until, .. }) => {
-                deadline = deadline.min(*until).min(now + Duration::from_millis(10))
-            }
-            _ => {}
-        }
-        if let Some(since) = self.healthy_since
-            && self.reboot_count() > 0
-        {
-            deadline = deadline.min(since + self.config.reboot.healthy_uptime);
+            deadline = deadline.min(now + Duration::from_millis(10));
         }
         deadline
     }
 
-    fn feed(&mut self, now: Instant) {
-        self.next_feed = now + self.config.watchdog.feed_interval;
-        if matches!(self.rebooting, Some(Rebooting::FeedStopped)) {
-            return;
-        }
-        let mut ok = true;
-        for device in self.devices.iter_mut() {
-            if let Err(e) = device.feed() {
-                ok = false;
-                log::error!("watchdog {}: feeding failed: {e}", device.path().display());
-            }
-        }
-        if ok != self.feeding_ok {
-            self.status_dirty = true;
-        }
-        self.feeding_ok = ok;
+    /// Hands the engine an event and carries out what it decides.
+    fn tell(&mut self, event: Event, now: Now) {
+        self.engine.handle(event, now);
+        self.perform(now);
     }
 
-    fn take_signals(&mut self) -> Control {
+    /// Carries out the engine's commands, in order.
+    fn perform(&mut self, now: Now) {
+        while let Some(command) = self.engine.next_command() {
+            match command {
+                Command::Feed => {
+                    let ok = feed(&mut self.devices);
+                    self.engine.handle(Event::Fed { ok }, now);
+                }
+                Command::StopFeeding => crate::crash::stop_feeding(),
+                Command::Ping => self.notifier.ping(),
+                Command::StartCheck(id, subject) => self.prober.submit(id, subject),
+                Command::CheckOverdue => self.prober.request_timed_out(),
+                Command::OverdueSettled => self.prober.late_answer(),
+                Command::Track(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.pidfd = self.offered.take();
+                        self.poll_dirty = true;
+                    }
+                }
+                Command::Untrack(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.pidfd = None;
+                        self.poll_dirty = true;
+                    }
+                }
+                Command::StartRepair(id) => self.start_repair(id, now),
+                Command::TerminateRepair(id) => self.with_repair(id, Running::terminate),
+                Command::KillRepair(id) => self.with_repair(id, Running::kill),
+                Command::AbandonRepair(id) => {
+                    if let Some(running) = self.take_repair(id) {
+                        running.abandon(&mut self.cleanup);
+                    }
+                }
+                Command::DiscardRepair(id) => {
+                    if let Some(running) = self.take_repair(id) {
+                        let rule = running.rule().to_string();
+                        self.cleanup.adopt(running, &rule);
+                    }
+                }
+                Command::SaveRecord { wait } => {
+                    if let (Some(state), Some(record)) = (&self.reboot_state, self.engine.record())
+                    {
+                        let n = state.save(record); // the writer logs a failure
+                        if wait {
+                            self.pending_save = Some(n);
+                        }
+                    }
+                }
+                Command::StartOrderlyReboot => self.start_orderly_reboot(now),
+                Command::ForceReboot => {
+                    let errno = reboot::force();
+                    log::error!("reboot(2) failed: {errno}");
+                }
+                Command::Reconfigured => install_crash_handler(self.engine.config(), &self.devices),
+            }
+        }
+    }
+
+    fn start_repair(&mut self, id: RuleId, now: Now) {
+        let Some((name, spec)) = self.engine.repair_spec(id) else {
+            return;
+        };
+        match repair::start(&spec.command, name) {
+            Ok(running) => {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.repair = Some(running);
+                    self.poll_dirty = true;
+                }
+            }
+            Err(ending) => self.tell(Event::RepairExited(id, ending), now),
+        }
+    }
+
+    fn with_repair(&mut self, id: RuleId, f: impl FnOnce(&mut Running)) {
+        if let Some(running) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) {
+            f(running);
+        }
+    }
+
+    fn take_repair(&mut self, id: RuleId) -> Option<Running> {
+        self.poll_dirty = true;
+        self.slots.get_mut(&id)?.repair.take()
+    }
+
+    fn start_orderly_reboot(&mut self, now: Now) {
+        let Some(argv) = &self.engine.config().reboot.command else {
+            return;
+        };
+        match repair::start(argv, "reboot") {
+            Ok(running) => self.orderly = Some(running),
+            Err(ending) => {
+                log::error!("orderly reboot: `{}` {ending}", argv.text);
+                self.tell(Event::OrderlyNotStarted, now);
+            }
+        }
+    }
+
+    /// After a start or a reload: a slot for every rule, none for rules
+    /// gone (their repairs are killed and reaped later), room for what the
+    /// steady state needs.
+    fn installed(&mut self) {
+        let ids: Vec<RuleId> = self.engine.rule_ids().collect();
+        let gone: Vec<RuleId> = self
+            .slots
+            .keys()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(running) = self.slots.remove(&id).and_then(|s| s.repair) {
+                let rule = running.rule().to_string();
+                self.cleanup.adopt(running, &rule);
+            }
+        }
+        for &id in &ids {
+            self.slots.entry(id).or_default();
+        }
+        let n = ids.len();
+        self.scratch = Vec::with_capacity(n);
+        self.prober.reserve(n);
+        let slots = 2 + n * 3;
+        self.pollfds = Vec::with_capacity(slots);
+        self.owners = Vec::with_capacity(slots);
+        self.poll_dirty = true;
+        self.status_buf = Vec::with_capacity(self.engine.status_capacity());
+        self.status_file.reserve(self.status_buf.capacity());
+    }
+
+    fn take_signals(&mut self, now: Now) -> Control {
         let mut control = Control::Continue;
         let mut reload = false;
         while let Ok(Some(info)) = self.signals.read_signal() {
@@ -568,223 +581,114 @@ impl Daemon {
         if control == Control::Stop {
             log::info!("stopping on signal");
         } else if reload {
-            self.reload();
+            // SIGHUP: the new configuration is validated whole; if it is
+            // not valid, the running one stays.
+            self.notifier.reloading();
+            let loaded = config::load(&self.engine.config().root).map(Box::new);
+            self.tell(Event::Reload(loaded), now);
+            self.installed();
+            self.notifier.ready();
         }
         control
     }
 
-    /// SIGHUP: the new configuration is validated whole; if it is not
-    /// valid, the running one stays.
-    fn reload(&mut self) {
-        self.notifier.reloading();
-        let now = Instant::now();
-        match config::load(&self.config.root) {
-            Err(errors) => {
-                for e in &errors {
-                    log::error!("{e}");
-                }
-                log::error!(
-                    "reload refused: {}; the running configuration stays",
-                    Count::of(errors.len(), "error")
-                );
+    fn take_answers(&mut self, now: Now) {
+        while let Some(answer) = self.prober.next_answer() {
+            let mut finding = answer.finding;
+            if let Finding::Process(Lookup::Alive(found)) = &mut finding {
+                // The engine judges the look-up; the shell keeps the pidfd
+                // if the engine says to watch this process.
+                self.offered = found.pidfd.take();
             }
-            Ok(mut new) => {
-                if let Some(change) = dry_run_change(
-                    self.config.daemon.dry_run,
-                    new.daemon.dry_run,
-                    self.options.dry_run,
-                ) {
-                    log::warn!("reload: {change}");
-                }
-                if new.watchdog != self.config.watchdog {
-                    log::warn!(
-                        "reload: [Watchdog] settings changed; they take effect when heartwatch restarts"
-                    );
-                    new.watchdog = self.config.watchdog.clone();
-                }
-                if new.daemon.runtime_dir != self.config.daemon.runtime_dir
-                    || new.daemon.state_dir != self.config.daemon.state_dir
-                {
-                    log::warn!(
-                        "reload: directory settings changed; they take effect when heartwatch restarts"
-                    );
-                    new.daemon.runtime_dir = self.config.daemon.runtime_dir.clone();
-                    new.daemon.state_dir = self.config.daemon.state_dir.clone();
-                }
-                let rules = std::mem::take(&mut new.rules);
-                let old = std::mem::take(&mut self.rules);
-                self.config = new;
-                install_crash_handler(&self.config, &self.devices);
-                self.install_rules(rules, old, now);
-                log::info!("reloaded: {}", Count::of(self.rules.len(), "rule"));
-            }
-        }
-        self.status_dirty = true;
-        self.notifier.ready();
-    }
-
-    /// Dry run: `DryRun=yes` in the file or `--dry-run` on the command line.
-    fn dry_run(&self) -> bool {
-        self.config.daemon.dry_run || self.options.dry_run
-    }
-
-    /// Builds the runtime state for `rules`, carrying over what `old` knew
-    /// of rules that did not change. Allocation is fine here: this runs at
-    /// start and on reload, not in the steady state.
-    fn install_rules(&mut self, rules: Vec<Rule>, old: Vec<Watched>, now: Instant) {
-        let mut old_by_name: HashMap<String, Watched> =
-            old.into_iter().map(|w| (w.rule.name.clone(), w)).collect();
-        let grace_end = now + self.config.daemon.startup_grace;
-        let mut watched = Vec::with_capacity(rules.len());
-        // Kept failing rules whose new ladder must hear that they fail.
-        let mut tell_failing = Vec::new();
-        for rule in rules {
-            let kept = match old_by_name.remove(&rule.name) {
-                Some(w) if w.rule.watch == rule.watch => Some(w),
-                Some(changed) => {
-                    self.retire(changed);
-                    None
-                }
-                None => None,
-            };
-            let entry = match kept {
-                Some(mut w) => {
-                    let mut ladder = Ladder::new(rule.ladder.clone(), ladder::seed());
-                    if !ladder.carry_over(&w.ladder) {
-                        // A new ladder (heartwatch.rules(5), RELOADING).
-                        w.ladder_at = None;
-                        if let Some(running) = w.repair.take() {
-                            if ladder.goes_on_with_running_repair() {
-                                w.repair = Some(running);
-                            } else {
-                                self.cleanup.adopt(running, &w.rule.name);
-                            }
-                        }
-                        if w.repair.is_none() && matches!(w.health, Health::Failing(_)) {
-                            tell_failing.push(watched.len());
-                        }
-                    }
-                    w.ladder = ladder;
-                    w.rule = rule;
-                    w
-                }
-                None => self.new_watched(rule, now, grace_end),
-            };
-            watched.push(entry);
-        }
-        for (_, gone) in old_by_name {
-            self.retire(gone);
-        }
-        self.rules = watched;
-        self.ids = self
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.id, i))
-            .collect();
-        self.prober.reserve(self.rules.len());
-        self.checks = BinaryHeap::with_capacity(self.rules.len() * 3 + 16);
-        self.timers = BinaryHeap::with_capacity(self.rules.len() * 3 + 16);
-        self.repairing = Vec::with_capacity(self.rules.len());
-        for (i, w) in self.rules.iter().enumerate() {
-            if !w.late {
-                self.checks.push(Reverse(Wakeup {
-                    at: w.next_at,
-                    rule: i as u32,
-                    seq: w.seq,
-                }));
-            }
-            if let Some(at) = w.ladder_at {
-                self.timers.push(Reverse(Wakeup {
-                    at,
-                    rule: i as u32,
-                    seq: w.ladder_seq,
-                }));
-            }
-            if w.repair.is_some() {
-                self.repairing.push(i);
-            }
-        }
-        let slots = 2 + self.rules.len() * 3;
-        self.pollfds = Vec::with_capacity(slots);
-        self.owners = Vec::with_capacity(slots);
-        self.poll_dirty = true;
-        let longest_name = self
-            .rules
-            .iter()
-            .map(|w| w.rule.name.len())
-            .max()
-            .unwrap_or(0);
-        let per_rule = 300 + longest_name;
-        self.status_buf = Vec::with_capacity(8192 + self.rules.len() * per_rule);
-        self.status_file.reserve(self.status_buf.capacity());
-        self.status_dirty = true;
-        self.failing_rebooters = self
-            .rules
-            .iter()
-            .filter(|w| fails_and_can_reboot(w))
-            .count();
-        self.update_healthy_since(now);
-        for index in tell_failing {
-            self.step_ladder(index, Event::Failed, now);
+            self.tell(Event::Answered(answer.ticket, finding), now);
+            self.offered = None;
         }
     }
 
-    /// A rule that went away or changed its watch: its repair is killed
-    /// and reaped later, a late check's answer is left unclaimed.
-    fn retire(&mut self, gone: Watched) {
-        if let Some(running) = gone.repair {
-            self.cleanup.adopt(running, &gone.rule.name);
-        }
-        if gone.late {
-            // Its worker may answer one day; nobody will claim that answer.
-            self.prober.late_answer();
+    fn repair_output(&mut self, id: RuleId, now: Now) {
+        if let Some(r) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) {
+            r.drain_output(now.mono);
+            if r.output_to_poll().is_none() {
+                self.poll_dirty = true;
+            }
         }
     }
 
-    fn new_watched(&mut self, rule: Rule, now: Instant, grace_end: Instant) -> Watched {
-        let id = self.next_id;
-        self.next_id += 1;
-        let cstring = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL");
-        let (check, subject) = match &rule.watch {
-            Watch::Heartbeat(spec) => (
-                Check::Heartbeat(Heartbeat::new(spec, now)),
-                SubjectRef::File(Arc::new(cstring(&spec.file))),
-            ),
-            Watch::Process(spec) => {
-                let target = match &spec.target {
-                    config::ProcessTarget::PidFile(p) => Target::PidFile(cstring(p)),
-                    config::ProcessTarget::Executable(p) => {
-                        Target::Executable(p.as_os_str().as_bytes().to_vec())
-                    }
-                };
-                (
-                    Check::Process(ProcessWatch::new(spec.check_interval)),
-                    SubjectRef::Process(Arc::new(target)),
-                )
-            }
+    fn repair_exited(&mut self, id: RuleId, now: Now) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
         };
-        let ladder = Ladder::new(rule.ladder.clone(), ladder::seed() ^ id);
-        Watched {
-            id,
-            rule,
-            subject,
-            check,
-            health: Health::Starting,
-            since: now,
-            since_wall: wall_now(),
-            grace_end,
-            seq: 0,
-            next_at: now,
-            in_flight: false,
-            late: false,
-            ladder,
-            ladder_seq: 0,
-            ladder_at: None,
-            timer_waits_for_check: false,
-            repair: None,
-            last_repair: None,
+        let Some(r) = &mut slot.repair else { return };
+        let had_pidfd = r.pidfd.is_some();
+        if let Some(ending) = r.try_finish(now.mono, &mut self.cleanup) {
+            slot.repair = None;
+            self.poll_dirty = true;
+            self.tell(Event::RepairExited(id, ending), now);
+        } else if had_pidfd && r.pidfd.is_none() {
+            self.poll_dirty = true;
         }
+    }
+
+    /// What the shell looks after itself each turn: the cleanup, paused
+    /// output, repairs without a pidfd, the reason being written, the
+    /// orderly reboot command.
+    fn tend(&mut self, now: Now) {
+        self.cleanup.tend(now.mono);
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        ids.extend(
+            self.slots
+                .iter()
+                .filter(|(_, s)| s.repair.is_some())
+                .map(|(&id, _)| id),
+        );
+        for &id in &ids {
+            let Some(r) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) else {
+                continue;
+            };
+            if r.resume_output(now.mono) {
+                self.poll_dirty = true;
+            }
+            if r.pidfd.is_none() {
+                self.repair_exited(id, now);
+            }
+        }
+        self.scratch = ids;
+        if let Some(n) = self.pending_save {
+            self.record_answered(n, now);
+        }
+        if let Some(running) = &mut self.orderly {
+            running.drain_output(now.mono);
+            if let Some(ending) = running.try_finish(now.mono, &mut self.cleanup) {
+                log::info!("orderly reboot command {ending}");
+                self.orderly = None;
+            }
+        }
+    }
+
+    /// Whether the reason's write `n` has answered; if so, the reboot goes on.
+    fn record_answered(&mut self, n: u64, now: Now) {
+        let Some(state) = &self.reboot_state else {
+            return;
+        };
+        if !matches!(
+            self.engine.reboot_state(),
+            engine::RebootState::Recording { .. }
+        ) {
+            // The engine stopped waiting (the state directory's bound).
+            self.pending_save = None;
+            return;
+        }
+        match state.outcome(n) {
+            Some(Ok(())) => log::info!("reboot reason recorded in {}", state.path().display()),
+            Some(Err(e)) => log::error!(
+                "cannot record the reboot reason in {}: {e}; rebooting anyway",
+                state.path().display()
+            ),
+            None => return,
+        }
+        self.pending_save = None;
+        self.tell(Event::ReasonWritten, now);
     }
 
     /// Lays out the poll set anew: signals, answers, and only the
@@ -804,774 +708,54 @@ impl Daemon {
         };
         add(self.signals.as_raw_fd(), Owner::Signals, &mut self.pollfds);
         add(self.prober.fd(), Owner::Prober, &mut self.pollfds);
-        for (i, w) in self.rules.iter().enumerate() {
-            if let Check::Process(p) = &w.check
-                && let Some(fd) = p.pidfd()
-            {
-                add(fd.as_raw_fd(), Owner::Process(i), &mut self.pollfds);
+        for (&id, slot) in &self.slots {
+            if let Some(fd) = &slot.pidfd {
+                add(fd.as_raw_fd(), Owner::Process(id), &mut self.pollfds);
             }
-            if let Some(r) = &w.repair {
+            if let Some(r) = &slot.repair {
                 if let Some(fd) = &r.pidfd {
-                    add(fd.as_raw_fd(), Owner::RepairExit(i), &mut self.pollfds);
+                    add(fd.as_raw_fd(), Owner::RepairExit(id), &mut self.pollfds);
                 }
                 if let Some(fd) = r.output_to_poll() {
-                    add(fd.as_raw_fd(), Owner::RepairOutput(i), &mut self.pollfds);
+                    add(fd.as_raw_fd(), Owner::RepairOutput(id), &mut self.pollfds);
                 }
             }
-        }
-    }
-
-    fn schedule_check(&mut self, index: usize, at: Instant) {
-        let w = &mut self.rules[index];
-        w.seq = w.seq.wrapping_add(1);
-        w.next_at = at;
-        let wakeup = Wakeup {
-            at,
-            rule: index as u32,
-            seq: w.seq,
-        };
-        if self.checks.len() == self.checks.capacity() {
-            // Drop outdated entries in place rather than grow the heap.
-            let rules = &self.rules;
-            self.checks
-                .retain(|Reverse(w)| rules[w.rule as usize].seq == w.seq);
-        }
-        self.checks.push(Reverse(wakeup));
-    }
-
-    fn schedule_timer(&mut self, index: usize, at: Option<Instant>) {
-        let w = &mut self.rules[index];
-        w.ladder_seq = w.ladder_seq.wrapping_add(1);
-        w.ladder_at = at;
-        let Some(at) = at else { return };
-        let wakeup = Wakeup {
-            at,
-            rule: index as u32,
-            seq: w.ladder_seq,
-        };
-        if self.timers.len() == self.timers.capacity() {
-            let rules = &self.rules;
-            self.timers
-                .retain(|Reverse(w)| rules[w.rule as usize].ladder_seq == w.seq);
-        }
-        self.timers.push(Reverse(wakeup));
-    }
-
-    fn run_due_checks(&mut self, now: Instant) {
-        while let Some(Reverse(w)) = self.checks.peek().copied() {
-            if w.at > now {
-                break;
-            }
-            self.checks.pop();
-            let index = w.rule as usize;
-            if self.rules[index].seq != w.seq {
-                continue;
-            }
-            if self.rules[index].in_flight {
-                self.check_timed_out(index, now);
-            } else {
-                self.start_check(index, now);
-            }
-        }
-    }
-
-    fn start_check(&mut self, index: usize, now: Instant) {
-        let w = &mut self.rules[index];
-        w.in_flight = true;
-        let subject = match &w.subject {
-            SubjectRef::File(path) => Subject::File(Arc::clone(path)),
-            SubjectRef::Process(target) => Subject::Process(Arc::clone(target), self.use_pidfd),
-        };
-        self.prober.submit(w.id, subject);
-        let timeout = self.config.daemon.check_timeout;
-        self.schedule_check(index, now + timeout);
-    }
-
-    fn check_timed_out(&mut self, index: usize, now: Instant) {
-        self.rules[index].late = true;
-        self.prober.request_timed_out();
-        let timeout = self.config.daemon.check_timeout;
-        self.judge(index, Err(Cause::CheckTimedOut(timeout)), now);
-        // No new check until the stuck one answers: a hung mount must not
-        // take one worker per check interval.
-    }
-
-    fn take_answers(&mut self, now: Instant) {
-        while let Some(answer) = self.prober.next_answer() {
-            let Some(&index) = self.ids.get(&answer.ticket) else {
-                continue;
-            };
-            self.on_answer(index, answer.finding, now);
-        }
-    }
-
-    fn on_answer(&mut self, index: usize, finding: Finding, now: Instant) {
-        let w = &mut self.rules[index];
-        if !w.in_flight {
-            return;
-        }
-        w.in_flight = false;
-        if w.late {
-            w.late = false;
-            self.prober.late_answer();
-        }
-        let (verdict, next) = match (&mut w.check, finding) {
-            (Check::Heartbeat(hb), Finding::File(outcome)) => hb.observe(outcome, now),
-            (Check::Process(p), Finding::Process(lookup)) => {
-                let before = p.pidfd().map(|fd| fd.as_raw_fd());
-                let result = p.observe(lookup, now);
-                if p.pidfd().map(|fd| fd.as_raw_fd()) != before {
-                    self.poll_dirty = true;
-                }
-                result
-            }
-            _ => return,
-        };
-        self.judge(index, verdict, now);
-        self.schedule_check(index, next);
-        if std::mem::take(&mut self.rules[index].timer_waits_for_check) {
-            self.step_ladder(index, Event::TimerFired, now);
-        }
-    }
-
-    /// A watched process's pidfd became readable: it exited.
-    fn process_died(&mut self, index: usize, now: Instant) {
-        let w = &mut self.rules[index];
-        let Check::Process(p) = &mut w.check else {
-            return;
-        };
-        let pid = p.pid().unwrap_or(0);
-        let cause = p.died();
-        self.poll_dirty = true;
-        log::debug!("rule {}: process {pid} exited", w.rule.name);
-        self.judge(index, Err(cause), now);
-        // Look again at once: a restarted service rewrites its pidfile.
-        if !self.rules[index].in_flight {
-            self.schedule_check(index, now);
-        }
-    }
-
-    /// Records a check's verdict; logs and publishes a change of health and
-    /// moves the ladder.
-    fn judge(&mut self, index: usize, verdict: Result<(), Cause>, now: Instant) {
-        let w = &mut self.rules[index];
-        let health = match verdict {
-            Ok(()) => Health::Healthy,
-            Err(_) if now < w.grace_end => Health::Starting,
-            Err(cause) => Health::Failing(cause),
-        };
-        if health.same_kind(&w.health) {
-            w.health = health;
-            return;
-        }
-        let was = w.health;
-        let name = &w.rule.name;
-        let event = match health {
-            Health::Failing(cause) => {
-                log::warn!("rule {name}: failing: {cause}");
-                (!matches!(was, Health::Failing(_))).then_some(Event::Failed)
-            }
-            Health::Healthy if matches!(was, Health::Failing(_)) => {
-                log::info!(
-                    "rule {name}: healthy again after {}",
-                    DurationText(Duration::from_millis(
-                        now.saturating_duration_since(w.since).as_millis() as u64
-                    ))
-                );
-                Some(Event::Healthy)
-            }
-            Health::Healthy => {
-                log::info!("rule {name}: healthy");
-                Some(Event::Healthy)
-            }
-            Health::Starting => None,
-        };
-        let was_counted = fails_and_can_reboot(w);
-        w.health = health;
-        w.since = now;
-        w.since_wall = wall_now();
-        let counted = fails_and_can_reboot(w);
-        self.failing_rebooters = (self.failing_rebooters + usize::from(counted))
-            .saturating_sub(usize::from(was_counted));
-        self.status_dirty = true;
-        self.changes += 1;
-        if let Some(event) = event {
-            self.step_ladder(index, event, now);
-        }
-        self.update_healthy_since(now);
-    }
-
-    /// Feeds an event to a rule's ladder and carries out what it says.
-    fn step_ladder(&mut self, index: usize, event: Event, now: Instant) {
-        let before = self.rules[index].ladder.state();
-        let action = self.rules[index].ladder.on(event);
-        if self.rules[index].ladder.state() != before {
-            self.status_dirty = true;
-            // Whatever timer the old state had is void.
-            if !matches!(action, Action::Wait(_)) {
-                self.schedule_timer(index, None);
-            }
-        }
-        let name = &self.rules[index].rule.name;
-        match action {
-            Action::Nothing => {}
-            Action::Wait(delay) => {
-                log::debug!("rule {name}: ladder waits {}", DurationText(delay));
-                self.schedule_timer(index, Some(now + delay));
-            }
-            Action::Repair(attempt) => self.start_repair(index, attempt, now),
-            Action::Reset => log::info!("rule {name}: stayed healthy; its ladder starts over"),
-            Action::Final(Finally::Log) if self.rules[index].rule.ladder.repair.is_some() => {
-                log::error!("rule {name}: every repair was tried; nothing more will be done")
-            }
-            Action::Final(Finally::Log) => {}
-            Action::Final(Finally::Reboot) => self.decide_reboot(index, now),
-        }
-    }
-
-    fn run_due_timers(&mut self, now: Instant) {
-        while let Some(Reverse(w)) = self.timers.peek().copied() {
-            if w.at > now {
-                break;
-            }
-            self.timers.pop();
-            let index = w.rule as usize;
-            if self.rules[index].ladder_seq != w.seq {
-                continue;
-            }
-            self.rules[index].ladder_at = None;
-            if self.rules[index].in_flight && !self.rules[index].late {
-                self.rules[index].timer_waits_for_check = true;
-            } else {
-                self.step_ladder(index, Event::TimerFired, now);
-            }
-        }
-    }
-
-    fn start_repair(&mut self, index: usize, attempt: u32, now: Instant) {
-        let w = &mut self.rules[index];
-        let Some(spec) = w.rule.ladder.repair.clone() else {
-            return;
-        };
-        let name = w.rule.name.clone();
-        let of = spec.attempts;
-        if self.dry_run() {
-            log::warn!(
-                "rule {name}: dry run: would run `{}` (repair attempt {attempt} of {of})",
-                spec.command.text
-            );
-            self.finish_repair(index, attempt, Ending::DryRun, Duration::ZERO, now);
-            return;
-        }
-        log::warn!(
-            "rule {name}: running `{}` (repair attempt {attempt} of {of})",
-            spec.command.text
-        );
-        match repair::start(&spec.command, &name, spec.timeout, now) {
-            Ok(running) => {
-                self.rules[index].repair = Some(running);
-                self.repairing.push(index);
-                self.poll_dirty = true;
-                self.status_dirty = true;
-            }
-            Err(ending) => {
-                self.finish_repair(index, attempt, ending, Duration::ZERO, now);
-            }
-        }
-    }
-
-    fn repair_output(&mut self, index: usize, now: Instant) {
-        let w = &mut self.rules[index];
-        if let Some(r) = &mut w.repair {
-            r.drain_output(&w.rule.name, now);
-            if r.output_to_poll().is_none() {
-                self.poll_dirty = true;
-            }
-        }
-    }
-
-    fn repair_exited(&mut self, index: usize, now: Instant) {
-        let attempt = match self.rules[index].ladder.state() {
-            ladder::State::Repairing(n) => n,
-            _ => 0,
-        };
-        let w = &mut self.rules[index];
-        let Some(r) = &mut w.repair else { return };
-        let had_pidfd = r.pidfd.is_some();
-        if let Some(outcome) = r.try_finish(now, attempt, &w.rule.name, &mut self.cleanup) {
-            w.repair = None;
-            self.poll_dirty = true;
-            self.repairing.retain(|&i| i != index);
-            self.finish_repair(index, attempt, outcome.ending, outcome.duration, now);
-        } else if had_pidfd && r.pidfd.is_none() {
-            self.poll_dirty = true;
-        }
-    }
-
-    /// A repair that outlived SIGKILL: a failed attempt, left to the reaper.
-    fn repair_abandoned(&mut self, index: usize, now: Instant) {
-        let attempt = match self.rules[index].ladder.state() {
-            ladder::State::Repairing(n) => n,
-            _ => 0,
-        };
-        let Some(running) = self.rules[index].repair.take() else {
-            return;
-        };
-        let outcome = running.abandon(now, attempt, &mut self.cleanup);
-        self.poll_dirty = true;
-        self.repairing.retain(|&i| i != index);
-        self.finish_repair(index, attempt, outcome.ending, outcome.duration, now);
-    }
-
-    /// Enforces repair timeouts, and finds exits where there is no pidfd.
-    fn tend_repairs(&mut self, now: Instant) {
-        self.cleanup.tend(now);
-        let mut k = 0;
-        while k < self.repairing.len() {
-            let index = self.repairing[k];
-            let w = &mut self.rules[index];
-            if let Some(r) = &mut w.repair {
-                if r.tick(now, &w.rule.name) {
-                    self.repair_abandoned(index, now);
-                    continue;
-                }
-                if r.resume_output(now) {
-                    self.poll_dirty = true;
-                }
-                if r.pidfd.is_none() {
-                    let before = self.repairing.len();
-                    self.repair_exited(index, now);
-                    if self.repairing.len() < before {
-                        continue;
-                    }
-                }
-            }
-            k += 1;
-        }
-    }
-
-    fn finish_repair(
-        &mut self,
-        index: usize,
-        attempt: u32,
-        ending: Ending,
-        duration: Duration,
-        now: Instant,
-    ) {
-        let w = &mut self.rules[index];
-        let outcome = repair::Outcome {
-            attempt,
-            ending,
-            duration,
-            ended_wall: wall_now(),
-        };
-        match ending {
-            Ending::Exited(0) | Ending::DryRun => {
-                log::info!("rule {}: repair {outcome}", w.rule.name)
-            }
-            _ => log::warn!("rule {}: repair {outcome}", w.rule.name),
-        }
-        w.last_repair = Some(outcome);
-        self.status_dirty = true;
-        // Judge the repair on a fresh look, not on what was seen before it.
-        if !self.rules[index].in_flight {
-            self.schedule_check(index, now);
-        }
-        self.step_ladder(index, Event::RepairEnded, now);
-        // A rule that became healthy while its repair ran raised its event
-        // then, when the ladder was not listening: tell it now.
-        if self.rules[index].health == Health::Healthy {
-            self.step_ladder(index, Event::Healthy, now);
-        }
-    }
-
-    fn reboot_count(&self) -> u32 {
-        self.reboot_state.as_ref().map_or(0, |s| s.record.count)
-    }
-
-    /// A ladder reached `reboot`: within the budget, record why and begin;
-    /// past it, refuse loudly and go on feeding and repairing.
-    fn decide_reboot(&mut self, index: usize, now: Instant) {
-        let w = &self.rules[index];
-        let cause = match w.health {
-            Health::Failing(cause) => cause.to_string(),
-            _ => "failing".to_string(),
-        };
-        let step = match &w.rule.ladder.repair {
-            Some(r) => format!("after {}", Count(r.attempts.into(), "repair attempt")),
-            None => "no repair configured".to_string(),
-        };
-        let name = w.rule.name.clone();
-        if self.rebooting.is_some() {
-            log::warn!("rule {name}: reboot wanted too; one is already under way");
-            return;
-        }
-        let budget = self.config.reboot.budget;
-        let count = self.reboot_count();
-        if count >= budget {
-            let text = format!(
-                "rule {name}: {cause}: reboot suppressed: {} without a healthy period (Budget={budget}); staying up, feeding, repairing",
-                Count(count.into(), "reboot")
-            );
-            crate::critical!("{text}");
-            self.suppressed = Some(text);
-            self.status_dirty = true;
-            self.step_ladder(index, Event::RebootSuppressed, now);
-            return;
-        }
-        let reason = Reason {
-            rule: name.clone(),
-            cause: cause.clone(),
-            step,
-            uptime: reboot::uptime(),
-            wall: wall_now(),
-            boot_id: reboot::boot_id(),
-        };
-        crate::critical!("rebooting: {reason}");
-        let dry_run = self.dry_run();
-        if dry_run {
-            log::warn!(
-                "dry run: would record the reason, reboot in order, then call reboot(2), then stop feeding the watchdog"
-            );
-            self.suppressed = Some(format!("dry run: would reboot for rule {name}: {cause}"));
-            self.status_dirty = true;
-            self.step_ladder(index, Event::RebootSuppressed, now);
-            return;
-        }
-        match &mut self.reboot_state {
-            Some(state) => {
-                state.record.count += 1;
-                state.record.last = Some(reason.clone());
-                let save = state.save();
-                self.rebooting = Some(Rebooting::Recording {
-                    save,
-                    until: now + RECORD_BOUND,
-                });
-                self.suppressed = None;
-                self.status_dirty = true;
-            }
-            None => {
-                log::error!("no state directory: the reboot reason is only in this log");
-                self.begin_orderly_reboot(now);
-            }
-        }
-    }
-
-    /// Whether the reason of the reboot under way has been written, or
-    /// has had its time: either way, the reboot goes on.
-    fn reason_recorded(&self, save: u64, until: Instant, now: Instant) -> bool {
-        let Some(state) = &self.reboot_state else {
-            return true;
-        };
-        match state.outcome(save) {
-            Some(Ok(())) => log::info!("reboot reason recorded in {}", state.path().display()),
-            Some(Err(e)) => log::error!(
-                "cannot record the reboot reason in {}: {e}; rebooting anyway",
-                state.path().display()
-            ),
-            None if now < until => return false,
-            None => crate::critical!(
-                "cannot record the reboot reason in {}: no answer within {}; rebooting anyway, the reason is only in this log",
-                state.path().display(),
-                DurationText(RECORD_BOUND)
-            ),
-        }
-        true
-    }
-
-    /// Starts the orderly reboot (the `Command=`, with its deadline).
-    fn begin_orderly_reboot(&mut self, now: Instant) {
-        let command = match &self.config.reboot.command {
-            Some(argv) => {
-                log::warn!("orderly reboot: running `{}`", argv.text);
-                match repair::start(argv, "reboot", self.config.reboot.orderly_timeout, now) {
-                    Ok(running) => Some(running),
-                    Err(ending) => {
-                        log::error!("orderly reboot: `{}` {ending}", argv.text);
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        let deadline = if command.is_some() {
-            now + self.config.reboot.orderly_timeout
-        } else {
-            now
-        };
-        self.rebooting = Some(Rebooting::Orderly { deadline, command });
-        self.suppressed = None;
-        self.status_dirty = true;
-    }
-
-    /// Moves a decided reboot on: when the orderly reboot has not happened
-    /// by its deadline, `reboot(2)`; if that fails too, stop feeding.
-    fn tend_reboot(&mut self, now: Instant) {
-        if let Some(Rebooting::Recording { save, until }) = self.rebooting {
-            if !self.reason_recorded(save, until, now) {
-                return;
-            }
-            self.begin_orderly_reboot(now);
-        }
-        let Some(Rebooting::Orderly { deadline, command }) = &mut self.rebooting else {
-            return;
-        };
-        if let Some(running) = command {
-            running.drain_output("reboot", now);
-            if let Some(outcome) = running.try_finish(now, 1, "reboot", &mut self.cleanup) {
-                log::info!("orderly reboot command {}", outcome.ending);
-                *command = None;
-            }
-        }
-        if now < *deadline {
-            return;
-        }
-        if self.config.reboot.forced {
-            crate::critical!("the orderly reboot did not happen in time; calling reboot(2)");
-            let errno = reboot::force();
-            log::error!("reboot(2) failed: {errno}");
-        } else {
-            log::warn!(
-                "the orderly reboot did not happen in time; Forced=no: not calling reboot(2)"
-            );
-        }
-        if self.devices.is_empty() {
-            crate::critical!("no hardware watchdog to fall back on; the host stays up");
-        } else {
-            crate::critical!(
-                "stopped feeding the watchdog: the hardware resets the host within {}",
-                DurationText(self.config.watchdog.timeout)
-            );
-        }
-        crate::crash::stop_feeding();
-        self.rebooting = Some(Rebooting::FeedStopped);
-        self.status_dirty = true;
-    }
-
-    /// Tracks since when no rule that can reboot has been failing.
-    fn update_healthy_since(&mut self, now: Instant) {
-        match (self.failing_rebooters > 0, self.healthy_since) {
-            (true, Some(_)) => self.healthy_since = None,
-            (false, None) => self.healthy_since = Some(now),
-            _ => {}
-        }
-    }
-
-    /// After a healthy period, the reboot count starts again.
-    fn tend_budget(&mut self, now: Instant) {
-        let Some(since) = self.healthy_since else {
-            return;
-        };
-        if now.saturating_duration_since(since) < self.config.reboot.healthy_uptime
-            || self.rebooting.is_some()
-        {
-            return;
-        }
-        if let Some(state) = &mut self.reboot_state
-            && state.record.count > 0
-        {
-            let count = std::mem::take(&mut state.record.count);
-            state.save(); // the writer logs a failure
-            log::info!(
-                "healthy for {}: the reboot count ({count}) starts again",
-                DurationText(self.config.reboot.healthy_uptime),
-            );
-            self.suppressed = None;
-            self.status_dirty = true;
         }
     }
 
     /// Rewrites the status file and tells systemd the one-line summary.
     fn publish(&mut self) {
-        self.status_dirty = false;
-        let mut counts = [0usize; 3];
-        let mut first_failing: Option<&str> = None;
-        for w in &self.rules {
-            match w.health {
-                Health::Starting => counts[0] += 1,
-                Health::Healthy => counts[1] += 1,
-                Health::Failing(_) => {
-                    counts[2] += 1;
-                    first_failing.get_or_insert(&w.rule.name);
-                }
-            }
-        }
-        let [starting, healthy, failing] = counts;
-        let n = Count::of(self.rules.len(), "rule");
-        if let Some(reason) = self.rebooting_reason() {
-            self.notifier.status(format_args!("rebooting: {reason}"));
-        } else if let Some(text) = &self.suppressed {
-            self.notifier
-                .status(format_args!("REBOOT SUPPRESSED: {text}"));
-        } else if let Some(name) = first_failing {
-            self.notifier.status(format_args!(
-                "{n}: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
-            ));
-        } else {
-            self.notifier.status(format_args!(
-                "{n}: {healthy} healthy, {failing} failing, {starting} starting"
-            ));
-        }
+        self.notifier
+            .status(format_args!("{}", self.engine.systemd_status()));
         let mut summary = FixedBuf::<256>::new();
-        let _ = write!(
-            summary,
-            "{n}: {healthy} healthy, {failing} failing, {starting} starting"
-        );
-        if let Some(name) = first_failing {
-            let _ = write!(summary, "; first failing: {name}");
-        }
+        let _ = write!(summary, "{}", self.engine.summary());
         crate::crash::publish_summary(summary.as_str());
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
-        let _ = self.render_status(&mut buf, counts);
+        let _ = self.engine.render_status(&mut buf, wall_now());
         self.status_file.offer(&buf); // the writer logs a failure
         self.status_buf = buf;
     }
+}
 
-    fn rebooting_reason(&self) -> Option<&Reason> {
-        self.rebooting.as_ref()?;
-        self.reboot_state.as_ref()?.record.last.as_ref()
-    }
-
-    fn render_status(
-        &self,
-        out: &mut Vec<u8>,
-        [starting, healthy, failing]: [usize; 3],
-    ) -> std::io::Result<()> {
-        let c = &self.config;
-        match self.stopped_wall {
-            None => writeln!(
-                out,
-                "heartwatch {} pid {} running since {}, updated {}",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id(),
-                UtcTime(self.started_wall),
-                UtcTime(wall_now())
-            )?,
-            Some(stopped) => writeln!(
-                out,
-                "heartwatch {} pid {} stopped at {} (an orderly stop), ran since {}",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id(),
-                UtcTime(stopped),
-                UtcTime(self.started_wall)
-            )?,
-        }
-        writeln!(out, "{}", self.identity)?;
-        writeln!(
-            out,
-            "configuration {}{}",
-            c.root.display(),
-            if self.dry_run() {
-                " (dry run: no action is taken)"
-            } else {
-                ""
-            }
-        )?;
-        if self.devices.is_empty() {
-            writeln!(out, "watchdog: none (Device=none)")?;
-        }
-        for d in self.devices.iter() {
-            writeln!(
-                out,
-                "watchdog {} \"{}\": timeout {}, fed every {}{}",
-                d.path().display(),
-                d.identity(),
-                DurationText(d.timeout()),
-                DurationText(c.watchdog.feed_interval),
-                match (&self.rebooting, self.feeding_ok) {
-                    (Some(Rebooting::FeedStopped), _) => ", FEEDING STOPPED for the reboot",
-                    (_, false) => ", FEEDING FAILS",
-                    _ => "",
-                }
-            )?;
-        }
-        if !self.boot_status.is_empty() {
-            writeln!(out, "boot: {}", self.boot_status)?;
-        }
-        match &self.previous_reboot {
-            Some(r) => writeln!(out, "last reboot by heartwatch: {r}")?,
-            None => writeln!(out, "last reboot by heartwatch: none recorded")?,
-        }
-        writeln!(
-            out,
-            "reboot budget: {} of {} used (starts again after {} healthy)",
-            self.reboot_count(),
-            c.reboot.budget,
-            DurationText(c.reboot.healthy_uptime)
-        )?;
-        if let Some(reason) = self.rebooting_reason() {
-            writeln!(out, "REBOOTING: {reason}")?;
-        }
-        if let Some(text) = &self.suppressed {
-            writeln!(out, "REBOOT SUPPRESSED: {text}")?;
-        }
-        writeln!(
-            out,
-            "rules: {} ({healthy} healthy, {failing} failing, {starting} starting)",
-            self.rules.len()
-        )?;
-        let width = self
-            .rules
-            .iter()
-            .map(|w| w.rule.name.len())
-            .max()
-            .unwrap_or(4);
-        for w in &self.rules {
-            write!(
-                out,
-                "  {:<width$}  {:<8}  since {}",
-                w.rule.name,
-                w.health,
-                UtcTime(w.since_wall),
-            )?;
-            if let Health::Failing(cause) = w.health {
-                write!(out, "  {cause}")?;
-            }
-            if w.ladder.state() != ladder::State::Idle {
-                write!(out, "; ladder: {}", w.ladder)?;
-            }
-            if let Some(r) = &w.last_repair {
-                write!(out, "; last repair: {r} at {}", UtcTime(r.ended_wall))?;
-            }
-            writeln!(out)?;
-        }
-        Ok(())
-    }
-
-    /// Health of each rule by name, for tests.
-    pub fn rule_health(&self) -> impl Iterator<Item = (&str, Health)> {
-        self.rules.iter().map(|w| (w.rule.name.as_str(), w.health))
-    }
-
-    /// How many times any rule's health changed since start.
-    pub fn health_changes(&self) -> u64 {
-        self.changes
+/// The time, both clocks.
+fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall: wall_now(),
     }
 }
 
-/// What a reload that changes `DryRun=` from `was` to `now` does to the
-/// mode, said for the log; `None` when the mode stays what it was without
-/// anyone having asked otherwise. `--dry-run` (`flag`) outlasts reloads.
-fn dry_run_change(was: bool, now: bool, flag: bool) -> Option<&'static str> {
-    match (was, now, flag) {
-        (true, false, true) => Some(
-            "DryRun=no, but --dry-run stays in force: repairs and reboots are still logged, not taken",
-        ),
-        (true, false, false) => {
-            Some("dry run ends (DryRun=no): repairs and reboots are taken from now on")
+/// Feeds every device; false when one refused.
+fn feed(devices: &mut Devices) -> bool {
+    let mut ok = true;
+    for device in devices.iter_mut() {
+        if let Err(e) = device.feed() {
+            ok = false;
+            log::error!("watchdog {}: feeding failed: {e}", device.path().display());
         }
-        (false, true, false) => {
-            Some("dry run begins (DryRun=yes): repairs and reboots are logged, not taken")
-        }
-        _ => None,
     }
-}
-
-/// Whether a rule is failing and its ladder ends in `reboot`: while any
-/// is, the host is not in a healthy period for the reboot budget.
-fn fails_and_can_reboot(w: &Watched) -> bool {
-    w.rule.ladder.finally == Finally::Reboot && matches!(w.health, Health::Failing(_))
+    ok
 }
 
 /// Hands the crash handler what it needs: the devices to feed once and
@@ -1599,45 +783,29 @@ fn install_crash_handler(config: &Config, devices: &Devices) {
 
 /// How long start waits for the runtime or the state directory to answer.
 const DIR_BOUND: Duration = Duration::from_secs(5);
-/// How long a decided reboot waits for its reason to be written.
-const RECORD_BOUND: Duration = Duration::from_secs(5);
 /// How long an orderly stop waits on the runtime directory: to read
 /// `next-stop`, to write the last status.
 const STOP_BOUND: Duration = Duration::from_secs(1);
 
-/// Opens the reboot record and reports the reboot heartwatch started before
-/// this boot, if there was one. A state directory that cannot be used does
+/// Opens the reboot record. A state directory that cannot be used does
 /// not stop the daemon: reboots then go on without a record. One that
 /// others can write in is refused.
-fn open_reboot_state(
-    config: &Config,
-) -> Result<(Option<RebootState>, Option<Reason>), DaemonError> {
+fn open_reboot_state(config: &Config) -> Result<Option<RebootState>, DaemonError> {
     let dir = &config.daemon.state_dir;
-    let state = match RebootState::open(dir, DIR_BOUND) {
-        Ok(state) => state,
-        Err(DirError::Refused(why)) => {
-            return Err(DaemonError::Io(
-                "state directory",
-                std::io::Error::other(format!("{}: {why}", dir.display())),
-            ));
-        }
+    match RebootState::open(dir, DIR_BOUND) {
+        Ok(state) => Ok(Some(state)),
+        Err(DirError::Refused(why)) => Err(DaemonError::Io(
+            "state directory",
+            std::io::Error::other(format!("{}: {why}", dir.display())),
+        )),
         Err(e) => {
             log::error!(
                 "state directory {}: {e}; reboot reasons and the reboot budget will not be kept",
                 dir.display()
             );
-            return Ok((None, None));
+            Ok(None)
         }
-    };
-    let previous = state
-        .record
-        .last
-        .clone()
-        .filter(|r| r.boot_id != reboot::boot_id());
-    if let Some(r) = &previous {
-        log::warn!("the previous boot ended in a reboot by heartwatch: {r}");
     }
-    Ok((Some(state), previous))
 }
 
 fn describe(device: &Device, feed: Duration) {

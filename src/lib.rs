@@ -17,6 +17,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod device;
+pub mod engine;
 pub mod health;
 pub mod heartbeat;
 pub mod identity;

@@ -458,9 +458,10 @@ impl ProcessWatch {
         }
     }
 
-    /// The process being watched, if any: its pidfd goes into the poll set.
-    pub fn pidfd(&self) -> Option<&OwnedFd> {
-        self.tracked.as_ref().and_then(|t| t.pidfd.as_ref())
+    /// The process being watched, if any, by PID and start time. The
+    /// shell holds its pidfd (the engine's copy of `Found` has none).
+    pub fn tracked(&self) -> Option<(i32, u64)> {
+        self.tracked.as_ref().map(|t| (t.pid, t.start))
     }
 
     pub fn pid(&self) -> Option<i32> {
@@ -508,7 +509,7 @@ impl ProcessWatch {
             .is_some_and(|t| t.pid == found.pid && t.start == found.start);
         self.binding = Some((found.pid, found.start, found.pidfile));
         if same {
-            // Keep the pidfd already in the poll set; the new one is dropped.
+            // The process watched already: the shell keeps its pidfd.
             if let Some(t) = &mut self.tracked {
                 t.pidfile = found.pidfile;
             }

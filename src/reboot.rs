@@ -51,7 +51,7 @@ pub struct Record {
 
 /// The state file `reboot` in the state directory, written by a thread of
 /// its own (see [`Writer`]) so that a state directory that does not answer
-/// never holds up the loop.
+/// never holds up the loop. `record` is what it held at start.
 pub struct RebootState {
     file: Writer,
     pub record: Record,
@@ -83,8 +83,8 @@ impl RebootState {
 
     /// Hands the record to the writer; the number tells [`RebootState::outcome`]
     /// which write to look for. Errors are logged by the writer.
-    pub fn save(&self) -> u64 {
-        self.file.offer(render(&self.record).as_bytes())
+    pub fn save(&self, record: &Record) -> u64 {
+        self.file.offer(render(record).as_bytes())
     }
 
     /// Whether save number `n` has been written, and how it went.

@@ -63,8 +63,6 @@ pub struct Running {
     child: Child,
     pub pidfd: Option<OwnedFd>,
     pub output: Option<OwnedFd>,
-    started: Instant,
-    deadline: Instant,
     stage: Stage,
     log: OutputLog,
     /// The output is not read before this (see [`OUTPUT_PAUSE`]).
@@ -78,7 +76,7 @@ pub struct Running {
 enum Stage {
     /// Within its timeout.
     Running,
-    /// Past it: SIGTERM sent, SIGKILL at `deadline + KILL_GRACE`.
+    /// Past its timeout: SIGTERM sent.
     Terminated,
     /// SIGKILL sent.
     Killed,
@@ -151,7 +149,7 @@ impl fmt::Display for Outcome {
 
 /// Starts `argv`. A failure to start is returned as an `Ending`, so the
 /// ladder treats it as a failed attempt.
-pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result<Running, Ending> {
+pub fn start(argv: &Argv, rule: &str) -> Result<Running, Ending> {
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Ending::NotStarted(e as i32))?;
     nix::fcntl::fcntl(
@@ -201,8 +199,6 @@ pub fn start(argv: &Argv, rule: &str, timeout: Duration, now: Instant) -> Result
         child,
         pidfd,
         output: Some(reader),
-        started: now,
-        deadline: now + timeout,
         stage: Stage::Running,
         log: OutputLog::new(),
         paused_until: None,
@@ -283,14 +279,14 @@ impl Running {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    /// When `tick` (and `resume_output`) must next be called.
-    pub fn next_deadline(&self) -> Instant {
-        let timeout = match self.stage {
-            Stage::Running => self.deadline,
-            Stage::Terminated => self.deadline + KILL_GRACE,
-            Stage::Killed | Stage::Ended => self.deadline + KILL_GRACE + Duration::from_secs(3600),
-        };
-        self.paused_until.map_or(timeout, |at| at.min(timeout))
+    /// When `resume_output` must next be called, if the output is paused.
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.paused_until
+    }
+
+    /// The rule the command repairs, for messages.
+    pub fn rule(&self) -> &str {
+        &self.rule
     }
 
     /// The output descriptor, when the loop should poll it: open, and not
@@ -311,36 +307,31 @@ impl Running {
         }
     }
 
-    /// Enforces the timeout: SIGTERM to the group, then SIGKILL. The
-    /// command itself is signalled too, in case it left its group. Returns
-    /// true when the command outlived SIGKILL by [`KILL_GRACE`]: the
-    /// caller gives up on it with [`Running::abandon`].
-    pub fn tick(&mut self, now: Instant, rule: &str) -> bool {
-        match self.stage {
-            Stage::Running if now >= self.deadline => {
-                log::warn!(
-                    "rule {rule}: repair (pid {}) ran past its timeout; sending SIGTERM to its process group",
-                    self.child.id()
-                );
-                self.signal(Signal::SIGTERM, rule);
-                self.stage = Stage::Terminated;
-            }
-            Stage::Terminated if now >= self.deadline + KILL_GRACE => {
-                log::warn!(
-                    "rule {rule}: repair still running; sending SIGKILL to its process group"
-                );
-                self.signal(Signal::SIGKILL, rule);
-                self.stage = Stage::Killed;
-            }
-            Stage::Killed if now >= self.deadline + 2 * KILL_GRACE => return true,
-            _ => {}
-        }
-        false
+    /// The command ran past its timeout: SIGTERM to its group. The
+    /// command itself is signalled too, in case it left its group.
+    pub fn terminate(&mut self) {
+        log::warn!(
+            "rule {}: repair (pid {}) ran past its timeout; sending SIGTERM to its process group",
+            self.rule,
+            self.child.id()
+        );
+        self.signal(Signal::SIGTERM, &self.rule);
+        self.stage = Stage::Terminated;
     }
 
-    /// Gives up on a command that SIGKILL did not end: the attempt fails,
-    /// and its PID goes to `cleanup`, which reaps it if it ever dies.
-    pub fn abandon(mut self, now: Instant, attempt: u32, cleanup: &mut Cleanup) -> Outcome {
+    /// The command outlived SIGTERM by [`KILL_GRACE`]: SIGKILL.
+    pub fn kill(&mut self) {
+        log::warn!(
+            "rule {}: repair still running; sending SIGKILL to its process group",
+            self.rule
+        );
+        self.signal(Signal::SIGKILL, &self.rule);
+        self.stage = Stage::Killed;
+    }
+
+    /// Gives up on a command that SIGKILL did not end: its PID goes to
+    /// `cleanup`, which reaps it if it ever dies.
+    pub fn abandon(mut self, cleanup: &mut Cleanup) {
         log::error!(
             "rule {}: its repair (pid {}) is still running {} after SIGKILL (in D state? a hung device or mount); giving up on it, the ladder goes on",
             self.rule,
@@ -351,12 +342,6 @@ impl Running {
         self.output = None;
         self.log.finish(&self.rule);
         cleanup.unreaped.push((self.leader(), self.rule.clone()));
-        Outcome {
-            attempt,
-            ending: Ending::Unkillable(KILL_GRACE.as_secs()),
-            duration: now.saturating_duration_since(self.started),
-            ended_wall: crate::text::wall_now(),
-        }
     }
 
     /// Sends `signal` to the command's group and to the command itself
@@ -382,7 +367,8 @@ impl Running {
     /// Reads what the command printed, at most [`READ_PER_TURN`] bytes,
     /// and logs it line by line within the run's budget. When there may be
     /// more, the output pauses for [`OUTPUT_PAUSE`].
-    pub fn drain_output(&mut self, rule: &str, now: Instant) {
+    pub fn drain_output(&mut self, now: Instant) {
+        let rule = self.rule.as_str();
         let Some(fd) = self.output.as_ref().map(|fd| fd.as_raw_fd()) else {
             return;
         };
@@ -413,13 +399,7 @@ impl Running {
     /// Whether the command has exited; if so, how it ended. The output is
     /// read once more (within the bound) and then no longer: whatever is
     /// still in its group is handed to `cleanup` to be stopped.
-    pub fn try_finish(
-        &mut self,
-        now: Instant,
-        attempt: u32,
-        rule: &str,
-        cleanup: &mut Cleanup,
-    ) -> Option<Outcome> {
+    pub fn try_finish(&mut self, now: Instant, cleanup: &mut Cleanup) -> Option<Ending> {
         if test_hook("HEARTWATCH_TEST_UNKILLABLE_REPAIRS") {
             // Its exit is never seen; no pidfd to wake the loop for nothing.
             self.pidfd = None;
@@ -436,7 +416,8 @@ impl Running {
             Err(e) => {
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
                 log::error!(
-                    "rule {rule}: cannot learn how its repair (pid {}) ended: {errno}; the attempt counts as failed",
+                    "rule {}: cannot learn how its repair (pid {}) ended: {errno}; the attempt counts as failed",
+                    self.rule,
                     self.child.id()
                 );
                 Err(errno)
@@ -444,27 +425,21 @@ impl Running {
         };
         let timed_out = self.stage != Stage::Running;
         self.stage = Stage::Ended;
-        self.drain_output(rule, now);
+        self.drain_output(now);
         if self.output.take().is_some() {
             // A process it left still holds the pipe (or it was a flood):
             // what is still in it is not read.
             self.log.unread = true;
         }
-        self.log.finish(rule);
-        cleanup.after_exit(self.leader(), timed_out, rule, now);
-        let ending = match status {
+        self.log.finish(&self.rule);
+        cleanup.after_exit(self.leader(), timed_out, &self.rule, now);
+        Some(match status {
             Err(errno) => Ending::Lost(errno as i32),
             Ok(_) if timed_out => Ending::TimedOut,
             Ok(status) => match status.code() {
                 Some(code) => Ending::Exited(code),
                 None => Ending::Signalled(status.signal().unwrap_or(0)),
             },
-        };
-        Some(Outcome {
-            attempt,
-            ending,
-            duration: now.saturating_duration_since(self.started),
-            ended_wall: crate::text::wall_now(),
         })
     }
 

@@ -1,0 +1,433 @@
+//! The rules being watched: their check state, when each check is due, and
+//! the verdicts. What a reload keeps is decided here too.
+
+use super::{Command, Engine, Now, RuleId};
+use crate::config::{self, DurationText, Finally, Rule, Watch};
+use crate::health::{Cause, Health};
+use crate::heartbeat::Heartbeat;
+use crate::ladder::{Event, Ladder};
+use crate::probe::{Finding, Subject};
+use crate::process::{ProcessWatch, Target};
+use crate::repair;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A rule being watched, with its runtime state.
+pub(super) struct Watched {
+    pub id: RuleId,
+    pub rule: Rule,
+    subject: SubjectRef,
+    check: Check,
+    pub health: Health,
+    pub since: Instant,
+    pub since_wall: i64,
+    /// Failures are not reported before this (start-up grace).
+    grace_end: Instant,
+    pub probe: Probe,
+    /// Identifies the rule's one valid entry in the check heap.
+    seq: u32,
+    pub ladder: Ladder,
+    /// Identifies the ladder's one valid timer in the timer heap.
+    pub ladder_seq: u32,
+    pub ladder_at: Option<Instant>,
+    pub repair: Option<super::escalation::RepairRun>,
+    pub last_repair: Option<repair::Outcome>,
+}
+
+/// Where a rule's check stands: one state, never a set of flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// The next look is due at this time.
+    Due(Instant),
+    /// A look is under way and times out at `until`. `timer_waits`: the
+    /// ladder's timer fired meanwhile, and the ladder judges again on the
+    /// fresh answer.
+    InFlight { until: Instant, timer_waits: bool },
+    /// The look outlived `CheckTimeout=`: no new one until it answers, so
+    /// that a hung mount does not take one worker per check interval.
+    Late,
+}
+
+enum SubjectRef {
+    File(Arc<CString>),
+    Process(Arc<Target>),
+}
+
+enum Check {
+    Heartbeat(Heartbeat),
+    Process(ProcessWatch),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Wakeup {
+    at: Instant,
+    rule: u32,
+    seq: u32,
+}
+
+/// Wakeups by time; entries whose sequence number is outdated are skipped.
+/// Its capacity is reserved at install: it never grows in the steady state.
+#[derive(Default)]
+pub(super) struct Heap(BinaryHeap<Reverse<Wakeup>>);
+
+impl Heap {
+    pub fn next(&self) -> Option<Instant> {
+        self.0.peek().map(|Reverse(w)| w.at)
+    }
+
+    fn with_capacity(n: usize) -> Heap {
+        Heap(BinaryHeap::with_capacity(n))
+    }
+
+    /// Adds a wakeup; when full, drops the outdated entries first.
+    fn push(&mut self, at: Instant, rule: usize, seq: u32, valid: impl Fn(u32, u32) -> bool) {
+        if self.0.len() == self.0.capacity() {
+            self.0.retain(|Reverse(w)| valid(w.rule, w.seq));
+        }
+        self.0.push(Reverse(Wakeup {
+            at,
+            rule: rule as u32,
+            seq,
+        }));
+    }
+
+    /// The next entry due at `now`, valid or not.
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, u32)> {
+        let Reverse(w) = *self.0.peek()?;
+        if w.at > now {
+            return None;
+        }
+        self.0.pop();
+        Some((w.rule as usize, w.seq))
+    }
+}
+
+impl Engine {
+    /// Builds the runtime state for `rules`, carrying over what `old` knew
+    /// of rules that did not change. Allocation is fine here: this runs at
+    /// start and on reload, not in the steady state.
+    pub(super) fn install_rules(&mut self, rules: Vec<Rule>, old: Vec<Watched>, now: Now) {
+        let mut old_by_name: HashMap<String, Watched> =
+            old.into_iter().map(|w| (w.rule.name.clone(), w)).collect();
+        let grace_end = now.mono + self.config.daemon.startup_grace;
+        let mut watched = Vec::with_capacity(rules.len());
+        // Kept failing rules whose new ladder must hear that they fail.
+        let mut tell_failing = Vec::new();
+        for rule in rules {
+            let kept = match old_by_name.remove(&rule.name) {
+                Some(w) if w.rule.watch == rule.watch => Some(w),
+                Some(changed) => {
+                    self.retire(changed);
+                    None
+                }
+                None => None,
+            };
+            let entry = match kept {
+                Some(mut w) => {
+                    let mut ladder = Ladder::new(rule.ladder.clone(), self.random.next_u64());
+                    if !ladder.carry_over(&w.ladder) {
+                        // A new ladder (heartwatch.rules(5), RELOADING).
+                        w.ladder_at = None;
+                        if w.repair.is_some() && !ladder.goes_on_with_running_repair() {
+                            w.repair = None;
+                            self.commands.push_back(Command::DiscardRepair(w.id));
+                        }
+                        if w.repair.is_none() && matches!(w.health, Health::Failing(_)) {
+                            tell_failing.push(watched.len());
+                        }
+                    }
+                    w.ladder = ladder;
+                    w.rule = rule;
+                    w
+                }
+                None => self.new_watched(rule, now, grace_end),
+            };
+            watched.push(entry);
+        }
+        for (_, gone) in old_by_name {
+            self.retire(gone);
+        }
+        self.rules = watched;
+        self.ids = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.id, i))
+            .collect();
+        self.checks = Heap::with_capacity(self.rules.len() * 3 + 16);
+        self.timers = Heap::with_capacity(self.rules.len() * 3 + 16);
+        self.repairing = Vec::with_capacity(self.rules.len());
+        self.commands.reserve(self.rules.len() * 4 + 16);
+        for (i, w) in self.rules.iter().enumerate() {
+            let at = match w.probe {
+                Probe::Due(at) | Probe::InFlight { until: at, .. } => Some(at),
+                Probe::Late => None,
+            };
+            if let Some(at) = at {
+                self.checks.push(at, i, w.seq, |_, _| true);
+            }
+            if let Some(at) = w.ladder_at {
+                self.timers.push(at, i, w.ladder_seq, |_, _| true);
+            }
+            if w.repair.is_some() {
+                self.repairing.push(i);
+            }
+        }
+        self.dirty = true;
+        self.failing_rebooters = self
+            .rules
+            .iter()
+            .filter(|w| fails_and_can_reboot(w))
+            .count();
+        self.update_healthy_since(now);
+        for index in tell_failing {
+            self.step_ladder(index, Event::Failed, now);
+        }
+    }
+
+    /// A rule that went away or changed its watch: the shell kills its
+    /// repair and forgets its process; a late check's answer is left
+    /// unclaimed.
+    fn retire(&mut self, gone: Watched) {
+        if gone.probe == Probe::Late {
+            // Its worker may answer one day; nobody will claim that answer.
+            self.commands.push_back(Command::OverdueSettled);
+        }
+    }
+
+    fn new_watched(&mut self, rule: Rule, now: Now, grace_end: Instant) -> Watched {
+        let id = self.next_id;
+        self.next_id += 1;
+        let cstring = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL");
+        let (check, subject) = match &rule.watch {
+            Watch::Heartbeat(spec) => (
+                Check::Heartbeat(Heartbeat::new(spec, now.mono)),
+                SubjectRef::File(Arc::new(cstring(&spec.file))),
+            ),
+            Watch::Process(spec) => {
+                let target = match &spec.target {
+                    config::ProcessTarget::PidFile(p) => Target::PidFile(cstring(p)),
+                    config::ProcessTarget::Executable(p) => {
+                        Target::Executable(p.as_os_str().as_bytes().to_vec())
+                    }
+                };
+                (
+                    Check::Process(ProcessWatch::new(spec.check_interval)),
+                    SubjectRef::Process(Arc::new(target)),
+                )
+            }
+        };
+        let ladder = Ladder::new(rule.ladder.clone(), self.random.next_u64());
+        Watched {
+            id,
+            rule,
+            subject,
+            check,
+            health: Health::Starting,
+            since: now.mono,
+            since_wall: now.wall,
+            grace_end,
+            probe: Probe::Due(now.mono),
+            seq: 0,
+            ladder,
+            ladder_seq: 0,
+            ladder_at: None,
+            repair: None,
+            last_repair: None,
+        }
+    }
+
+    /// The rule's next look is due at `at`.
+    pub(super) fn schedule_check(&mut self, index: usize, at: Instant) {
+        self.rules[index].probe = Probe::Due(at);
+        self.push_check(index, at);
+    }
+
+    fn push_check(&mut self, index: usize, at: Instant) {
+        let w = &mut self.rules[index];
+        w.seq = w.seq.wrapping_add(1);
+        let rules = &self.rules;
+        self.checks.push(at, index, rules[index].seq, |r, s| {
+            rules[r as usize].seq == s
+        });
+    }
+
+    /// Sets (or with `None` voids) the ladder's timer.
+    pub(super) fn schedule_timer(&mut self, index: usize, at: Option<Instant>) {
+        let w = &mut self.rules[index];
+        w.ladder_seq = w.ladder_seq.wrapping_add(1);
+        w.ladder_at = at;
+        let Some(at) = at else { return };
+        let rules = &self.rules;
+        self.timers
+            .push(at, index, rules[index].ladder_seq, |r, s| {
+                rules[r as usize].ladder_seq == s
+            });
+    }
+
+    pub(super) fn run_due_checks(&mut self, now: Now) {
+        while let Some((index, seq)) = self.checks.pop_due(now.mono) {
+            if self.rules[index].seq != seq {
+                continue;
+            }
+            match self.rules[index].probe {
+                Probe::Due(_) => self.start_check(index, now),
+                Probe::InFlight { timer_waits, .. } => {
+                    self.check_timed_out(index, timer_waits, now)
+                }
+                Probe::Late => {}
+            }
+        }
+    }
+
+    pub(super) fn run_due_timers(&mut self, now: Now) {
+        while let Some((index, seq)) = self.timers.pop_due(now.mono) {
+            if self.rules[index].ladder_seq != seq {
+                continue;
+            }
+            self.rules[index].ladder_at = None;
+            match &mut self.rules[index].probe {
+                Probe::InFlight { timer_waits, .. } => *timer_waits = true,
+                Probe::Due(_) | Probe::Late => self.step_ladder(index, Event::TimerFired, now),
+            }
+        }
+    }
+
+    fn start_check(&mut self, index: usize, now: Now) {
+        let w = &self.rules[index];
+        let subject = match &w.subject {
+            SubjectRef::File(path) => Subject::File(Arc::clone(path)),
+            SubjectRef::Process(target) => {
+                Subject::Process(Arc::clone(target), self.world.use_pidfd)
+            }
+        };
+        self.commands.push_back(Command::StartCheck(w.id, subject));
+        let until = now.mono + self.config.daemon.check_timeout;
+        self.rules[index].probe = Probe::InFlight {
+            until,
+            timer_waits: false,
+        };
+        self.push_check(index, until);
+    }
+
+    fn check_timed_out(&mut self, index: usize, timer_waits: bool, now: Now) {
+        self.rules[index].probe = Probe::Late;
+        self.commands.push_back(Command::CheckOverdue);
+        let timeout = self.config.daemon.check_timeout;
+        self.judge(index, Err(Cause::CheckTimedOut(timeout)), now);
+        if timer_waits {
+            // The timeout is the fresh look the ladder waited for: a check
+            // that never answers must not hold the ladder up.
+            self.step_ladder(index, Event::TimerFired, now);
+        }
+    }
+
+    pub(super) fn on_answer(&mut self, index: usize, finding: Finding, now: Now) {
+        let w = &mut self.rules[index];
+        let timer_waits = match w.probe {
+            Probe::Due(_) => return,
+            Probe::InFlight { timer_waits, .. } => timer_waits,
+            Probe::Late => {
+                self.commands.push_back(Command::OverdueSettled);
+                false
+            }
+        };
+        let (verdict, next) = match (&mut w.check, finding) {
+            (Check::Heartbeat(hb), Finding::File(outcome)) => hb.observe(outcome, now.mono),
+            (Check::Process(p), Finding::Process(lookup)) => {
+                let before = p.tracked();
+                let result = p.observe(lookup, now.mono);
+                match p.tracked() {
+                    same if same == before => {}
+                    Some(_) => self.commands.push_back(Command::Track(w.id)),
+                    None => self.commands.push_back(Command::Untrack(w.id)),
+                }
+                result
+            }
+            _ => return,
+        };
+        self.judge(index, verdict, now);
+        self.schedule_check(index, next);
+        if timer_waits {
+            self.step_ladder(index, Event::TimerFired, now);
+        }
+    }
+
+    /// A watched process exited.
+    pub(super) fn process_died(&mut self, index: usize, now: Now) {
+        let w = &mut self.rules[index];
+        let Check::Process(p) = &mut w.check else {
+            return;
+        };
+        let pid = p.pid().unwrap_or(0);
+        let cause = p.died();
+        self.commands.push_back(Command::Untrack(w.id));
+        log::debug!("rule {}: process {pid} exited", w.rule.name);
+        self.judge(index, Err(cause), now);
+        // Look again at once: a restarted service rewrites its pidfile.
+        if matches!(self.rules[index].probe, Probe::Due(_)) {
+            self.schedule_check(index, now.mono);
+        }
+    }
+
+    /// Records a check's verdict; logs and publishes a change of health and
+    /// moves the ladder.
+    pub(super) fn judge(&mut self, index: usize, verdict: Result<(), Cause>, now: Now) {
+        let w = &mut self.rules[index];
+        let health = match verdict {
+            Ok(()) => Health::Healthy,
+            Err(_) if now.mono < w.grace_end => Health::Starting,
+            Err(cause) => Health::Failing(cause),
+        };
+        if health.same_kind(&w.health) {
+            w.health = health;
+            return;
+        }
+        let was = w.health;
+        let name = &w.rule.name;
+        let event = match health {
+            Health::Failing(cause) => {
+                log::warn!("rule {name}: failing: {cause}");
+                (!matches!(was, Health::Failing(_))).then_some(Event::Failed)
+            }
+            Health::Healthy if matches!(was, Health::Failing(_)) => {
+                log::info!(
+                    "rule {name}: healthy again after {}",
+                    DurationText(Duration::from_millis(
+                        now.mono.saturating_duration_since(w.since).as_millis() as u64
+                    ))
+                );
+                Some(Event::Healthy)
+            }
+            Health::Healthy => {
+                log::info!("rule {name}: healthy");
+                Some(Event::Healthy)
+            }
+            Health::Starting => None,
+        };
+        let was_counted = fails_and_can_reboot(w);
+        w.health = health;
+        w.since = now.mono;
+        w.since_wall = now.wall;
+        let counted = fails_and_can_reboot(w);
+        self.failing_rebooters = (self.failing_rebooters + usize::from(counted))
+            .saturating_sub(usize::from(was_counted));
+        self.dirty = true;
+        self.changes += 1;
+        if let Some(event) = event {
+            self.step_ladder(index, event, now);
+        }
+        self.update_healthy_since(now);
+    }
+}
+
+/// Whether a rule is failing and its ladder ends in `reboot`: while any
+/// is, the host is not in a healthy period for the reboot budget.
+pub(super) fn fails_and_can_reboot(w: &Watched) -> bool {
+    w.rule.ladder.finally == Finally::Reboot && matches!(w.health, Health::Failing(_))
+}
