@@ -1,6 +1,6 @@
 //! heartwatch: a watchdog daemon for Linux hosts.
 //!
-//! The module list is the architecture: configuration (`ini`, `config`),
+//! The module list is the architecture: configuration (`config`),
 //! the hardware watchdog (`device`), the checks (`health`, `heartbeat`,
 //! `process`, `probe`), the escalation state machine (`ladder`), repair
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
@@ -21,7 +21,6 @@ pub mod engine;
 pub mod health;
 pub mod heartbeat;
 pub mod identity;
-pub mod ini;
 pub mod ladder;
 pub mod logger;
 pub mod memtest;
@@ -33,3 +32,6 @@ pub mod regular;
 pub mod repair;
 pub mod rundir;
 pub mod text;
+
+/// The INI reader, now part of `config`, under the path src/cli.rs uses.
+pub(crate) use config::ini;

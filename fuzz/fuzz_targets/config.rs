@@ -14,11 +14,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let path = Path::new("/etc/heartwatch/rules.d/fuzz.rule");
-    if let Ok(sections) = heartwatch::ini::parse(text) {
+    if let Ok(sections) = config::parse_ini(text) {
         for entry in sections.iter().flat_map(|s| &s.entries) {
             assert!(!entry.key.is_empty() && !entry.value.is_empty());
             // No value carries a comment: comments go on their own line.
-            assert_eq!(heartwatch::ini::comment_start(&entry.value), None);
+            assert_eq!(config::comment_start(&entry.value), None);
             if let Ok(d) = config::parse_duration(&entry.value) {
                 let shown = DurationText(d).to_string();
                 assert_eq!(config::parse_duration(&shown), Ok(d), "{shown}");

@@ -37,7 +37,7 @@ pub struct LineError {
 }
 
 impl LineError {
-    pub fn new(line: usize, message: impl Into<String>) -> Self {
+    fn new(line: usize, message: impl Into<String>) -> Self {
         LineError {
             line,
             message: message.into(),
@@ -46,7 +46,7 @@ impl LineError {
 }
 
 /// Longest line accepted; longer ones are an error, not a truncation.
-pub const MAX_LINE: usize = 4096;
+const MAX_LINE: usize = 4096;
 
 /// Splits `text` into sections. Every malformed line is reported; a file
 /// with any error yields no sections at all.

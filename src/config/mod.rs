@@ -1,0 +1,28 @@
+//! The configuration, parsed once at the edge into typed values: the daemon
+//! file `heartwatch.conf` and one rule per `rules.d/NAME.rule`. Nothing
+//! downstream sees a raw string. Every error is `path:line: what is wrong`.
+//!
+//! From the disk inwards: `trusted` reads only files root could have
+//! written, `ini` splits their text into sections and keys, `schema` says
+//! which keys exist and what they default to, reading each through `keys`
+//! with a parser from `values`, into the `types` the daemon uses.
+
+#![deny(unsafe_code)]
+
+// `pub(crate)` only so that `crate::ini` (lib.rs) still names it.
+pub(crate) mod ini;
+mod keys;
+mod schema;
+mod trusted;
+mod types;
+mod values;
+
+pub use ini::{Entry, LineError, Section, comment_start, parse as parse_ini};
+pub use schema::{parse_rule, parse_settings};
+pub use trusted::{distrust, load};
+pub use types::{
+    Argv, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally, HeartbeatSpec,
+    LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,
+    WatchdogSettings,
+};
+pub use values::{COMMAND_PATH, parse_duration};

@@ -1,0 +1,185 @@
+//! The configuration's types: what `load` returns and the rest of the
+//! daemon reads. Every value is already validated; none is a raw string.
+
+#![deny(unsafe_code)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the configuration lives unless `--config` says otherwise.
+pub const DEFAULT_ROOT: &str = "/etc/heartwatch";
+
+/// The whole configuration: daemon settings and every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub root: PathBuf,
+    pub watchdog: WatchdogSettings,
+    pub daemon: DaemonSettings,
+    pub reboot: RebootSettings,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchdogSettings {
+    /// Devices to feed; empty for `Device=none`.
+    pub devices: Vec<PathBuf>,
+    /// Asked of the driver, in whole seconds.
+    pub timeout: Duration,
+    pub feed_interval: Duration,
+    pub keep_armed_on_stop: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    pub startup_grace: Duration,
+    pub check_timeout: Duration,
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub dry_run: bool,
+    pub crash_memtest: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebootSettings {
+    /// Consecutive daemon-initiated reboots allowed without a healthy period.
+    pub budget: u32,
+    /// Uptime without a reboot decision after which the count starts again.
+    pub healthy_uptime: Duration,
+    /// How long the orderly reboot may take before `reboot(2)` is called.
+    pub orderly_timeout: Duration,
+    /// The orderly reboot; `None` when no `systemctl` exists and none is set.
+    pub command: Option<Argv>,
+    /// Call `reboot(2)` when the orderly reboot has not happened in time.
+    pub forced: bool,
+}
+
+/// One rule: the file's name, what it watches and how it escalates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub source: PathBuf,
+    pub watch: Watch,
+    pub ladder: LadderSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watch {
+    Heartbeat(HeartbeatSpec),
+    Process(ProcessSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatSpec {
+    pub file: PathBuf,
+    pub max_age: Duration,
+    pub check_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpec {
+    pub target: ProcessTarget,
+    /// How often the pidfile or the process table is looked at again.
+    pub check_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessTarget {
+    PidFile(PathBuf),
+    Executable(PathBuf),
+}
+
+/// What a failing rule does, step by step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LadderSpec {
+    pub repair: Option<RepairSpec>,
+    pub finally: Finally,
+    pub recovery: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepairSpec {
+    pub command: Argv,
+    pub attempts: u32,
+    pub timeout: Duration,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finally {
+    Log,
+    Reboot,
+}
+
+/// A command to `execve`: the program resolved to an absolute path at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The command as written, for messages.
+    pub text: String,
+}
+
+/// A configuration problem, with the file and, where known, the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(super) fn at(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_path_buf(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn file(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Shows a duration the way the configuration writes it: `1min30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationText(pub Duration);
+
+impl fmt::Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("min", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                write!(f, "{}{}", ms / size, unit)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
