@@ -8,57 +8,33 @@
 //! loaded: a turn of a healthy or failing host allocates nothing. Actions
 //! (running a repair, rebooting) may allocate; they are not the steady state.
 
-use crate::atomic::{DirError, Writer};
-use crate::config::{self, Config, ConfigError, DurationText};
-use crate::device::{self, Device, DeviceError, Devices};
-use crate::engine::{self, Command, Engine, Event, Now, RuleId, World};
+use crate::atomic::Writer;
+use crate::config::{self};
+use crate::device::Devices;
+use crate::engine::{self, Command, Engine, Event, Now, RuleId};
 use crate::health::Health;
 use crate::notify::Notifier;
 use crate::probe::{Finding, Prober};
-use crate::process::{self, Lookup};
+use crate::process::Lookup;
 use crate::reboot::{self, RebootState};
 use crate::repair::{self, Running};
-use crate::rundir::{self, NextStop};
-use crate::text::{Count, FixedBuf, wall_now};
+use crate::text::{FixedBuf, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 use std::collections::HashMap;
-use std::fmt;
 use std::fmt::Write as _;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod children;
+mod lifecycle;
+
+pub use lifecycle::DaemonError;
+use lifecycle::{install_crash_handler, lock_memory};
+
 pub use crate::engine::Options;
-
-/// Why the daemon could not start or go on.
-#[derive(Debug)]
-pub enum DaemonError {
-    Config(Vec<ConfigError>),
-    Device(DeviceError),
-    Io(&'static str, std::io::Error),
-}
-
-impl fmt::Display for DaemonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DaemonError::Config(errors) => {
-                for (i, e) in errors.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "{e}")?;
-                }
-                Ok(())
-            }
-            DaemonError::Device(e) => write!(f, "{e}"),
-            DaemonError::Io(what, e) => write!(f, "{what}: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for DaemonError {}
 
 /// What the loop should do after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,158 +113,7 @@ fn handled_signals() -> SigSet {
     mask
 }
 
-/// Keeps the daemon in RAM under memory pressure: every page it uses is
-/// locked as soon as it is first touched (`MCL_ONFAULT`), so the steady
-/// state never waits on a page-in. Pages never touched — most of libc, say —
-/// are not pulled in just to be locked, which keeps the footprint small;
-/// code used for the first time (the reboot path) may be read from disk.
-/// One malloc arena instead of one per thread: the stat workers allocate
-/// nothing, and each arena would reserve 64 MiB of locked address space.
-fn lock_memory() {
-    #[cfg(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "sparc64"
-    ))]
-    const MCL_ONFAULT: libc::c_int = 0x8000;
-    #[cfg(not(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "sparc64"
-    )))]
-    const MCL_ONFAULT: libc::c_int = 4;
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt takes two integers; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-    let flags = libc::MCL_CURRENT | libc::MCL_FUTURE;
-    // SAFETY: mlockall takes flags only. Kernels before 4.4 refuse
-    // MCL_ONFAULT with EINVAL: then everything is locked at once.
-    let rc = unsafe {
-        if libc::mlockall(flags | MCL_ONFAULT) == 0 {
-            0
-        } else {
-            libc::mlockall(flags)
-        }
-    };
-    if rc != 0 {
-        log::warn!(
-            "cannot lock memory ({}); heartwatch may be paged out under memory pressure",
-            Errno::last()
-        );
-    }
-}
-
 impl Daemon {
-    /// Opens the devices, feeds them once, starts the checks and tells
-    /// systemd it is ready.
-    pub fn start(
-        config: Config,
-        options: Options,
-        notifier: Notifier,
-    ) -> Result<Daemon, DaemonError> {
-        let mask = handled_signals();
-        // Blocked before any thread starts, so every thread inherits it and
-        // the signals arrive only through the signalfd.
-        mask.thread_block()
-            .map_err(|e| DaemonError::Io("blocking signals", e.into()))?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| DaemonError::Io("signalfd", e.into()))?;
-        let prober = Prober::new(config.rules.len().max(16))
-            .map_err(|e| DaemonError::Io("starting probe workers", e))?;
-        let status_file = rundir::open_status_file(&config.daemon.runtime_dir, DIR_BOUND)
-            .map_err(|e| DaemonError::Io("runtime directory", e))?;
-
-        if config.daemon.dry_run || options.dry_run {
-            log::info!("dry run: actions are logged, not taken");
-        }
-        let use_pidfd = process::have_pidfd();
-        if !use_pidfd {
-            log::warn!(
-                "this kernel has no pidfd_open (Linux 5.3+): process deaths are found by periodic checks, not at once"
-            );
-        }
-        let reboot_state = open_reboot_state(&config)?;
-
-        device::wait_for_nodes(&config.watchdog.devices, device::NODE_WAIT, signals.as_fd());
-        // From the first open on, every return with an error disarms the
-        // devices opened so far (`Devices` does, when dropped), until the
-        // start is complete.
-        let mut devices = Devices::with_capacity(config.watchdog.devices.len());
-        let mut boot_status = String::new();
-        for path in &config.watchdog.devices {
-            let opened =
-                Device::open(path, config.watchdog.timeout).map_err(DaemonError::Device)?;
-            let device = devices.hold(opened);
-            describe(device, config.watchdog.feed_interval);
-            device
-                .check_feed_interval(config.watchdog.feed_interval)
-                .map_err(DaemonError::Device)?;
-            let sentence = device::describe_boot_status(device.boot_status());
-            log::info!("watchdog {}: {sentence}", path.display());
-            if !boot_status.is_empty() {
-                boot_status.push_str("; ");
-            }
-            boot_status.push_str(&sentence);
-        }
-        if devices.is_empty() {
-            log::info!("no watchdog device (Device=none): running the checks only");
-        }
-        install_crash_handler(&config, &devices);
-        if !feed(&mut devices) {
-            return Err(DaemonError::Io(
-                "first feed of the watchdog",
-                std::io::Error::other("the device refused the keepalive"),
-            ));
-        }
-        let world = World {
-            devices: devices
-                .iter()
-                .map(|d| engine::DeviceInfo {
-                    path: d.path().to_path_buf(),
-                    identity: d.identity().to_string(),
-                    timeout: d.timeout(),
-                })
-                .collect(),
-            boot_status,
-            record: reboot_state.as_ref().map(|s| s.record.clone()),
-            boot_id: reboot::boot_id(),
-            uptime: reboot::uptime(),
-            use_pidfd,
-            ping_interval: notifier.ping_interval(),
-            pid: std::process::id(),
-            identity: crate::identity::line(),
-            seed: crate::ladder::seed(),
-        };
-        let engine = Engine::new(config, options, world, now());
-        let mut daemon = Daemon {
-            engine,
-            devices,
-            notifier,
-            prober,
-            signals,
-            slots: HashMap::new(),
-            scratch: Vec::new(),
-            pollfds: Vec::new(),
-            owners: Vec::new(),
-            poll_dirty: true,
-            cleanup: repair::Cleanup::default(),
-            status_file,
-            status_buf: Vec::new(),
-            reboot_state,
-            pending_save: None,
-            orderly: None,
-            offered: None,
-        };
-        daemon.installed();
-        daemon.publish();
-        daemon.devices.take_over_feeding();
-        daemon.notifier.ready();
-        log::info!("ready: {}", Count::of(daemon.engine.rule_count(), "rule"));
-        Ok(daemon)
-    }
-
     /// One turn of the loop: wait for the next deadline or event, then do
     /// what is due.
     pub fn turn(&mut self) -> Result<Control, DaemonError> {
@@ -343,61 +168,6 @@ impl Daemon {
             self.publish();
         }
         Ok(control)
-    }
-
-    /// The orderly stop: tell systemd, disarm unless told to stay armed.
-    pub fn stop(mut self) {
-        self.notifier.stopping();
-        let keep_armed_on_stop = self.engine.config().watchdog.keep_armed_on_stop;
-        let next_stop = rundir::read_next_stop(&self.status_file, STOP_BOUND, keep_armed_on_stop);
-        let keep_armed = if self.engine.rebooting() {
-            Some("a reboot is under way")
-        } else if next_stop == Some(NextStop::KeepArmed) {
-            Some("next-stop: keep-armed")
-        } else if next_stop == Some(NextStop::Disarm) {
-            None
-        } else if keep_armed_on_stop {
-            Some("KeepArmedOnStop=yes")
-        } else {
-            None
-        };
-        // Running repairs are killed, not waited for (see `Running`'s Drop).
-        for slot in self.slots.values_mut() {
-            slot.repair = None;
-        }
-        self.cleanup.stop();
-        for device in std::mem::take(&mut self.devices).into_orderly_stop() {
-            let path = device.path().display().to_string();
-            if let Some(why) = keep_armed {
-                log::info!("watchdog {path}: left armed ({why})");
-                drop(device);
-            } else {
-                let magic = device.has_magic_close();
-                if !magic {
-                    log::warn!(
-                        "watchdog {path}: the driver has no magic close; closing it may not disarm it"
-                    );
-                }
-                match device.disarm() {
-                    Ok(()) if magic => log::info!("watchdog {path}: disarmed (magic close)"),
-                    Ok(()) => log::info!("watchdog {path}: closed"),
-                    Err(e) => log::error!(
-                        "watchdog {path}: magic close failed: {e}; the hardware may still reset this host"
-                    ),
-                }
-            }
-        }
-        // The status file's first line says so, for `heartwatch status`.
-        self.engine.stopped(now());
-        self.publish();
-        if !self.status_file.flush(STOP_BOUND) {
-            log::error!(
-                "{}: the last status was not written within {}",
-                self.status_file.path().display(),
-                DurationText(STOP_BOUND)
-            );
-        }
-        log::info!("stopped");
     }
 
     /// Health of each rule by name, for tests.
@@ -498,45 +268,6 @@ impl Daemon {
         }
     }
 
-    fn start_repair(&mut self, id: RuleId, now: Now) {
-        let Some((name, spec)) = self.engine.repair_spec(id) else {
-            return;
-        };
-        match repair::start(&spec.command, name) {
-            Ok(running) => {
-                if let Some(slot) = self.slots.get_mut(&id) {
-                    slot.repair = Some(running);
-                    self.poll_dirty = true;
-                }
-            }
-            Err(ending) => self.tell(Event::RepairExited(id, ending), now),
-        }
-    }
-
-    fn with_repair(&mut self, id: RuleId, f: impl FnOnce(&mut Running)) {
-        if let Some(running) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) {
-            f(running);
-        }
-    }
-
-    fn take_repair(&mut self, id: RuleId) -> Option<Running> {
-        self.poll_dirty = true;
-        self.slots.get_mut(&id)?.repair.take()
-    }
-
-    fn start_orderly_reboot(&mut self, now: Now) {
-        let Some(argv) = &self.engine.config().reboot.command else {
-            return;
-        };
-        match repair::start(argv, "reboot") {
-            Ok(running) => self.orderly = Some(running),
-            Err(ending) => {
-                log::error!("orderly reboot: `{}` {ending}", argv.text);
-                self.tell(Event::OrderlyNotStarted, now);
-            }
-        }
-    }
-
     /// After a start or a reload: a slot for every rule, none for rules
     /// gone (their repairs are killed and reaped later), room for what the
     /// steady state needs.
@@ -605,65 +336,16 @@ impl Daemon {
         }
     }
 
-    fn repair_output(&mut self, id: RuleId, now: Now) {
-        if let Some(r) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) {
-            r.drain_output(now.mono);
-            if r.output_to_poll().is_none() {
-                self.poll_dirty = true;
-            }
-        }
-    }
-
-    fn repair_exited(&mut self, id: RuleId, now: Now) {
-        let Some(slot) = self.slots.get_mut(&id) else {
-            return;
-        };
-        let Some(r) = &mut slot.repair else { return };
-        let had_pidfd = r.pidfd.is_some();
-        if let Some(ending) = r.try_finish(now.mono, &mut self.cleanup) {
-            slot.repair = None;
-            self.poll_dirty = true;
-            self.tell(Event::RepairExited(id, ending), now);
-        } else if had_pidfd && r.pidfd.is_none() {
-            self.poll_dirty = true;
-        }
-    }
-
     /// What the shell looks after itself each turn: the cleanup, paused
     /// output, repairs without a pidfd, the reason being written, the
     /// orderly reboot command.
     fn tend(&mut self, now: Now) {
         self.cleanup.tend(now.mono);
-        let mut ids = std::mem::take(&mut self.scratch);
-        ids.clear();
-        ids.extend(
-            self.slots
-                .iter()
-                .filter(|(_, s)| s.repair.is_some())
-                .map(|(&id, _)| id),
-        );
-        for &id in &ids {
-            let Some(r) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) else {
-                continue;
-            };
-            if r.resume_output(now.mono) {
-                self.poll_dirty = true;
-            }
-            if r.pidfd.is_none() {
-                self.repair_exited(id, now);
-            }
-        }
-        self.scratch = ids;
+        self.tend_repairs(now);
         if let Some(n) = self.pending_save {
             self.record_answered(n, now);
         }
-        if let Some(running) = &mut self.orderly {
-            running.drain_output(now.mono);
-            if let Some(ending) = running.try_finish(now.mono, &mut self.cleanup) {
-                log::info!("orderly reboot command {ending}");
-                self.orderly = None;
-            }
-        }
+        self.tend_orderly_reboot(now);
     }
 
     /// Whether the reason's write `n` has answered; if so, the reboot goes on.
@@ -758,73 +440,8 @@ fn feed(devices: &mut Devices) -> bool {
     ok
 }
 
-/// Hands the crash handler what it needs: the devices to feed once and
-/// leave armed, and the memory test's bound (a quarter of the hardware
-/// timeout, so the test ends well before the device would fire).
-fn install_crash_handler(config: &Config, devices: &Devices) {
-    let budget = if devices.is_empty() {
-        Duration::from_secs(2)
-    } else {
-        devices
-            .iter()
-            .map(|d| d.timeout() / 4)
-            .min()
-            .unwrap_or(Duration::from_secs(2))
-    };
-    let setup = crate::crash::Setup {
-        watchdog_fds: devices.iter().map(Device::raw_fd).collect(),
-        memtest: config.daemon.crash_memtest,
-        memtest_budget: budget,
-    };
-    if let Err(e) = crate::crash::install(setup) {
-        log::error!("cannot install the crash handler: {e}");
-    }
-}
-
 /// How long start waits for the runtime or the state directory to answer.
 const DIR_BOUND: Duration = Duration::from_secs(5);
 /// How long an orderly stop waits on the runtime directory: to read
 /// `next-stop`, to write the last status.
 const STOP_BOUND: Duration = Duration::from_secs(1);
-
-/// Opens the reboot record. A state directory that cannot be used does
-/// not stop the daemon: reboots then go on without a record. One that
-/// others can write in is refused.
-fn open_reboot_state(config: &Config) -> Result<Option<RebootState>, DaemonError> {
-    let dir = &config.daemon.state_dir;
-    match RebootState::open(dir, DIR_BOUND) {
-        Ok(state) => Ok(Some(state)),
-        Err(DirError::Refused(why)) => Err(DaemonError::Io(
-            "state directory",
-            std::io::Error::other(format!("{}: {why}", dir.display())),
-        )),
-        Err(e) => {
-            log::error!(
-                "state directory {}: {e}; reboot reasons and the reboot budget will not be kept",
-                dir.display()
-            );
-            Ok(None)
-        }
-    }
-}
-
-fn describe(device: &Device, feed: Duration) {
-    let path = device.path().display();
-    log::info!(
-        "watchdog {path}: identity \"{}\", firmware {}, options {}",
-        device.identity(),
-        device.firmware_version(),
-        device.options()
-    );
-    log::info!(
-        "watchdog {path}: timeout {} (asked {}), feeding every {}",
-        DurationText(device.timeout()),
-        DurationText(device.asked_timeout()),
-        DurationText(feed)
-    );
-    if !device.has_magic_close() {
-        log::warn!(
-            "watchdog {path}: the driver lacks magic close, so it may disarm whenever heartwatch exits, even by a crash"
-        );
-    }
-}
