@@ -225,38 +225,9 @@ fn handled_signals() -> SigSet {
 /// One malloc arena instead of one per thread: the stat workers allocate
 /// nothing, and each arena would reserve 64 MiB of locked address space.
 fn lock_memory() {
-    #[cfg(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "sparc64"
-    ))]
-    const MCL_ONFAULT: libc::c_int = 0x8000;
-    #[cfg(not(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "sparc64"
-    )))]
-    const MCL_ONFAULT: libc::c_int = 4;
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt takes two integers; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-    let flags = libc::MCL_CURRENT | libc::MCL_FUTURE;
-    // SAFETY: mlockall takes flags only. Kernels before 4.4 refuse
-    // MCL_ONFAULT with EINVAL: then everything is locked at once.
-    let rc = unsafe {
-        if libc::mlockall(flags | MCL_ONFAULT) == 0 {
-            0
-        } else {
-            libc::mlockall(flags)
-        }
-    };
-    if rc != 0 {
-        log::warn!(
-            "cannot lock memory ({}); heartwatch may be paged out under memory pressure",
-            Errno::last()
-        );
+    crate::sys::memory::one_malloc_arena();
+    if let Err(e) = crate::sys::memory::lock_all() {
+        log::warn!("cannot lock memory ({e}); heartwatch may be paged out under memory pressure");
     }
 }
 
@@ -383,24 +354,18 @@ impl Daemon {
         let deadline = self.next_deadline(now);
         let timeout = deadline.saturating_duration_since(now);
         let timeout_ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-        // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
-        let n = unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                timeout_ms,
-            )
+        let n = match crate::sys::poll::poll(&mut self.pollfds, timeout_ms) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => 0,
+            Err(e) => return Err(DaemonError::Io("poll", e.into())),
         };
-        if n < 0 && Errno::last() != Errno::EINTR {
-            return Err(DaemonError::Io("poll", std::io::Error::last_os_error()));
-        }
         let now = Instant::now();
         if now >= self.next_feed {
             self.feed(now);
         }
         let mut control = Control::Continue;
         for slot in 0..self.pollfds.len() {
-            if n <= 0 || self.pollfds[slot].revents == 0 {
+            if n == 0 || self.pollfds[slot].revents == 0 {
                 continue;
             }
             self.pollfds[slot].revents = 0;
