@@ -32,12 +32,10 @@ pub fn lock_all() -> Result<(), Errno> {
     const MCL_ONFAULT: libc::c_int = 4;
     let flags = libc::MCL_CURRENT | libc::MCL_FUTURE;
     // SAFETY: mlockall takes flags only.
-    let rc = unsafe {
-        if libc::mlockall(flags | MCL_ONFAULT) == 0 {
-            0
-        } else {
-            libc::mlockall(flags)
-        }
-    };
+    if unsafe { libc::mlockall(flags | MCL_ONFAULT) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::mlockall(flags) };
     if rc == 0 { Ok(()) } else { Err(Errno::last()) }
 }

@@ -8,6 +8,11 @@
 //! One file per subject. Where a wrapper may run in a child forked from a
 //! process with threads (the pidfile reader, a repair before its exec), it
 //! allocates nothing and takes no lock, and says so.
+//!
+//! One unsafe operation per `unsafe` block, each with its own `SAFETY:`
+//! comment, so that every reason given is the reason for one call.
+
+#![deny(clippy::multiple_unsafe_ops_per_block)]
 
 pub mod eventfd;
 pub mod fs;
