@@ -13,11 +13,12 @@
 //! only that file, never the feeding. Names and buffers are prepared once,
 //! so handing over and writing allocate nothing in the steady state.
 
-use crate::config::DurationText;
-use nix::errno::Errno;
+use crate::sys::Errno;
+use crate::sys::fs;
+use crate::text::DurationText;
 use std::ffi::{CStr, CString};
 use std::io::Read as _;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SendError, sync_channel};
@@ -89,18 +90,11 @@ impl Dir {
             .map_err(DirError::Io)?;
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|e| DirError::Io(std::io::Error::other(e)))?;
-        // SAFETY: `c_path` is NUL-terminated; the result is checked.
-        let raw = unsafe {
-            libc::open(
-                c_path.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(DirError::Io(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = fs::open(
+            &c_path,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+        .map_err(|e| DirError::Io(e.into()))?;
         let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| DirError::Io(e.into()))?;
         let stake = "heartwatch writes its state there as root";
         if let Some(why) = crate::config::distrust(path, st.st_uid, st.st_mode, stake) {
@@ -128,27 +122,18 @@ impl Dir {
         }
         // O_NONBLOCK and O_NOFOLLOW: whatever was swapped in since the look
         // cannot stall the open or lead elsewhere.
-        // SAFETY: `name` is NUL-terminated and `dir` an open directory.
-        let raw = unsafe {
-            libc::openat(
-                dir,
-                name.as_ptr(),
-                libc::O_RDONLY
-                    | libc::O_NOFOLLOW
-                    | libc::O_NONBLOCK
-                    | libc::O_NOCTTY
-                    | libc::O_CLOEXEC,
-            )
+        let opened = fs::openat(
+            self.fd.as_fd(),
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+            0,
+        );
+        let file = match opened {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(ReadError::NotRegular(SYMBOLIC_LINK)),
+            Err(e) => return Err(ReadError::Os(e)),
         };
-        if raw < 0 {
-            return match Errno::last() {
-                Errno::ENOENT => Ok(None),
-                Errno::ELOOP => Err(ReadError::NotRegular(SYMBOLIC_LINK)),
-                e => Err(ReadError::Os(e)),
-            };
-        }
-        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
         let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(ReadError::Os)?;
         regular(st.st_mode)?;
         buf.clear();
@@ -185,17 +170,15 @@ impl Dir {
     /// Removes `name`, whatever it is (an empty directory too); false when
     /// there was nothing.
     pub fn remove(&self, name: &CStr) -> Result<bool, Errno> {
-        let dir = self.fd.as_raw_fd();
-        // SAFETY: `name` is NUL-terminated and `dir` an open directory.
-        let mut rc = unsafe { libc::unlinkat(dir, name.as_ptr(), 0) };
-        if rc != 0 && Errno::last() == Errno::EISDIR {
-            // SAFETY: as above.
-            rc = unsafe { libc::unlinkat(dir, name.as_ptr(), libc::AT_REMOVEDIR) };
-        }
-        match rc {
-            0 => Ok(true),
-            _ if Errno::last() == Errno::ENOENT => Ok(false),
-            _ => Err(Errno::last()),
+        let dir = self.fd.as_fd();
+        let removed = match fs::unlinkat(dir, name, 0) {
+            Err(Errno::EISDIR) => fs::unlinkat(dir, name, libc::AT_REMOVEDIR),
+            other => other,
+        };
+        match removed {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -238,25 +221,17 @@ impl Dir {
     }
 
     fn create(&self, tmp: &CStr) -> Result<OwnedFd, Errno> {
-        // SAFETY: `tmp` is NUL-terminated and the directory open.
-        let raw = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                tmp.as_ptr(),
-                libc::O_WRONLY
-                    | libc::O_CREAT
-                    | libc::O_EXCL
-                    | libc::O_NOFOLLOW
-                    | libc::O_NONBLOCK
-                    | libc::O_CLOEXEC,
-                0o644 as libc::c_uint,
-            )
-        };
-        if raw < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+        fs::openat(
+            self.fd.as_fd(),
+            tmp,
+            libc::O_WRONLY
+                | libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_NOFOLLOW
+                | libc::O_NONBLOCK
+                | libc::O_CLOEXEC,
+            0o644,
+        )
     }
 
     /// A failed write leaves no temporary behind; returns its error.
@@ -273,7 +248,7 @@ fn regular(mode: libc::mode_t) -> Result<(), ReadError> {
     match mode & libc::S_IFMT {
         libc::S_IFREG => Ok(()),
         libc::S_IFLNK => Err(ReadError::NotRegular(SYMBOLIC_LINK)),
-        _ => Err(ReadError::NotRegular(crate::regular::kind(mode))),
+        _ => Err(ReadError::NotRegular(crate::sys::regular::kind(mode))),
     }
 }
 

@@ -6,12 +6,10 @@
 //! reader that closes the output early (`heartwatch check | head -1`)
 //! changes nothing: the rest of the output is dropped, the code stays.
 
-#![deny(unsafe_code)]
-
 use crate::config::{self, Config, DurationText, Watch};
 use crate::daemon::{self, DaemonError};
 use crate::identity;
-use crate::regular::{self, FdPath, NotOpened, Symlink};
+use crate::sys::regular::{self, FdPath, NotOpened, Symlink};
 use crate::text::Count;
 use std::ffi::CString;
 use std::fmt;

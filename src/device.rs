@@ -5,32 +5,16 @@
 //! disarms. Before that, a device that fails while it is being opened, and
 //! the `Devices` of a start-up that fails, are disarmed.
 
-use crate::config::DurationText;
-use nix::errno::Errno;
+use crate::sys::Errno;
+use crate::sys::watchdog::{self, WatchdogInfo};
+use crate::text::DurationText;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// `struct watchdog_info` from `linux/watchdog.h`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WatchdogInfo {
-    pub options: u32,
-    pub firmware_version: u32,
-    pub identity: [u8; 32],
-}
-
-// The ioctl numbers come from the generic encoding (`_IOR`/`_IOWR`), so they
-// are right on every architecture.
-nix::ioctl_read!(wdioc_getsupport, b'W', 0, WatchdogInfo);
-nix::ioctl_read!(wdioc_getbootstatus, b'W', 2, libc::c_int);
-nix::ioctl_read!(wdioc_keepalive, b'W', 5, libc::c_int);
-nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, libc::c_int);
-nix::ioctl_read!(wdioc_gettimeout, b'W', 7, libc::c_int);
 
 /// Option and status bits (`WDIOF_*`).
 pub const WDIOF_OVERHEAT: u32 = 0x0001;
@@ -254,21 +238,11 @@ impl Device {
         // does not become the daemon's controlling terminal. No O_NONBLOCK:
         // the kernel's watchdog open does not block, and a driver's write
         // (the keepalive, the magic close) must be done when it returns.
-        // SAFETY: `c_path` is a valid NUL-terminated string for the call's duration.
-        let raw = unsafe {
-            libc::open(
-                c_path.as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
-            )
-        };
-        if raw < 0 {
-            return Err(DeviceError::Open {
-                path: path.to_path_buf(),
-                errno: Errno::last(),
-            });
-        }
-        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = crate::sys::fs::open(&c_path, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .map_err(|errno| DeviceError::Open {
+            path: path.to_path_buf(),
+            errno,
+        })?;
         let mut device = Device {
             path: path.to_path_buf(),
             fd,
@@ -299,10 +273,8 @@ impl Device {
             what,
             errno,
         };
-        let raw = self.fd.as_raw_fd();
-        // SAFETY: `raw` is an open watchdog descriptor and `info` a valid
-        // `struct watchdog_info` the kernel fills in.
-        match unsafe { wdioc_getsupport(raw, &mut self.info) } {
+        let fd = self.fd.as_fd();
+        match watchdog::get_support(fd, &mut self.info) {
             #[cfg(feature = "test-hooks")]
             Err(Errno::ENOTTY) if standin_timeout().is_some() => {
                 self.info.options = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE;
@@ -311,27 +283,23 @@ impl Device {
             Ok(_) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {}
             Err(e) => return Err(ioctl_error("WDIOC_GETSUPPORT", e)),
         }
-        let mut status: libc::c_int = 0;
-        // SAFETY: `status` is a valid int for the kernel to write.
-        if unsafe { wdioc_getbootstatus(raw, &mut status) }.is_ok() {
+        if let Ok(status) = watchdog::get_boot_status(fd) {
             self.boot_status = Some(status as u32);
         }
-        let mut seconds = self.asked.as_secs().min(i32::MAX as u64) as libc::c_int;
-        // SAFETY: `seconds` is a valid int; the driver reads it and writes back
-        // the timeout it chose.
-        match unsafe { wdioc_settimeout(raw, &mut seconds) } {
-            Ok(_) => {
+        let seconds = self.asked.as_secs().min(i32::MAX as u64) as libc::c_int;
+        match watchdog::set_timeout(fd, seconds) {
+            Ok(seconds) => {
                 self.timeout = Duration::from_secs(seconds.max(0) as u64);
                 self.timeout_known = true;
             }
             Err(Errno::EOPNOTSUPP) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => {
-                let current = get_timeout(raw).map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
+                let current = get_timeout(fd).map_err(|e| ioctl_error("WDIOC_GETTIMEOUT", e))?;
                 self.timeout = Duration::from_secs(current.max(0) as u64);
                 self.timeout_known = true;
             }
             Err(e) => return Err(ioctl_error("WDIOC_SETTIMEOUT", e)),
         }
-        if let Ok(current) = get_timeout(raw)
+        if let Ok(current) = get_timeout(fd)
             && current > 0
         {
             self.timeout = Duration::from_secs(current as u64);
@@ -353,11 +321,9 @@ impl Device {
 
     /// One keepalive: the ioctl, or a write where the driver lacks it.
     pub fn feed(&mut self) -> Result<(), Errno> {
-        let raw = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         if self.keepalive_ioctl {
-            let mut dummy: libc::c_int = 0;
-            // SAFETY: `raw` is an open watchdog descriptor; the argument is unused.
-            match unsafe { wdioc_keepalive(raw, &mut dummy) } {
+            match watchdog::keepalive(fd) {
                 Ok(_) => return Ok(()),
                 Err(Errno::ENOTTY) | Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => {
                     self.keepalive_ioctl = false;
@@ -365,12 +331,12 @@ impl Device {
                 Err(e) => return Err(e),
             }
         }
-        write_byte(raw, b'\0')
+        write_byte(fd, b'\0')
     }
 
     /// Orderly stop: the magic close disarms drivers that support it.
     pub fn disarm(self) -> Result<(), Errno> {
-        write_byte(self.fd.as_raw_fd(), b'V')
+        write_byte(self.fd.as_fd(), b'V')
     }
 
     pub fn path(&self) -> &Path {
@@ -437,7 +403,7 @@ fn refuse_what_is_not_a_device(path: &Path) -> Result<(), DeviceError> {
     }
     Err(DeviceError::NotADevice {
         path: path.to_path_buf(),
-        kind: crate::regular::kind(meta.mode()),
+        kind: crate::sys::regular::kind(meta.mode()),
     })
 }
 
@@ -479,12 +445,9 @@ fn watchdog_major() -> Option<u64> {
 }
 
 /// `WDIOC_GETTIMEOUT`: the timeout the driver set, in seconds.
-fn get_timeout(raw: RawFd) -> Result<libc::c_int, Errno> {
-    let mut current: libc::c_int = 0;
-    // SAFETY: `raw` is an open descriptor and `current` a valid int for the
-    // kernel to write.
-    match unsafe { wdioc_gettimeout(raw, &mut current) } {
-        Ok(_) => Ok(current),
+fn get_timeout(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+    match watchdog::get_timeout(fd) {
+        Ok(current) => Ok(current),
         #[cfg(feature = "test-hooks")]
         Err(Errno::ENOTTY) => standin_timeout().ok_or(Errno::ENOTTY),
         Err(e) => Err(e),
@@ -623,11 +586,12 @@ pub fn report_abandoned() {
     }
 }
 
-fn write_byte(fd: RawFd, byte: u8) -> Result<(), Errno> {
-    let buf = [byte];
-    // SAFETY: `buf` is a valid one-byte buffer for the duration of the call.
-    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), 1) };
-    if n == 1 { Ok(()) } else { Err(Errno::last()) }
+fn write_byte(fd: BorrowedFd<'_>, byte: u8) -> Result<(), Errno> {
+    match crate::sys::fs::write(fd, &[byte]) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(Errno::last()),
+        Err(e) => Err(e),
+    }
 }
 
 /// A sentence about the last reset, from a boot status.
@@ -651,24 +615,6 @@ pub fn describe_boot_status(status: Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ioctl_numbers_match_linux() {
-        // From linux/watchdog.h on x86_64, as printed by a C program.
-        assert_eq!(wdioc_getsupport_number(), 0x8028_5700);
-        assert_eq!(wdioc_settimeout_number(), 0xc004_5706);
-        assert_eq!(wdioc_keepalive_number(), 0x8004_5705);
-    }
-
-    fn wdioc_getsupport_number() -> u64 {
-        nix::request_code_read!(b'W', 0, std::mem::size_of::<WatchdogInfo>()) as u64
-    }
-    fn wdioc_settimeout_number() -> u64 {
-        nix::request_code_readwrite!(b'W', 6, std::mem::size_of::<libc::c_int>()) as u64
-    }
-    fn wdioc_keepalive_number() -> u64 {
-        nix::request_code_read!(b'W', 5, std::mem::size_of::<libc::c_int>()) as u64
-    }
 
     #[test]
     fn flags_print_by_name() {

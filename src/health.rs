@@ -1,7 +1,5 @@
 //! A rule's health and the causes of failure, shared by every kind of check.
 
-#![deny(unsafe_code)]
-
 use crate::config::DurationText;
 use nix::errno::Errno;
 use std::fmt;

@@ -3,11 +3,9 @@
 //! change, never by comparing the file's time with the wall clock, so a
 //! wall-clock step never fires a rule.
 
-#![deny(unsafe_code)]
-
 use crate::config::HeartbeatSpec;
 use crate::health::Cause;
-use crate::probe::{Outcome, Stamp};
+use crate::sys::stat::{Outcome, Stamp};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]

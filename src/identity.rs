@@ -2,8 +2,6 @@
 //! and `heartwatch status` reads to know whether the process that wrote
 //! the status still runs.
 
-#![deny(unsafe_code)]
-
 /// The status file's line by which `status` knows the daemon that wrote
 /// it: the PID, that PID's start time (clock ticks after boot, as in
 /// `/proc/PID/stat`) and the boot. A PID that another process took since,

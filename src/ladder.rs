@@ -245,17 +245,12 @@ impl XorShift {
 
 /// A seed from the kernel's random pool, falling back to the clock.
 pub fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    // SAFETY: getrandom writes at most 8 bytes into an 8-byte buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
-    if n == 8 {
-        u64::from_ne_bytes(bytes)
-    } else {
+    crate::sys::random::random_u64().unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id())
-    }
+    })
 }
 
 #[cfg(test)]

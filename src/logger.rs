@@ -8,6 +8,7 @@
 use crate::text::FixedBuf;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::fmt::Write;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
 
@@ -95,7 +96,7 @@ impl Log for Logger {
             let _ = write!(line, "heartwatch: {}{}", word(prio), record.args());
         }
         let _ = line.write_str("\n");
-        write_all(2, line.as_bytes());
+        crate::sys::fs::write_all(std::io::stderr().as_fd(), line.as_bytes());
         if let Some(socket) = &self.syslog {
             let mut msg = FixedBuf::<2048>::new();
             // Facility daemon (3).
@@ -111,18 +112,4 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
-}
-
-fn write_all(fd: i32, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid buffer of `bytes.len()` bytes.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n <= 0 {
-            if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
-    }
 }

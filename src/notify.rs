@@ -3,8 +3,6 @@
 //! start, so a ping is a single `send` with no allocation. Without
 //! `NOTIFY_SOCKET` nothing is sent and nothing fails.
 
-#![deny(unsafe_code)]
-
 use crate::text::FixedBuf;
 use std::fmt::{self, Write};
 use std::os::linux::net::SocketAddrExt;

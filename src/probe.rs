@@ -9,33 +9,12 @@
 //! the steady state: at most one request per rule is in flight.
 
 use crate::process::{self, Lookup, Target};
-use nix::errno::Errno;
+use crate::sys::eventfd::EventFd;
+use crate::sys::stat::{Outcome, stat};
 use std::collections::VecDeque;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex};
-
-/// What a `stat` of a heartbeat file found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The file exists; its identity and modification time.
-    Found(Stamp),
-    /// No such file (or a directory on the way is missing).
-    Missing,
-    /// The mount under the file is gone or broken (ESTALE, ENOTCONN, EIO...).
-    Unreachable(Errno),
-    /// Any other failure, e.g. permission denied.
-    Unreadable(Errno),
-}
-
-/// Enough of `struct stat` to notice that a file was touched or replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub mtime_sec: i64,
-    pub mtime_nsec: i64,
-    pub inode: u64,
-    pub device: u64,
-}
 
 /// What to look at.
 #[derive(Debug)]
@@ -70,7 +49,7 @@ struct Shared {
     wake_worker: Condvar,
     answers: Mutex<VecDeque<Answer>>,
     /// Readable when `answers` is not empty.
-    answered: OwnedFd,
+    answered: EventFd,
 }
 
 /// A pool of stat workers.
@@ -90,13 +69,7 @@ const WORKER_STACK: usize = 64 * 1024;
 impl Prober {
     /// Starts the pool with room for `capacity` requests in flight.
     pub fn new(capacity: usize) -> std::io::Result<Prober> {
-        // SAFETY: eventfd takes no pointers; the result is checked below.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
-        let answered = unsafe { OwnedFd::from_raw_fd(raw) };
+        let answered = EventFd::new()?;
         let shared = Arc::new(Shared {
             requests: Mutex::new(VecDeque::with_capacity(capacity)),
             wake_worker: Condvar::new(),
@@ -127,7 +100,7 @@ impl Prober {
 
     /// The descriptor the event loop polls for answers.
     pub fn fd(&self) -> RawFd {
-        self.shared.answered.as_raw_fd()
+        self.shared.answered.raw_fd()
     }
 
     /// Queues a probe of `subject`; the answer comes back with `ticket`.
@@ -143,10 +116,7 @@ impl Prober {
         let mut answers = lock(&self.shared.answers);
         let answer = answers.pop_front();
         if answers.is_empty() {
-            let mut counter = [0u8; 8];
-            // SAFETY: reading 8 bytes into an 8-byte buffer; a non-blocking
-            // eventfd that is already zero fails with EAGAIN, which is fine.
-            unsafe { libc::read(self.fd(), counter.as_mut_ptr().cast(), 8) };
+            self.shared.answered.clear();
         }
         answer
     }
@@ -232,43 +202,8 @@ fn work(shared: &Shared) {
         let first = answers.len() == 1;
         drop(answers);
         if first {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a u64 to an eventfd.
-            unsafe { libc::write(shared.answered.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            shared.answered.raise();
         }
-    }
-}
-
-/// One `stat(2)`, classified.
-pub fn stat(path: &CString) -> Outcome {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `path` is NUL-terminated and `st` is large enough for the kernel
-    // to fill in.
-    let rc = unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return classify(Errno::last());
-    }
-    // SAFETY: stat returned 0, so the kernel initialised `st`.
-    let st = unsafe { st.assume_init() };
-    Outcome::Found(Stamp {
-        mtime_sec: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
-        inode: st.st_ino,
-        device: st.st_dev,
-    })
-}
-
-fn classify(errno: Errno) -> Outcome {
-    match errno {
-        Errno::ENOENT | Errno::ENOTDIR => Outcome::Missing,
-        Errno::ESTALE
-        | Errno::ENOTCONN
-        | Errno::EIO
-        | Errno::ENODEV
-        | Errno::EHOSTDOWN
-        | Errno::EHOSTUNREACH
-        | Errno::ETIMEDOUT => Outcome::Unreachable(errno),
-        other => Outcome::Unreadable(other),
     }
 }
 
@@ -297,12 +232,5 @@ mod tests {
         assert!(matches!(got[0].finding, Finding::File(Outcome::Found(_))));
         assert_eq!(got[1].ticket, 9);
         assert!(matches!(got[1].finding, Finding::File(Outcome::Missing)));
-    }
-
-    #[test]
-    fn errors_are_classified() {
-        assert_eq!(classify(Errno::ENOENT), Outcome::Missing);
-        assert_eq!(classify(Errno::ESTALE), Outcome::Unreachable(Errno::ESTALE));
-        assert_eq!(classify(Errno::EACCES), Outcome::Unreadable(Errno::EACCES));
     }
 }

@@ -4,8 +4,6 @@
 //! followed by a healthy period; past it, heartwatch does not reboot: a
 //! broken rule cannot put a host into a reboot loop.
 
-#![deny(unsafe_code)]
-
 use crate::atomic::{Dir, DirError, Writer};
 use crate::config::DurationText;
 use crate::text::UtcTime;

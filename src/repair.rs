@@ -19,13 +19,14 @@
 //! (`setsid`, a daemon) is left alone.
 
 use crate::config::{Argv, COMMAND_PATH, DurationText};
-use crate::process::pidfd_open;
+use crate::sys::proc::pidfd_open;
+use crate::sys::signal::pidfd_send_signal;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -170,16 +171,7 @@ pub fn start(argv: &Argv, rule: &str) -> Result<Running, Ending> {
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
         .process_group(0);
-    // std does not clear the signal mask: a command spawned from the loop
-    // thread would start with SIGHUP, SIGINT and SIGTERM blocked (they go
-    // to the signalfd), and with whatever the daemon's parent ignored.
-    // SAFETY: `reset_signals` runs in the child between fork and exec. It
-    // calls pthread_sigmask (through nix's `thread_set_mask`) and the raw
-    // rt_sigaction system call (`default_disposition`), both
-    // async-signal-safe; it allocates nothing and takes no lock.
-    unsafe {
-        command.pre_exec(reset_signals);
-    }
+    crate::sys::signal::reset_before_exec(&mut command);
     let child = command
         .spawn()
         .map_err(|e| Ending::NotStarted(e.raw_os_error().unwrap_or(0)))?;
@@ -204,69 +196,6 @@ pub fn start(argv: &Argv, rule: &str) -> Result<Running, Ending> {
         paused_until: None,
         rule: rule.to_string(),
     })
-}
-
-/// In the child before exec: an empty signal mask and the default
-/// disposition for every signal, whatever the daemon blocked or inherited.
-fn reset_signals() -> std::io::Result<()> {
-    nix::sys::signal::SigSet::empty().thread_set_mask()?;
-    for sig in 1..=64 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            default_disposition(sig);
-        }
-    }
-    Ok(())
-}
-
-/// The kernel's signal set size, `_NSIG / 8`: 128 signals on MIPS, 64 on
-/// every other Linux architecture.
-const KERNEL_SIGSET_BYTES: usize = if cfg!(any(
-    target_arch = "mips",
-    target_arch = "mips32r6",
-    target_arch = "mips64",
-    target_arch = "mips64r6"
-)) {
-    16
-} else {
-    8
-};
-
-/// Sets signal `sig` to its default disposition with the raw
-/// `rt_sigaction(2)` system call. Raw because glibc's `sigaction` refuses
-/// signals 32 and 33, which it keeps for itself, yet a parent may have
-/// left them ignored. The kernel's `struct sigaction` differs between
-/// architectures (MIPS puts `sa_flags` first; x86, Arm, PowerPC, s390 and
-/// SPARC have `sa_restorer`, RISC-V and LoongArch do not), but the action
-/// wanted here, SIG_DFL (0 on Linux) with no flags, no restorer and an
-/// empty mask, is all zeros in every one of those layouts, and the buffer
-/// is larger than any of them (at most 32 bytes). SPARC's system call
-/// takes a restorer argument before the set size. Async-signal-safe: one
-/// system call, no allocation.
-fn default_disposition(sig: libc::c_int) {
-    let action = [0u64; 8];
-    let none = std::ptr::null_mut::<u64>();
-    // SAFETY: `action` is a readable, all-zero kernel `struct sigaction`
-    // (see above) that outlives the call; no old action is asked for (a
-    // null pointer); the size is the kernel's signal set size.
-    unsafe {
-        #[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            action.as_ptr(),
-            none,
-            KERNEL_SIGSET_BYTES,
-        );
-        #[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            action.as_ptr(),
-            none,
-            none,
-            KERNEL_SIGSET_BYTES,
-        );
-    }
 }
 
 impl Running {
@@ -352,7 +281,7 @@ impl Running {
             return;
         }
         let result = match &self.pidfd {
-            Some(fd) => pidfd_send_signal(fd, signal),
+            Some(fd) => pidfd_send_signal(fd.as_fd(), signal),
             None => kill(self.leader(), signal),
         };
         match result {
@@ -508,21 +437,6 @@ fn test_hook(name: &str) -> bool {
         let _ = name;
         false
     }
-}
-
-/// `pidfd_send_signal(2)`.
-fn pidfd_send_signal(fd: &OwnedFd, signal: Signal) -> Result<(), Errno> {
-    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            signal as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
 }
 
 /// Sends `signal` to process group `group`. Returns whether anyone was

@@ -3,8 +3,6 @@
 //! ask the next stop to keep the watchdog armed (upgrade) or to disarm it
 //! (removal), whatever `KeepArmedOnStop=` says.
 
-#![deny(unsafe_code)]
-
 use crate::atomic::{Dir, DirError, Writer};
 use crate::config::DurationText;
 use std::ffi::CStr;

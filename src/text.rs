@@ -1,10 +1,10 @@
 //! Formatting without allocation: a fixed buffer that `write!` can fill,
-//! and wall-clock dates rendered by hand. The loop logs and writes status
+//! wall-clock dates rendered by hand, durations as the configuration
+//! writes them (`1min30s`). The loop logs and writes status
 //! through these so that a state change costs no heap allocation.
 
-#![deny(unsafe_code)]
-
 use std::fmt;
+use std::time::Duration;
 
 /// A fixed-capacity text buffer; what does not fit is cut off, marked `…`.
 pub struct FixedBuf<const N: usize> {
@@ -133,19 +133,32 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes `n` in decimal into the end of `buf` and returns the digits.
-/// Plain arithmetic on a caller's buffer: safe in a signal handler.
-pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+pub use crate::sys::decimal;
+
+/// Shows a duration the way the configuration writes it: `1min30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationText(pub Duration);
+
+impl fmt::Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
         }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("min", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                write!(f, "{}{}", ms / size, unit)?;
+                ms %= size;
+            }
+        }
+        Ok(())
     }
-    &buf[i..]
 }
 
 /// Seconds since the epoch by the wall clock (display only).
@@ -180,11 +193,13 @@ mod tests {
     }
 
     #[test]
-    fn decimals() {
-        let mut buf = [0u8; 20];
-        assert_eq!(decimal(0, &mut buf), b"0");
-        assert_eq!(decimal(1234, &mut buf), b"1234");
-        assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
+    fn durations_print_as_the_configuration_writes_them() {
+        assert_eq!(DurationText(Duration::ZERO).to_string(), "0s");
+        assert_eq!(DurationText(Duration::from_secs(90)).to_string(), "1min30s");
+        assert_eq!(
+            DurationText(Duration::from_millis(90_061_001)).to_string(),
+            "1d1h1min1s1ms"
+        );
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! Every process a test starts, or makes a repair start, is killed by PID
 //! when the test ends ([`Reap`]).
 
+// Raw pidfds, sysconf and pre_exec hooks for the processes under test:
+// `unsafe` is allowed here (Cargo.toml denies it elsewhere).
+#![allow(unsafe_code)]
+
 mod common;
 #[path = "common/pings.rs"]
 mod pings;

@@ -10,6 +10,10 @@
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
+// A counting global allocator and raw system calls: `unsafe` is allowed
+// here (Cargo.toml denies it elsewhere).
+#![allow(unsafe_code)]
+
 use heartwatch::config;
 use heartwatch::daemon::{Control, Daemon, Options};
 use heartwatch::health::Health;

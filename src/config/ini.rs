@@ -11,8 +11,6 @@
 //! inside a word (`/srv/a#b`, `a;b`) or quoted (`'#x'`, `\#x`) the
 //! character is literal. The quoting is that of `Repair=` commands.
 
-#![deny(unsafe_code)]
-
 /// One `Key=value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -2,8 +2,6 @@
 //! error that names the key's line, and the keys nobody read reported as
 //! unknown.
 
-#![deny(unsafe_code)]
-
 use super::ini::{Entry, LineError, Section};
 use super::types::ConfigError;
 use std::path::Path;

@@ -7,8 +7,6 @@
 //! which keys exist and what they default to, reading each through `keys`
 //! with a parser from `values`, into the `types` the daemon uses.
 
-#![deny(unsafe_code)]
-
 // `pub(crate)` only so that `crate::ini` (lib.rs) still names it.
 pub(crate) mod ini;
 mod keys;

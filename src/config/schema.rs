@@ -3,8 +3,6 @@
 //! out, and the checks that span keys (a feed interval against the
 //! timeout, a check interval against the maximum age).
 
-#![deny(unsafe_code)]
-
 use super::ini::{self, Section};
 use super::keys::{Keys, line_errors};
 use super::types::{

@@ -4,8 +4,6 @@
 //! directory a rule's symlink leads to. Files are looked at before they
 //! are opened, so that a device or a FIFO put in their place does nothing.
 
-#![deny(unsafe_code)]
-
 use super::schema::{parse_rule, parse_settings};
 use super::types::{Config, ConfigError, Rule};
 use std::fs;

@@ -1,8 +1,6 @@
 //! The configuration's types: what `load` returns and the rest of the
 //! daemon reads. Every value is already validated; none is a raw string.
 
-#![deny(unsafe_code)]
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -158,28 +156,4 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Shows a duration the way the configuration writes it: `1min30s`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurationText(pub Duration);
-
-impl fmt::Display for DurationText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0.as_millis();
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("min", 60_000),
-            ("s", 1000),
-            ("ms", 1),
-        ] {
-            if ms >= size {
-                write!(f, "{}{}", ms / size, unit)?;
-                ms %= size;
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::text::DurationText;

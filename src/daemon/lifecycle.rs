@@ -15,7 +15,6 @@ use crate::reboot::{self, RebootState};
 use crate::repair;
 use crate::rundir::{self, NextStop};
 use crate::text::Count;
-use nix::errno::Errno;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::collections::HashMap;
 use std::fmt;
@@ -223,38 +222,9 @@ impl Daemon {
 /// One malloc arena instead of one per thread: the stat workers allocate
 /// nothing, and each arena would reserve 64 MiB of locked address space.
 pub(super) fn lock_memory() {
-    #[cfg(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "sparc64"
-    ))]
-    const MCL_ONFAULT: libc::c_int = 0x8000;
-    #[cfg(not(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "sparc64"
-    )))]
-    const MCL_ONFAULT: libc::c_int = 4;
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt takes two integers; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-    let flags = libc::MCL_CURRENT | libc::MCL_FUTURE;
-    // SAFETY: mlockall takes flags only. Kernels before 4.4 refuse
-    // MCL_ONFAULT with EINVAL: then everything is locked at once.
-    let rc = unsafe {
-        if libc::mlockall(flags | MCL_ONFAULT) == 0 {
-            0
-        } else {
-            libc::mlockall(flags)
-        }
-    };
-    if rc != 0 {
-        log::warn!(
-            "cannot lock memory ({}); heartwatch may be paged out under memory pressure",
-            Errno::last()
-        );
+    crate::sys::memory::one_malloc_arena();
+    if let Err(e) = crate::sys::memory::lock_all() {
+        log::warn!("cannot lock memory ({e}); heartwatch may be paged out under memory pressure");
     }
 }
 

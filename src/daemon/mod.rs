@@ -126,23 +126,17 @@ impl Daemon {
         let deadline = self.next_deadline(before);
         let timeout = deadline.saturating_duration_since(before);
         let timeout_ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-        // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
-        let n = unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                timeout_ms,
-            )
+        let n = match crate::sys::poll::poll(&mut self.pollfds, timeout_ms) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => 0,
+            Err(e) => return Err(DaemonError::Io("poll", e.into())),
         };
-        if n < 0 && Errno::last() != Errno::EINTR {
-            return Err(DaemonError::Io("poll", std::io::Error::last_os_error()));
-        }
         let now = now();
         self.engine.feed_due(now);
         self.perform(now);
         let mut control = Control::Continue;
         for slot in 0..self.pollfds.len() {
-            if n <= 0 || self.pollfds[slot].revents == 0 {
+            if n == 0 || self.pollfds[slot].revents == 0 {
                 continue;
             }
             self.pollfds[slot].revents = 0;

@@ -10,6 +10,10 @@
 //! The filesystem is mounted inside a private mount namespace of the
 //! process under test (see [`HangFs::mount_in_child`]), so nothing is left
 //! mounted on the host whatever happens to the test.
+
+// A FUSE server and a mount namespace are system calls: `unsafe` is
+// allowed here (Cargo.toml denies it elsewhere).
+#![allow(unsafe_code)]
 #![allow(dead_code)] // each test crate uses part of it
 
 use std::ffi::CString;

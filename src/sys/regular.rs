@@ -4,9 +4,9 @@
 //! block). Raw system calls and fixed buffers: nothing here allocates, so
 //! a child forked from a process with threads may use it.
 
-use nix::errno::Errno;
+use super::Errno;
 use std::ffi::{CStr, OsStr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -51,13 +51,7 @@ pub fn open(path: &CStr, symlink: Symlink) -> Result<(OwnedFd, libc::stat), NotO
     if symlink == Symlink::Refuse {
         flags |= libc::O_NOFOLLOW;
     }
-    // SAFETY: `path` is NUL-terminated.
-    let raw = unsafe { libc::open(path.as_ptr(), flags) };
-    if raw < 0 {
-        return Err(NotOpened::Os(Errno::last()));
-    }
-    // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = super::fs::open(path, flags).map_err(NotOpened::Os)?;
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(NotOpened::Os)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(NotOpened::NotRegular(kind(st.st_mode)));
@@ -75,7 +69,7 @@ pub struct FdPath {
 impl FdPath {
     pub fn of(fd: &impl AsRawFd) -> FdPath {
         let mut digits = [0u8; 20];
-        let digits = crate::text::decimal(u64::from(fd.as_raw_fd().unsigned_abs()), &mut digits);
+        let digits = super::decimal(u64::from(fd.as_raw_fd().unsigned_abs()), &mut digits);
         let prefix = b"/proc/self/fd/";
         let mut bytes = [0u8; 32];
         bytes[..prefix.len()].copy_from_slice(prefix);
