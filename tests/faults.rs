@@ -120,6 +120,63 @@ fn a_heartbeat_on_a_hung_fuse_mount_fails_with_its_timeout_cause_and_pings_go_on
     assert!(!mounted_on_host(&mnt), "the FUSE mount leaked to the host");
 }
 
+/// A ladder's backoff that ends while the rule's check hangs: the check's
+/// timeout is the fresh look the ladder waits for. The first repair
+/// points the heartbeat at a hung FUSE mount, so the look made right after
+/// it never answers; the backoff (at most 200 ms) ends while that look is
+/// in flight. Before the engine, the ladder waited for the answer for
+/// ever: no second attempt, no final step.
+#[test]
+fn a_backoff_that_ends_while_the_check_hangs_goes_on_at_the_checks_timeout() {
+    let s = Scratch::new("hung-backoff");
+    s.write_conf("CheckTimeout=1s\n");
+    let mnt = s.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let link = s.path("beat");
+    let (script, marker) = marker_script(&s, "repair");
+    let repair = s.path("repair.sh");
+    std::fs::write(
+        &repair,
+        format!(
+            "#!/bin/sh\n{}\n[ -L {link} ] || ln -s {}/{} {link}\n",
+            script.display(),
+            mnt.display(),
+            hangfs::NAME,
+            link = link.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&repair, std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.write_rule(
+        "hung",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=10s\nCheckInterval=100ms\n\
+             [Escalate]\nRepair={}\nRepairAttempts=2\nRepairBackoff=200ms\n",
+            link.display(),
+            repair.display()
+        ),
+    );
+    let fs = hangfs::HangFs::new();
+    let mut command = std::process::Command::new(BIN);
+    command.args(["run", "--config"]).arg(s.conf());
+    fs.mount_in_child(&mut command, &mnt);
+    let mut d = Daemon::start_with(&mut command);
+    let mut server = fs.serve();
+    d.expect("rule hung: failing: missing");
+    d.expect("(repair attempt 1 of 2)");
+    d.expect("rule hung: failing: check timed out");
+    d.expect("(repair attempt 2 of 2)");
+    d.expect("rule hung: every repair was tried; nothing more will be done");
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert_eq!(ran.lines().count(), 2, "{ran}");
+    d.signal(SIGTERM);
+    d.expect("stopped");
+    server.abort();
+    d.wait_exit(Duration::from_secs(10))
+        .expect("heartwatch did not exit after the FUSE server went away");
+    assert!(!mounted_on_host(&mnt), "the FUSE mount leaked to the host");
+}
+
 /// A cgroup with the pids controller (v1 or v2): `pids.max` set to what
 /// its members already have makes every further fork fail with EAGAIN, as
 /// under systemd's `TasksMax=`.
