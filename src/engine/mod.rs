@@ -502,3 +502,6 @@ fn dry_run_change(was: bool, now: bool, flag: bool) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
