@@ -36,6 +36,7 @@ const ERRORS_SHOWN: usize = 16;
 /// area really is.
 const THREAD_BLOCK_BYTES: usize = 4096;
 
+/// A decimal number of at most 19 digits (a tid, an inode).
 pub(super) fn parse_dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
@@ -217,6 +218,9 @@ fn thread_pointer() -> usize {
     0
 }
 
+/// Parks the other threads and tests the memory until `deadline` (monotonic
+/// nanoseconds, `budget_ns` after the crash), then says on `sink` what it
+/// covered and found.
 pub(super) fn test(sink: &Sink, deadline: u64, budget_ns: u64) {
     let started = monotonic_ns();
     let arena_ptr = ARENA.load(Ordering::Acquire);
