@@ -1,7 +1,8 @@
 //! Getting ready for a crash, at start and on reload: the memory the
 //! handler works in, the descriptors it writes and reads, the alternate
 //! signal stacks, and the handlers themselves. This is the only part that
-//! allocates or can fail; the handler finds everything here ready.
+//! maps memory, opens files or can fail; the handler finds everything
+//! ready.
 
 use std::ffi::c_void;
 use std::fmt;
@@ -83,7 +84,7 @@ const FATAL_SIGNALS: [c_int; 5] = [
     libc::SIGFPE,
     libc::SIGABRT,
 ];
-pub(super) const MAX_DEVICES: usize = 8;
+const MAX_DEVICES: usize = 8;
 /// The handler's frames are small, but debug builds are generous with
 /// stack; 128 KiB leaves a wide margin either way.
 pub(super) const ALT_STACK_BYTES: usize = 128 * 1024;

@@ -17,12 +17,12 @@
 //! stack overflows itself: a fault next to the interrupted stack pointer.
 //!
 //! The parts: `install` prepares all of that and installs the handlers
-//! (it may allocate and fail; nothing after it may); `handler` is what runs
-//! on a crash; `report` formats and writes the report's lines and keeps the
-//! rules' summary; `park` stops the other threads; `memory` runs the memory
-//! test (`crate::memtest`) over the process's own memory. The ways to make
-//! the binary crash on purpose are in `test_hooks`, compiled only with the
-//! `test-hooks` feature.
+//! (the only part that maps memory, opens files or can fail); `handler` is
+//! what runs on a crash; `report` formats and writes the report's lines
+//! and keeps the rules' summary; `park` stops the other threads; `memory`
+//! runs the memory test (`crate::memtest`) over the process's own memory.
+//! The ways to make the binary crash on purpose are in `test_hooks`,
+//! compiled only with the `test-hooks` feature.
 
 mod handler;
 mod install;

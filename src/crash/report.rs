@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering, 
 use libc::c_int;
 
 pub(super) const SUMMARY_BYTES: usize = 256;
+/// SIGBUS's `si_code`s for a hardware memory error (action required,
+/// action optional).
 pub(super) const BUS_MCEERR_AR: c_int = 4;
 pub(super) const BUS_MCEERR_AO: c_int = 5;
 

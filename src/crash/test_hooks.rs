@@ -15,7 +15,7 @@ use super::report::{Line, Sink};
 use super::{Setup, monotonic_ns};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Crash {
+enum Crash {
     Segv = 1,
     Bus,
     Ill,
