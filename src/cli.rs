@@ -44,7 +44,6 @@ macro_rules! complain {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
-pub(crate) use complain;
 
 /// Writes one line of a command's report (see [`Report`]).
 macro_rules! say {
@@ -215,8 +214,23 @@ pub fn main() -> ExitCode {
         "status" => status(&args.root),
         "beat" => beat(&args.root, &args.words[0]),
         "memtest" => {
+            use crate::memtest::Failure;
             let mut report = Report::new();
-            let result = crate::memtest::command(&args.words, &mut report);
+            let result = crate::memtest::command(&args.words, &mut |piece| {
+                report.text(piece);
+                report.flush();
+            });
+            let result = result.map_err(|failure| match failure {
+                Failure::Usage(_) => {
+                    complain!("{failure}");
+                    EXIT_USAGE
+                }
+                Failure::Map { .. } => {
+                    complain!("{failure}");
+                    EXIT_FAILURE
+                }
+                Failure::Errors(_) => EXIT_FAILURE,
+            });
             report.finish(result)
         }
         #[cfg(feature = "test-hooks")]

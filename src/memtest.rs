@@ -1,15 +1,18 @@
 //! The memory test: address, random (xorshift), solid and checkerboard
 //! patterns written and read back. It runs over freshly mapped memory for
 //! `heartwatch memtest SIZE`, and from the crash handler over the process's
-//! own mappings with their contents preserved (see `crash`).
+//! own mappings with their contents preserved (see `crash`). The command
+//! line shows this command's report and gives its exit code: the command
+//! writes its lines through the function it is given and returns what
+//! went wrong.
 //!
 //! Everything the crash handler reaches here is async-signal-safe: no
 //! allocation, no locks, no formatting; only volatile loads and stores, so
 //! the compiler can neither drop a write nor answer a read from a register.
 
-use crate::cli::{EXIT_FAILURE, EXIT_USAGE, Report, complain};
 use crate::text::Count;
-use std::io::Write;
+use std::fmt;
+use std::io;
 use std::ptr::NonNull;
 use std::time::Instant;
 
@@ -338,13 +341,13 @@ fn parse_args(args: &[String]) -> Result<Request, Usage> {
 }
 
 /// Anonymous memory mapped for the on-demand test, unmapped on drop.
-struct Mapping {
+struct FreshMemory {
     region: Region,
     len: usize,
 }
 
-impl Mapping {
-    fn new(bytes: usize) -> std::io::Result<Mapping> {
+impl FreshMemory {
+    fn new(bytes: usize) -> io::Result<FreshMemory> {
         let page = 4096;
         let len = bytes.div_ceil(page) * page;
         // SAFETY: an anonymous private mapping at an address of the kernel's
@@ -360,27 +363,27 @@ impl Mapping {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
+            return Err(io::Error::last_os_error());
         }
         let start = NonNull::new(p.cast::<u64>()).expect("mmap returned null");
         // SAFETY: the mapping is page aligned, `len` bytes long, readable
         // and writable, and owned by this value alone.
         let region = unsafe { Region::new(start, len / 8) };
-        Ok(Mapping { region, len })
+        Ok(FreshMemory { region, len })
     }
 
     /// Pins the pages in RAM, so the test checks memory, not swap.
-    fn lock(&self) -> std::io::Result<()> {
+    fn lock(&self) -> io::Result<()> {
         // SAFETY: locking pages of a live mapping that this value owns.
         if unsafe { libc::mlock(self.region.addr() as *const libc::c_void, self.len) } == 0 {
             Ok(())
         } else {
-            Err(std::io::Error::last_os_error())
+            Err(io::Error::last_os_error())
         }
     }
 }
 
-impl Drop for Mapping {
+impl Drop for FreshMemory {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping created in `new`; no
         // reference into it outlives self.
@@ -388,9 +391,52 @@ impl Drop for Mapping {
     }
 }
 
+/// How `heartwatch memtest` failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The arguments are wrong; said with the usage line.
+    Usage(String),
+    /// The memory to test could not be mapped.
+    Map { bytes: usize, source: io::Error },
+    /// The test found memory errors: its report says where, and how many.
+    Errors(u64),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(msg) => write!(
+                f,
+                "heartwatch memtest: {msg}\n\
+                 usage: heartwatch memtest SIZE [--passes N]   (SIZE e.g. 4096K, 64M, 1G)"
+            ),
+            Failure::Map { bytes, source } => write!(
+                f,
+                "heartwatch memtest: cannot map {}: {source}",
+                human(*bytes as u64)
+            ),
+            Failure::Errors(n) => write!(f, "heartwatch memtest: {}", Count(*n, "memory error")),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::Map { source, .. } => Some(source),
+            Failure::Usage(_) | Failure::Errors(_) => None,
+        }
+    }
+}
+
+/// Writes one line of the report.
+fn say(show: &mut dyn FnMut(&str), line: fmt::Arguments) {
+    show(&format!("{line}\n"));
+}
+
 /// Prints the first errors with their addresses and counts the rest.
 struct Printer<'a> {
-    report: &'a mut Report,
+    show: &'a mut dyn FnMut(&str),
     shown: u64,
 }
 
@@ -400,13 +446,18 @@ impl Observer for Printer<'_> {
     fn mismatch(&mut self, addr: usize, expected: u64, actual: u64) {
         self.shown += 1;
         if self.shown <= ERRORS_SHOWN {
-            self.report.line(format_args!(
-                "memory error at {addr:#018x}: wrote {expected:#018x}, read {actual:#018x} (bits {:#018x})",
-                expected ^ actual
-            ));
+            say(
+                self.show,
+                format_args!(
+                    "memory error at {addr:#018x}: wrote {expected:#018x}, read {actual:#018x} (bits {:#018x})",
+                    expected ^ actual
+                ),
+            );
         } else if self.shown == ERRORS_SHOWN + 1 {
-            self.report
-                .line(format_args!("(further errors counted, not shown)"));
+            say(
+                self.show,
+                format_args!("(further errors counted, not shown)"),
+            );
         }
     }
 }
@@ -423,43 +474,34 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// `heartwatch memtest SIZE [--passes N]`, writing its report to `report`
-/// (a reader that goes away ends it quietly): Ok when clean, 1 on memory
-/// errors or when the memory cannot be mapped, 2 on a usage error.
-pub(crate) fn command(args: &[String], report: &mut Report) -> Result<(), u8> {
-    let req = match parse_args(args) {
-        Ok(r) => r,
-        Err(Usage(msg)) => {
-            complain!("heartwatch memtest: {msg}");
-            complain!("usage: heartwatch memtest SIZE [--passes N]   (SIZE e.g. 4096K, 64M, 1G)");
-            return Err(EXIT_USAGE);
-        }
-    };
-    let map = match Mapping::new(req.bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            complain!(
-                "heartwatch memtest: cannot map {}: {e}",
-                human(req.bytes as u64)
-            );
-            return Err(EXIT_FAILURE);
-        }
-    };
-    if let Err(e) = map.lock() {
-        report.line(format_args!(
-            "note: memory not locked ({e}); pages may be swapped during the test"
-        ));
+/// `heartwatch memtest SIZE [--passes N]`. Its report goes to `show`, a
+/// piece at a time (a line, or the start of one before a pattern runs),
+/// each to be shown at once; what went wrong is returned.
+pub fn command(args: &[String], show: &mut dyn FnMut(&str)) -> Result<(), Failure> {
+    let req = parse_args(args).map_err(|Usage(msg)| Failure::Usage(msg))?;
+    let memory = FreshMemory::new(req.bytes).map_err(|source| Failure::Map {
+        bytes: req.bytes,
+        source,
+    })?;
+    if let Err(e) = memory.lock() {
+        say(
+            show,
+            format_args!("note: memory not locked ({e}); pages may be swapped during the test"),
+        );
     }
-    let region = map.region;
-    report.line(format_args!(
-        "memtest: {} at {:#x}, {}, {} patterns each",
-        human(region.bytes() as u64),
-        region.addr(),
-        Count(req.passes.into(), "pass"),
-        Pattern::ALL.len()
-    ));
+    let region = memory.region;
+    say(
+        show,
+        format_args!(
+            "memtest: {} at {:#x}, {}, {} patterns each",
+            human(region.bytes() as u64),
+            region.addr(),
+            Count(req.passes.into(), "pass"),
+            Pattern::ALL.len()
+        ),
+    );
     let started = Instant::now();
-    let mut printer = Printer { report, shown: 0 };
+    let mut printer = Printer { show, shown: 0 };
     let mut errors = 0;
     let seed_base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -467,12 +509,11 @@ pub(crate) fn command(args: &[String], report: &mut Report) -> Result<(), u8> {
         ^ u64::from(std::process::id());
     for pass in 1..=req.passes {
         for pattern in Pattern::ALL {
-            printer.report.text(&format!(
+            (printer.show)(&format!(
                 "pass {pass}/{}: {:<22}",
                 req.passes,
                 pattern.name()
             ));
-            printer.report.flush();
             let t = Instant::now();
             let seed = seed_base
                 .wrapping_add(u64::from(pass))
@@ -484,26 +525,29 @@ pub(crate) fn command(args: &[String], report: &mut Report) -> Result<(), u8> {
             } else {
                 Count(n, "error").to_string()
             };
-            printer.report.line(format_args!(
-                "{verdict} ({:.2} s)",
-                t.elapsed().as_secs_f64()
-            ));
+            say(
+                printer.show,
+                format_args!("{verdict} ({:.2} s)", t.elapsed().as_secs_f64()),
+            );
         }
     }
     let secs = started.elapsed().as_secs_f64();
     if errors == 0 {
-        printer.report.line(format_args!(
-            "memtest PASSED: {}, {}, {secs:.2} s",
-            human(region.bytes() as u64),
-            Count(req.passes.into(), "pass")
-        ));
+        say(
+            printer.show,
+            format_args!(
+                "memtest PASSED: {}, {}, {secs:.2} s",
+                human(region.bytes() as u64),
+                Count(req.passes.into(), "pass")
+            ),
+        );
         Ok(())
     } else {
-        printer.report.line(format_args!(
-            "memtest FAILED: {} in {secs:.2} s",
-            Count(errors, "error")
-        ));
-        Err(EXIT_FAILURE)
+        say(
+            printer.show,
+            format_args!("memtest FAILED: {} in {secs:.2} s", Count(errors, "error")),
+        );
+        Err(Failure::Errors(errors))
     }
 }
 
@@ -653,6 +697,32 @@ mod tests {
         for bad in ["", "M", "12X", "-1", "1.5G", "4", "99999999999999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_command_reports_through_show_and_returns_what_went_wrong() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut shown = String::new();
+        let done = command(&args(&["64K", "--passes", "1"]), &mut |piece| {
+            shown.push_str(piece)
+        });
+        assert!(done.is_ok(), "{done:?}");
+        assert!(
+            shown.contains("\npass 1/1: address               ok ("),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\nmemtest PASSED: 64.0 KiB, 1 pass, "),
+            "{shown}"
+        );
+
+        let refused = command(&args(&["64Q"]), &mut |piece| panic!("{piece}")).unwrap_err();
+        assert!(matches!(refused, Failure::Usage(_)), "{refused:?}");
+        assert_eq!(
+            refused.to_string(),
+            "heartwatch memtest: size \"64Q\": unknown unit \"Q\" (use K, M or G)\n\
+             usage: heartwatch memtest SIZE [--passes N]   (SIZE e.g. 4096K, 64M, 1G)"
+        );
     }
 
     #[test]
