@@ -133,9 +133,14 @@ impl Engine {
                     if !ladder.carry_over(&w.ladder) {
                         // A new ladder (heartwatch.rules(5), RELOADING).
                         w.ladder_at = None;
-                        if w.repair.is_some() && !ladder.goes_on_with_running_repair() {
-                            w.repair = None;
-                            self.commands.push_back(Command::DiscardRepair(w.id));
+                        if let Some(run) = &mut w.repair {
+                            if ladder.goes_on_with_running_repair() {
+                                // The new ladder's attempt 1.
+                                run.attempt = 1;
+                            } else {
+                                w.repair = None;
+                                self.commands.push_back(Command::DiscardRepair(w.id));
+                            }
                         }
                         if w.repair.is_none() && matches!(w.health, Health::Failing(_)) {
                             tell_failing.push(watched.len());
