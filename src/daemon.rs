@@ -19,7 +19,8 @@ use crate::process::{self, ProcessWatch, Target};
 use crate::reboot::{self, Reason, RebootState};
 use crate::repair::{self, Ending, Running};
 use crate::rundir::{self, NextStop};
-use crate::text::{Count, FixedBuf, UtcTime, wall_now};
+use crate::status::{self, DeviceStatus, Feeding, Identity, LastRepair, RuleStatus, Status};
+use crate::text::{Count, FixedBuf, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -28,7 +29,6 @@ use std::collections::{BinaryHeap, HashMap};
 use std::ffi::CString;
 use std::fmt;
 use std::fmt::Write as _;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -166,8 +166,10 @@ pub struct Daemon {
     status_file: Writer,
     status_buf: Vec<u8>,
     status_dirty: bool,
-    /// The status file's identity line (`identity::line`).
-    identity: String,
+    /// What the status file says, kept to be filled in place.
+    status: Status,
+    /// Who writes the status (`identity::this_process`).
+    identity: Identity,
     /// When the orderly stop ended, for the status file's last word.
     stopped_wall: Option<i64>,
     started_wall: i64,
@@ -339,7 +341,8 @@ impl Daemon {
             status_file,
             status_buf: Vec::new(),
             status_dirty: true,
-            identity: crate::identity::line(),
+            status: Status::default(),
+            identity: crate::identity::this_process(),
             stopped_wall: None,
             started_wall: wall_now(),
             next_feed: now,
@@ -1384,48 +1387,19 @@ impl Daemon {
     /// Rewrites the status file and tells systemd the one-line summary.
     fn publish(&mut self) {
         self.status_dirty = false;
-        let mut counts = [0usize; 3];
-        let mut first_failing: Option<&str> = None;
-        for w in &self.rules {
-            match w.health {
-                Health::Starting => counts[0] += 1,
-                Health::Healthy => counts[1] += 1,
-                Health::Failing(_) => {
-                    counts[2] += 1;
-                    first_failing.get_or_insert(&w.rule.name);
-                }
-            }
-        }
-        let [starting, healthy, failing] = counts;
-        let n = Count::of(self.rules.len(), "rule");
-        if let Some(reason) = self.rebooting_reason() {
-            self.notifier.status(format_args!("rebooting: {reason}"));
-        } else if let Some(text) = &self.suppressed {
-            self.notifier
-                .status(format_args!("REBOOT SUPPRESSED: {text}"));
-        } else if let Some(name) = first_failing {
-            self.notifier.status(format_args!(
-                "{n}: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
-            ));
-        } else {
-            self.notifier.status(format_args!(
-                "{n}: {healthy} healthy, {failing} failing, {starting} starting"
-            ));
-        }
+        let mut status = std::mem::take(&mut self.status);
+        self.fill_status(&mut status);
+        self.notifier
+            .status(format_args!("{}", status.systemd_line()));
         let mut summary = FixedBuf::<256>::new();
-        let _ = write!(
-            summary,
-            "{n}: {healthy} healthy, {failing} failing, {starting} starting"
-        );
-        if let Some(name) = first_failing {
-            let _ = write!(summary, "; first failing: {name}");
-        }
+        let _ = write!(summary, "{}", status.crash_summary());
         crate::crash::publish_summary(summary.as_str());
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
-        let _ = self.render_status(&mut buf, counts);
+        status.write_record(&mut buf);
         self.status_file.offer(&buf); // the writer logs a failure
         self.status_buf = buf;
+        self.status = status;
     }
 
     fn rebooting_reason(&self) -> Option<&Reason> {
@@ -1433,110 +1407,73 @@ impl Daemon {
         self.reboot_state.as_ref()?.record.last.as_ref()
     }
 
-    fn render_status(
-        &self,
-        out: &mut Vec<u8>,
-        [starting, healthy, failing]: [usize; 3],
-    ) -> std::io::Result<()> {
+    /// Brings `status` up to date, in place: a turn that changes health
+    /// reuses its texts' allocations.
+    fn fill_status(&self, status: &mut Status) {
         let c = &self.config;
-        match self.stopped_wall {
-            None => writeln!(
-                out,
-                "heartwatch {} pid {} running since {}, updated {}",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id(),
-                UtcTime(self.started_wall),
-                UtcTime(wall_now())
-            )?,
-            Some(stopped) => writeln!(
-                out,
-                "heartwatch {} pid {} stopped at {} (an orderly stop), ran since {}",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id(),
-                UtcTime(stopped),
-                UtcTime(self.started_wall)
-            )?,
+        status.version.clear();
+        status.version.push_str(env!("CARGO_PKG_VERSION"));
+        status.identity.pid = self.identity.pid;
+        status.identity.start_time = self.identity.start_time;
+        status.identity.boot_id.clone_from(&self.identity.boot_id);
+        status.started = self.started_wall;
+        status.updated = wall_now();
+        status.stopped = self.stopped_wall;
+        status::set_text(&mut status.root, c.root.display());
+        status.dry_run = self.dry_run();
+        status
+            .devices
+            .resize_with(self.devices.len(), DeviceStatus::default);
+        for (to, d) in status.devices.iter_mut().zip(self.devices.iter()) {
+            status::set_text(&mut to.path, d.path().display());
+            to.identity.clear();
+            to.identity.push_str(d.identity());
+            to.timeout = d.timeout();
+            to.feed_interval = c.watchdog.feed_interval;
+            to.feeding = match (&self.rebooting, self.feeding_ok) {
+                (Some(Rebooting::FeedStopped), _) => Feeding::Stopped,
+                (_, false) => Feeding::Fails,
+                _ => Feeding::Fed,
+            };
         }
-        writeln!(out, "{}", self.identity)?;
-        writeln!(
-            out,
-            "configuration {}{}",
-            c.root.display(),
-            if self.dry_run() {
-                " (dry run: no action is taken)"
-            } else {
-                ""
-            }
-        )?;
-        if self.devices.is_empty() {
-            writeln!(out, "watchdog: none (Device=none)")?;
-        }
-        for d in self.devices.iter() {
-            writeln!(
-                out,
-                "watchdog {} \"{}\": timeout {}, fed every {}{}",
-                d.path().display(),
-                d.identity(),
-                DurationText(d.timeout()),
-                DurationText(c.watchdog.feed_interval),
-                match (&self.rebooting, self.feeding_ok) {
-                    (Some(Rebooting::FeedStopped), _) => ", FEEDING STOPPED for the reboot",
-                    (_, false) => ", FEEDING FAILS",
-                    _ => "",
-                }
-            )?;
-        }
-        if !self.boot_status.is_empty() {
-            writeln!(out, "boot: {}", self.boot_status)?;
-        }
-        match &self.previous_reboot {
-            Some(r) => writeln!(out, "last reboot by heartwatch: {r}")?,
-            None => writeln!(out, "last reboot by heartwatch: none recorded")?,
-        }
-        writeln!(
-            out,
-            "reboot budget: {} of {} used (starts again after {} healthy)",
-            self.reboot_count(),
-            c.reboot.budget,
-            DurationText(c.reboot.healthy_uptime)
-        )?;
-        if let Some(reason) = self.rebooting_reason() {
-            writeln!(out, "REBOOTING: {reason}")?;
-        }
-        if let Some(text) = &self.suppressed {
-            writeln!(out, "REBOOT SUPPRESSED: {text}")?;
-        }
-        writeln!(
-            out,
-            "rules: {} ({healthy} healthy, {failing} failing, {starting} starting)",
-            self.rules.len()
-        )?;
-        let width = self
+        status.boot_status.clone_from(&self.boot_status);
+        status::set_reason(&mut status.last_reboot, self.previous_reboot.as_ref());
+        status.budget = status::Budget {
+            used: self.reboot_count(),
+            of: c.reboot.budget,
+            healthy_uptime: c.reboot.healthy_uptime,
+        };
+        status::set_reason(&mut status.rebooting, self.rebooting_reason());
+        status.suppressed.clone_from(&self.suppressed);
+        status
             .rules
-            .iter()
-            .map(|w| w.rule.name.len())
-            .max()
-            .unwrap_or(4);
-        for w in &self.rules {
-            write!(
-                out,
-                "  {:<width$}  {:<8}  since {}",
-                w.rule.name,
-                w.health,
-                UtcTime(w.since_wall),
-            )?;
-            if let Health::Failing(cause) = w.health {
-                write!(out, "  {cause}")?;
+            .resize_with(self.rules.len(), RuleStatus::with_room);
+        for (to, w) in status.rules.iter_mut().zip(&self.rules) {
+            to.name.clone_from(&w.rule.name);
+            to.health = w.health.into();
+            to.since = w.since_wall;
+            match w.health {
+                Health::Failing(cause) => status::set_text(&mut to.cause, cause),
+                _ => to.cause.clear(),
             }
-            if w.ladder.state() != ladder::State::Idle {
-                write!(out, "; ladder: {}", w.ladder)?;
+            if w.ladder.state() == ladder::State::Idle {
+                to.ladder.clear();
+            } else {
+                status::set_text(&mut to.ladder, &w.ladder);
             }
-            if let Some(r) = &w.last_repair {
-                write!(out, "; last repair: {r} at {}", UtcTime(r.ended_wall))?;
+            match (&mut to.last_repair, &w.last_repair) {
+                (Some(to), Some(r)) => {
+                    status::set_text(&mut to.text, r);
+                    to.at = r.ended_wall;
+                }
+                (to, r) => {
+                    *to = r.map(|r| LastRepair {
+                        text: r.to_string(),
+                        at: r.ended_wall,
+                    })
+                }
             }
-            writeln!(out)?;
         }
-        Ok(())
     }
 
     /// Health of each rule by name, for tests.

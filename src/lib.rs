@@ -5,11 +5,11 @@
 //! `process`, `probe`), the escalation state machine (`ladder`), repair
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
 //! crash report and memory test (`crash`, `memtest`), systemd notification
-//! (`notify`), the daemon's identity in its status (`identity`), atomic
-//! files (`atomic`) and the runtime directory's (`rundir`), opening only
-//! regular files (`regular`), text without allocation (`text`),
-//! logging (`logger`), the event loop (`daemon`) and the command line
-//! (`cli`).
+//! (`notify`), the daemon's status as data (`status`) and its identity in
+//! it (`identity`), atomic files (`atomic`) and the runtime directory's
+//! (`rundir`), opening only regular files (`regular`), text without
+//! allocation (`text`), logging (`logger`), the event loop (`daemon`), the
+//! command line (`cli`) and what its commands say (`report`).
 
 pub mod atomic;
 pub mod cli;
@@ -30,5 +30,7 @@ pub mod process;
 pub mod reboot;
 pub mod regular;
 pub mod repair;
+pub mod report;
 pub mod rundir;
+pub mod status;
 pub mod text;

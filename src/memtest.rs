@@ -7,7 +7,7 @@
 //! allocation, no locks, no formatting; only volatile loads and stores, so
 //! the compiler can neither drop a write nor answer a read from a register.
 
-use crate::cli::{EXIT_FAILURE, EXIT_USAGE, Report, complain};
+use crate::report::{EXIT_FAILURE, EXIT_USAGE, Report, complain};
 use crate::text::Count;
 use std::io::Write;
 use std::ptr::NonNull;
