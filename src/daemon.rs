@@ -485,7 +485,7 @@ impl Daemon {
                 }
             }
         }
-        // The status file's first line says so, for `heartwatch status`.
+        // The status says so (its `stopped` line), for `heartwatch status`.
         self.stopped_wall = Some(wall_now());
         self.publish();
         if !self.status_file.flush(STOP_BOUND) {

@@ -226,7 +226,7 @@ pub fn doomed_rule(s: &Scratch) {
     );
 }
 
-/// The status file's line for rule `name` (names are padded to a column).
+/// The status's line for rule `name` (names are padded to a column).
 pub fn rule_line<'a>(status: &'a str, name: &str) -> &'a str {
     status
         .lines()
