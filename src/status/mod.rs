@@ -189,7 +189,12 @@ impl Status {
     fn counts(&self) -> [usize; 3] {
         let mut counts = [0; 3];
         for rule in &self.rules {
-            counts[rule.health as usize] += 1;
+            let slot = match rule.health {
+                RuleHealth::Starting => 0,
+                RuleHealth::Healthy => 1,
+                RuleHealth::Failing => 2,
+            };
+            counts[slot] += 1;
         }
         counts
     }
