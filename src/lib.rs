@@ -5,12 +5,14 @@
 //! `process`, `probe`), the escalation state machine (`ladder`), repair
 //! commands (`repair`), the reboot path and its budget (`reboot`), the
 //! crash report and memory test (`crash`, `memtest`), systemd notification
-//! (`notify`), the daemon's identity in its status (`identity`), atomic
-//! files (`atomic`) and the runtime directory's (`rundir`), text without
-//! allocation (`text`), logging (`logger`), the event loop (`daemon`), the
-//! command line (`cli`), and every system call made through `unsafe`
-//! (`sys`, a leaf that imports nothing from the rest of the crate; among
-//! them opening only regular files, `sys::regular`).
+//! (`notify`), the daemon's status as data (`status`) and its identity in
+//! it (`identity`), atomic files (`atomic`) and the runtime directory's
+//! (`rundir`), text without allocation (`text`), logging (`logger`), the
+//! decisions without I/O (`engine`), the event loop that carries them out
+//! (`daemon`), the command line (`cli`) and what its commands say
+//! (`report`), and every system call made through `unsafe` (`sys`, a
+//! leaf that imports nothing from the rest of the crate; among them
+//! opening only regular files, `sys::regular`).
 //!
 //! `Cargo.toml` denies `unsafe_code` in the whole crate; only `sys`, the
 //! crash handler and the memory test are allowed it, and there every
@@ -37,12 +39,12 @@ pub mod probe;
 pub mod process;
 pub mod reboot;
 pub mod repair;
+pub mod report;
 pub mod rundir;
+pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod text;
 
-/// The INI reader, now part of `config`, under the path src/cli.rs uses.
-pub(crate) use config::ini;
 /// `crate::regular` is the same module as `crate::sys::regular`.
 pub use sys::regular;

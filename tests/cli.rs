@@ -244,10 +244,11 @@ fn status_does_not_take_a_reused_pid_for_the_daemon() {
     // The daemon's PID now belongs to another live process: the status
     // file is rewritten to name the test's own child, started later.
     let mut other = Command::new("sleep").arg("1000").spawn().unwrap();
-    let text = s.status().replace(
-        &format!("pid {daemon_pid} "),
-        &format!("pid {} ", other.id()),
+    let text = s.status_record().replace(
+        &format!("\npid {daemon_pid}\n"),
+        &format!("\npid {}\n", other.id()),
     );
+    assert!(text.contains(&format!("\npid {}\n", other.id())), "{text}");
     std::fs::write(s.path("run/status"), text).unwrap();
     let (code, out, err) = heartwatch(&s.conf(), &["status"]);
     other.kill().unwrap();
@@ -368,19 +369,99 @@ fn a_closed_pipe_ends_status_quietly() {
     let s = Scratch::new("pipe-status");
     s.write_conf("");
     // A status file larger than a pipe holds, left by a daemon that is gone.
-    let mut text = String::from(
-        "heartwatch 0.1.0 pid 2147483647 running since 2026-01-01 00:00:00 UTC, updated 2026-01-01 00:00:00 UTC\n",
-    );
+    let mut text = gone_daemons_record().replace("end\n", "");
     for i in 0..5000 {
-        text.push_str(&format!(
-            "  rule-{i:04}  healthy   since 2026-01-01 00:00:00 UTC\n"
-        ));
+        text.push_str(&format!("rule rule-{i:04}\thealthy\t1767225600\t\t\t\t\n"));
     }
+    text.push_str("end\n");
     std::fs::create_dir_all(s.path("run")).unwrap();
     std::fs::write(s.path("run/status"), text).unwrap();
     let (code, err) = read_one_byte_and_close(&s.conf(), &["status"]);
     assert_eq!(code, 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A record as a daemon of this version writes it, with one healthy rule,
+/// written by a process that is gone.
+fn gone_daemons_record() -> String {
+    "heartwatch-status 1\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\nrule job\thealthy\t1767225600\t\t\t\t\nend\n".into()
+}
+
+#[test]
+fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
+    let s = Scratch::new("status-hostile");
+    s.write_conf("");
+    std::fs::create_dir_all(s.path("run")).unwrap();
+    let file = s.path("run/status");
+    let refused = |what: &str| {
+        let (code, out, err) = heartwatch(&s.conf(), &["status"]);
+        assert_eq!(code, 1, "{what}: {out}{err}");
+        assert_eq!(out, "", "{what}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        err
+    };
+    // What a daemon writes reads as the status of a daemon that is gone.
+    std::fs::write(&file, gone_daemons_record()).unwrap();
+    let (code, out, err) = heartwatch(&s.conf(), &["status"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("\n  job  healthy  since 2026-01-01 00:00:00 UTC\n"),
+        "{out}"
+    );
+    assert!(out.contains("without an orderly stop"), "{out}");
+
+    for (what, bytes, needle) in [
+        ("empty", Vec::new(), "is empty, not a status record"),
+        ("binary", b"\x7fELF\x02\x01\x01\0\0\xff\xfe\n".to_vec(), "is not text"),
+        (
+            "cut short",
+            gone_daemons_record().replace("end\n", "").into_bytes(),
+            "is cut short",
+        ),
+        (
+            "newer",
+            gone_daemons_record()
+                .replace("heartwatch-status 1\n", "heartwatch-status 2\n")
+                .into_bytes(),
+            "newer heartwatch",
+        ),
+        (
+            "prose of 0.2.0",
+            b"heartwatch 0.2.0 pid 812 running since 2026-11-24 14:05:03 UTC, updated 2026-11-24 14:05:04 UTC\nidentity: pid 812 start 4711 boot x\nrules: 0 (0 healthy, 0 failing, 0 starting)\n".to_vec(),
+            "written by an older heartwatch daemon (0.2.0), whose status is text this heartwatch does not read; restart the daemon",
+        ),
+    ] {
+        std::fs::write(&file, bytes).unwrap();
+        let err = refused(what);
+        assert!(err.contains(needle), "{what}: {err}");
+        assert!(err.contains(&file.display().to_string()), "{what}: {err}");
+    }
+
+    // Huge: read no further than the bound.
+    let mut huge = gone_daemons_record().replace("end\n", "");
+    let line = "rule job\thealthy\t1767225600\t\t\t\t\n";
+    huge.push_str(&line.repeat((17 << 20) / line.len()));
+    std::fs::write(&file, huge).unwrap();
+    let err = refused("huge");
+    assert!(err.contains("larger than 16 MiB"), "{err}");
+
+    // Not a regular file in its place: never opened, never waited on.
+    std::fs::remove_file(&file).unwrap();
+    nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits(0o644).unwrap()).unwrap();
+    let err = refused("FIFO");
+    assert!(
+        err.contains("is a FIFO; heartwatch status reads only a regular file"),
+        "{err}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    let elsewhere = s.path("record");
+    std::fs::write(&elsewhere, gone_daemons_record()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let err = refused("symlink");
+    assert!(
+        err.contains("is a symlink; heartwatch status reads only a regular file"),
+        "{err}"
+    );
 }
 
 /// A thread of this test process, parked until the returned sender is

@@ -7,8 +7,7 @@
 //! which keys exist and what they default to, reading each through `keys`
 //! with a parser from `values`, into the `types` the daemon uses.
 
-// `pub(crate)` only so that `crate::ini` (lib.rs) still names it.
-pub(crate) mod ini;
+mod ini;
 mod keys;
 mod schema;
 mod trusted;

@@ -126,8 +126,7 @@ impl Daemon {
             uptime: reboot::uptime(),
             use_pidfd,
             ping_interval: notifier.ping_interval(),
-            pid: std::process::id(),
-            identity: crate::identity::line(),
+            identity: crate::identity::this_process(),
             seed: crate::ladder::seed(),
         };
         let engine = Engine::new(config, options, world, now());

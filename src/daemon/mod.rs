@@ -401,16 +401,15 @@ impl Daemon {
 
     /// Rewrites the status file and tells systemd the one-line summary.
     fn publish(&mut self) {
+        let status = self.engine.status(wall_now());
         self.notifier
-            .status(format_args!("{}", self.engine.systemd_status()));
+            .status(format_args!("{}", status.systemd_line()));
         let mut summary = FixedBuf::<256>::new();
-        let _ = write!(summary, "{}", self.engine.summary());
+        let _ = write!(summary, "{}", status.crash_summary());
         crate::crash::publish_summary(summary.as_str());
-        let mut buf = std::mem::take(&mut self.status_buf);
-        buf.clear();
-        let _ = self.engine.render_status(&mut buf, wall_now());
-        self.status_file.offer(&buf); // the writer logs a failure
-        self.status_buf = buf;
+        self.status_buf.clear();
+        status.write_record(&mut self.status_buf);
+        self.status_file.offer(&self.status_buf); // the writer logs a failure
     }
 }
 

@@ -25,6 +25,7 @@ use crate::ladder::XorShift;
 use crate::probe::{Finding, Subject};
 use crate::reboot::{Reason, Record};
 use crate::repair::Ending;
+use crate::status::{Identity, Status};
 use crate::text::Count;
 use reboot_path::RebootPath;
 use rules::{Heap, Watched};
@@ -75,10 +76,8 @@ pub struct World {
     pub use_pidfd: bool,
     /// How often systemd wants a ping, if it does.
     pub ping_interval: Option<Duration>,
-    /// The status file's first words: the daemon's pid.
-    pub pid: u32,
-    /// The status file's identity line (`identity::line`).
-    pub identity: String,
+    /// Who writes the status: the daemon's pid, its start time, the boot.
+    pub identity: Identity,
     /// Seeds the ladders' jitter.
     pub seed: u64,
 }
@@ -179,6 +178,8 @@ pub struct Engine {
     stopped_wall: Option<i64>,
     random: XorShift,
     commands: VecDeque<Command>,
+    /// What `status` last published, kept to be updated in place.
+    status: Status,
 }
 
 impl Engine {
@@ -220,6 +221,7 @@ impl Engine {
             dirty: true,
             stopped_wall: None,
             commands: VecDeque::new(),
+            status: Status::default(),
         };
         engine.install_rules(rules, Vec::new(), now);
         engine

@@ -1,44 +1,13 @@
-//! What the engine publishes: the status file, the one-line summary for
-//! systemd and for the crash report.
+//! What the engine publishes: its status (`crate::status`), which the
+//! shell writes as a record, tells systemd and hands the crash report.
 
 use super::{Engine, RebootState};
-use crate::config::DurationText;
 use crate::health::Health;
 use crate::ladder;
 use crate::reboot::Reason;
-use crate::text::{Count, UtcTime};
-use std::fmt;
-use std::io::Write;
-
-/// How many rules are starting, healthy, failing; the first failing one.
-pub struct Tally<'a> {
-    pub starting: usize,
-    pub healthy: usize,
-    pub failing: usize,
-    pub first_failing: Option<&'a str>,
-}
+use crate::status::{self, DeviceStatus, Feeding, LastRepair, RuleStatus, Status};
 
 impl Engine {
-    pub fn tally(&self) -> Tally<'_> {
-        let mut t = Tally {
-            starting: 0,
-            healthy: 0,
-            failing: 0,
-            first_failing: None,
-        };
-        for w in &self.rules {
-            match w.health {
-                Health::Starting => t.starting += 1,
-                Health::Healthy => t.healthy += 1,
-                Health::Failing(_) => {
-                    t.failing += 1;
-                    t.first_failing.get_or_insert(&w.rule.name);
-                }
-            }
-        }
-        t
-    }
-
     /// The reason of the reboot under way, if one is.
     pub fn rebooting_reason(&self) -> Option<&Reason> {
         if !self.path.decided() {
@@ -52,121 +21,82 @@ impl Engine {
         self.suppressed.as_deref()
     }
 
-    /// The one line systemd shows (`STATUS=`).
-    pub fn systemd_status(&self) -> impl fmt::Display + '_ {
-        SystemdStatus(self)
+    /// The status as of wall-clock time `wall`, brought up to date in
+    /// place: a turn that changes health reuses its texts' allocations.
+    pub fn status(&mut self, wall: i64) -> &Status {
+        let mut status = std::mem::take(&mut self.status);
+        self.fill_status(&mut status, wall);
+        self.status = status;
+        &self.status
     }
 
-    /// The one line the crash report shows.
-    pub fn summary(&self) -> impl fmt::Display + '_ {
-        Summary(self)
-    }
-
-    /// Writes the status file's text at wall-clock time `wall`.
-    pub fn render_status(&self, out: &mut Vec<u8>, wall: i64) -> std::io::Result<()> {
+    fn fill_status(&self, status: &mut Status, wall: i64) {
         let c = &self.config;
-        let Tally {
-            starting,
-            healthy,
-            failing,
-            ..
-        } = self.tally();
-        let version = env!("CARGO_PKG_VERSION");
-        let pid = self.world.pid;
-        match self.stopped_wall {
-            None => writeln!(
-                out,
-                "heartwatch {version} pid {pid} running since {}, updated {}",
-                UtcTime(self.started_wall),
-                UtcTime(wall)
-            )?,
-            Some(stopped) => writeln!(
-                out,
-                "heartwatch {version} pid {pid} stopped at {} (an orderly stop), ran since {}",
-                UtcTime(stopped),
-                UtcTime(self.started_wall)
-            )?,
+        status.version.clear();
+        status.version.push_str(env!("CARGO_PKG_VERSION"));
+        status.identity.pid = self.world.identity.pid;
+        status.identity.start_time = self.world.identity.start_time;
+        status
+            .identity
+            .boot_id
+            .clone_from(&self.world.identity.boot_id);
+        status.started = self.started_wall;
+        status.updated = wall;
+        status.stopped = self.stopped_wall;
+        status::set_text(&mut status.root, c.root.display());
+        status.dry_run = self.dry_run();
+        status
+            .devices
+            .resize_with(self.world.devices.len(), DeviceStatus::default);
+        for (to, d) in status.devices.iter_mut().zip(&self.world.devices) {
+            status::set_text(&mut to.path, d.path.display());
+            to.identity.clone_from(&d.identity);
+            to.timeout = d.timeout;
+            to.feed_interval = c.watchdog.feed_interval;
+            to.feeding = match (self.path.state(), self.feeding_ok) {
+                (RebootState::FeedStopped, _) => Feeding::Stopped,
+                (_, false) => Feeding::Fails,
+                _ => Feeding::Fed,
+            };
         }
-        writeln!(out, "{}", self.world.identity)?;
-        writeln!(
-            out,
-            "configuration {}{}",
-            c.root.display(),
-            if self.dry_run() {
-                " (dry run: no action is taken)"
-            } else {
-                ""
-            }
-        )?;
-        if self.world.devices.is_empty() {
-            writeln!(out, "watchdog: none (Device=none)")?;
-        }
-        for d in &self.world.devices {
-            writeln!(
-                out,
-                "watchdog {} \"{}\": timeout {}, fed every {}{}",
-                d.path.display(),
-                d.identity,
-                DurationText(d.timeout),
-                DurationText(c.watchdog.feed_interval),
-                match (self.path.state(), self.feeding_ok) {
-                    (RebootState::FeedStopped, _) => ", FEEDING STOPPED for the reboot",
-                    (_, false) => ", FEEDING FAILS",
-                    _ => "",
-                }
-            )?;
-        }
-        if !self.world.boot_status.is_empty() {
-            writeln!(out, "boot: {}", self.world.boot_status)?;
-        }
-        match &self.previous_reboot {
-            Some(r) => writeln!(out, "last reboot by heartwatch: {r}")?,
-            None => writeln!(out, "last reboot by heartwatch: none recorded")?,
-        }
-        writeln!(
-            out,
-            "reboot budget: {} of {} used (starts again after {} healthy)",
-            self.reboot_count(),
-            c.reboot.budget,
-            DurationText(c.reboot.healthy_uptime)
-        )?;
-        if let Some(reason) = self.rebooting_reason() {
-            writeln!(out, "REBOOTING: {reason}")?;
-        }
-        if let Some(text) = &self.suppressed {
-            writeln!(out, "REBOOT SUPPRESSED: {text}")?;
-        }
-        writeln!(
-            out,
-            "rules: {} ({healthy} healthy, {failing} failing, {starting} starting)",
-            self.rules.len()
-        )?;
-        let width = self
+        status.boot_status.clone_from(&self.world.boot_status);
+        status::set_reason(&mut status.last_reboot, self.previous_reboot.as_ref());
+        status.budget = status::Budget {
+            used: self.reboot_count(),
+            of: c.reboot.budget,
+            healthy_uptime: c.reboot.healthy_uptime,
+        };
+        status::set_reason(&mut status.rebooting, self.rebooting_reason());
+        status.suppressed.clone_from(&self.suppressed);
+        status
             .rules
-            .iter()
-            .map(|w| w.rule.name.len())
-            .max()
-            .unwrap_or(4);
-        for w in &self.rules {
-            write!(
-                out,
-                "  {:<width$}  {:<8}  since {}",
-                w.rule.name,
-                w.health,
-                UtcTime(w.since_wall),
-            )?;
-            if let Health::Failing(cause) = w.health {
-                write!(out, "  {cause}")?;
+            .resize_with(self.rules.len(), RuleStatus::with_room);
+        for (to, w) in status.rules.iter_mut().zip(&self.rules) {
+            to.name.clone_from(&w.rule.name);
+            to.health = w.health.into();
+            to.since = w.since_wall;
+            match w.health {
+                Health::Failing(cause) => status::set_text(&mut to.cause, cause),
+                _ => to.cause.clear(),
             }
-            if w.ladder.state() != ladder::State::Idle {
-                write!(out, "; ladder: {}", w.ladder)?;
+            if w.ladder.state() == ladder::State::Idle {
+                to.ladder.clear();
+            } else {
+                status::set_text(&mut to.ladder, &w.ladder);
             }
-            if let Some(r) = &w.last_repair {
-                write!(out, "; last repair: {r} at {}", UtcTime(r.ended_wall))?;
+            match (&mut to.last_repair, &w.last_repair) {
+                (Some(to), Some(r)) => {
+                    status::set_text(&mut to.text, r);
+                    to.at = r.ended_wall;
+                }
+                (to, r) => {
+                    *to = r.map(|r| LastRepair {
+                        text: r.to_string(),
+                        at: r.ended_wall,
+                    })
+                }
             }
-            writeln!(out)?;
         }
-        Ok(())
     }
 
     /// A buffer large enough for the status of the rules installed.
@@ -178,51 +108,5 @@ impl Engine {
             .max()
             .unwrap_or(0);
         8192 + self.rules.len() * (300 + longest_name)
-    }
-}
-
-struct SystemdStatus<'a>(&'a Engine);
-
-impl fmt::Display for SystemdStatus<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = self.0;
-        if let Some(reason) = e.rebooting_reason() {
-            return write!(f, "rebooting: {reason}");
-        }
-        if let Some(text) = &e.suppressed {
-            return write!(f, "REBOOT SUPPRESSED: {text}");
-        }
-        let t = e.tally();
-        let n = Count::of(e.rules.len(), "rule");
-        let (healthy, failing, starting) = (t.healthy, t.failing, t.starting);
-        match t.first_failing {
-            Some(name) => write!(
-                f,
-                "{n}: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
-            ),
-            None => write!(
-                f,
-                "{n}: {healthy} healthy, {failing} failing, {starting} starting"
-            ),
-        }
-    }
-}
-
-struct Summary<'a>(&'a Engine);
-
-impl fmt::Display for Summary<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = self.0;
-        let t = e.tally();
-        let n = Count::of(e.rules.len(), "rule");
-        write!(
-            f,
-            "{n}: {} healthy, {} failing, {} starting",
-            t.healthy, t.failing, t.starting
-        )?;
-        if let Some(name) = t.first_failing {
-            write!(f, "; first failing: {name}")?;
-        }
-        Ok(())
     }
 }

@@ -48,8 +48,11 @@ impl Bench {
             uptime: Duration::from_secs(100),
             use_pidfd: true,
             ping_interval: None,
-            pid: 1234,
-            identity: "identity: test".into(),
+            identity: crate::status::Identity {
+                pid: 1234,
+                start_time: Some(5),
+                boot_id: Some("boot-1".into()),
+            },
             seed: 7,
         };
         let t0 = Instant::now();
@@ -230,8 +233,7 @@ fn a_refused_reload_changes_nothing() {
     let mut b = Bench::new("[Daemon]\nStartupGrace=0s\n", REPAIR);
     b.run_to(S);
     b.answer(Outcome::Missing);
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    b.engine.render_status(&mut before, 5).unwrap();
+    let before = b.engine.status(5).clone();
     let deadline = b.engine.next_deadline(b.now().mono);
     b.out.clear();
     let error = ConfigError {
@@ -240,8 +242,7 @@ fn a_refused_reload_changes_nothing() {
         message: "bad".into(),
     };
     b.tell(Event::Reload(Err(vec![error])));
-    b.engine.render_status(&mut after, 5).unwrap();
-    assert_eq!(String::from_utf8(before), String::from_utf8(after));
+    assert_eq!(&before, b.engine.status(5));
     assert_eq!(b.engine.next_deadline(b.now().mono), deadline);
     assert!(b.out.is_empty(), "{:?}", b.out);
 }

@@ -50,8 +50,9 @@ impl Scratch {
         path
     }
 
-    /// Waits until the status file contains `needle` (it is rewritten just
-    /// after the log line that announces a change) and returns it.
+    /// Waits until the status contains `needle` (the status file is
+    /// rewritten just after the log line that announces a change) and
+    /// returns it.
     pub fn wait_status(&self, needle: &str) -> String {
         let start = Instant::now();
         loop {
@@ -67,7 +68,14 @@ impl Scratch {
         }
     }
 
+    /// The status for people, as `heartwatch status` prints it (empty when
+    /// there is none yet). The status file itself is a record for programs.
     pub fn status(&self) -> String {
+        heartwatch(&self.conf(), &["status"]).1
+    }
+
+    /// The status file as the daemon wrote it: a record.
+    pub fn status_record(&self) -> String {
         std::fs::read_to_string(self.dir.join("run/status")).unwrap_or_default()
     }
 }
@@ -218,7 +226,7 @@ pub fn doomed_rule(s: &Scratch) {
     );
 }
 
-/// The status file's line for rule `name` (names are padded to a column).
+/// The status's line for rule `name` (names are padded to a column).
 pub fn rule_line<'a>(status: &'a str, name: &str) -> &'a str {
     status
         .lines()

@@ -1,0 +1,559 @@
+//! The daemon's status as plain data, and what people are shown of it:
+//! [`Status::render`] for `heartwatch status`, [`Status::systemd_line`] for
+//! systemd's `STATUS=`, [`Status::crash_summary`] for the crash report. The
+//! daemon writes it to its status file as a record for programs
+//! (`record`: [`Status::write_record`], [`parse`]). One struct, so the views
+//! cannot disagree, and `heartwatch status` reads fields, not prose.
+
+#![deny(unsafe_code)]
+
+mod record;
+
+pub use record::{MAX_RECORD, parse};
+
+use crate::config::DurationText;
+use crate::reboot::Reason;
+use crate::text::{Count, UtcTime};
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+/// Everything the status says, as the daemon had it when it wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// The writer's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    pub identity: Identity,
+    /// Wall-clock seconds (display only) when the daemon started.
+    pub started: i64,
+    /// When this status was written.
+    pub updated: i64,
+    /// When the orderly stop ended, if the daemon has stopped.
+    pub stopped: Option<i64>,
+    /// The configuration root, as shown.
+    pub root: String,
+    pub dry_run: bool,
+    pub devices: Vec<DeviceStatus>,
+    /// What the drivers said of the last reset; empty with no device.
+    pub boot_status: String,
+    /// The reboot heartwatch started before this boot, if any.
+    pub last_reboot: Option<Reason>,
+    pub budget: Budget,
+    /// The reboot under way, if one is and its reason is known.
+    pub rebooting: Option<Reason>,
+    /// Why a reboot was not taken (past the budget, or dry run).
+    pub suppressed: Option<String>,
+    pub rules: Vec<RuleStatus>,
+}
+
+/// Which process wrote the status: its PID, that PID's start time (clock
+/// ticks after boot, as in `/proc/PID/stat`) and the boot's ID, so that a
+/// PID another process took since is not taken for the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub pid: u32,
+    /// `None` when the daemon could not read it.
+    pub start_time: Option<u64>,
+    /// `None` when the daemon could not read it.
+    pub boot_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceStatus {
+    pub path: String,
+    /// The driver's identity string.
+    pub identity: String,
+    /// The timeout the driver set.
+    pub timeout: Duration,
+    pub feed_interval: Duration,
+    pub feeding: Feeding,
+}
+
+/// How feeding a device stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Feeding {
+    #[default]
+    Fed,
+    /// The last keepalive was refused.
+    Fails,
+    /// Stopped on purpose: a reboot was decided and its orderly paths ran
+    /// out of time.
+    Stopped,
+}
+
+/// The reboot budget: `used` reboots of `of` decided without a healthy
+/// period; the count starts again after `healthy_uptime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub used: u32,
+    pub of: u32,
+    pub healthy_uptime: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleStatus {
+    pub name: String,
+    pub health: RuleHealth,
+    /// When the rule's health last changed (wall-clock seconds).
+    pub since: i64,
+    /// Why it fails; empty unless failing.
+    pub cause: String,
+    /// Where its ladder stands; empty while the ladder is idle.
+    pub ladder: String,
+    pub last_repair: Option<LastRepair>,
+}
+
+impl RuleStatus {
+    /// An empty rule with room for the texts a turn of the loop writes, so
+    /// that a rule that starts failing allocates nothing.
+    pub fn with_room() -> RuleStatus {
+        RuleStatus {
+            cause: String::with_capacity(160),
+            ladder: String::with_capacity(96),
+            ..RuleStatus::default()
+        }
+    }
+}
+
+/// A rule's health, in the words the status uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleHealth {
+    #[default]
+    Starting,
+    Healthy,
+    Failing,
+}
+
+impl RuleHealth {
+    pub fn word(self) -> &'static str {
+        match self {
+            RuleHealth::Starting => "starting",
+            RuleHealth::Healthy => "healthy",
+            RuleHealth::Failing => "failing",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<RuleHealth> {
+        [
+            RuleHealth::Starting,
+            RuleHealth::Healthy,
+            RuleHealth::Failing,
+        ]
+        .into_iter()
+        .find(|h| h.word() == word)
+    }
+}
+
+impl From<crate::health::Health> for RuleHealth {
+    fn from(health: crate::health::Health) -> RuleHealth {
+        use crate::health::Health;
+        match health {
+            Health::Starting => RuleHealth::Starting,
+            Health::Healthy => RuleHealth::Healthy,
+            Health::Failing(_) => RuleHealth::Failing,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LastRepair {
+    /// The attempt and how it ended (`attempt 1 succeeded (exit 0) after 5ms`).
+    pub text: String,
+    /// When it ended (wall-clock seconds).
+    pub at: i64,
+}
+
+/// Replaces `text` with `value`, keeping its allocation.
+pub fn set_text(text: &mut String, value: impl fmt::Display) {
+    text.clear();
+    let _ = write!(text, "{value}");
+}
+
+/// Copies `from` into `to`, keeping the allocations of a reason already
+/// there (a derived `clone_from` would allocate anew).
+pub fn set_reason(to: &mut Option<Reason>, from: Option<&Reason>) {
+    match (to.as_mut(), from) {
+        (Some(to), Some(from)) => {
+            to.rule.clone_from(&from.rule);
+            to.cause.clone_from(&from.cause);
+            to.step.clone_from(&from.step);
+            to.uptime = from.uptime;
+            to.wall = from.wall;
+            to.boot_id.clone_from(&from.boot_id);
+        }
+        (_, from) => *to = from.cloned(),
+    }
+}
+
+impl Status {
+    /// How many rules are starting, healthy, failing.
+    fn counts(&self) -> [usize; 3] {
+        let mut counts = [0; 3];
+        for rule in &self.rules {
+            let slot = match rule.health {
+                RuleHealth::Starting => 0,
+                RuleHealth::Healthy => 1,
+                RuleHealth::Failing => 2,
+            };
+            counts[slot] += 1;
+        }
+        counts
+    }
+
+    fn first_failing(&self) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| r.health == RuleHealth::Failing)
+            .map(|r| r.name.as_str())
+    }
+
+    /// The status for people: what `heartwatch status` prints.
+    pub fn render(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        let version = &self.version;
+        let pid = self.identity.pid;
+        match self.stopped {
+            None => writeln!(
+                out,
+                "heartwatch {version} pid {pid} running since {}, updated {}",
+                UtcTime(self.started),
+                UtcTime(self.updated)
+            )?,
+            Some(stopped) => writeln!(
+                out,
+                "heartwatch {version} pid {pid} stopped at {} (an orderly stop), ran since {}",
+                UtcTime(stopped),
+                UtcTime(self.started)
+            )?,
+        }
+        write!(out, "identity: pid {pid} start ")?;
+        match self.identity.start_time {
+            Some(start) => write!(out, "{start}")?,
+            None => out.write_str("unknown")?,
+        }
+        writeln!(
+            out,
+            " boot {}",
+            self.identity.boot_id.as_deref().unwrap_or("unknown")
+        )?;
+        writeln!(
+            out,
+            "configuration {}{}",
+            self.root,
+            if self.dry_run {
+                " (dry run: no action is taken)"
+            } else {
+                ""
+            }
+        )?;
+        if self.devices.is_empty() {
+            writeln!(out, "watchdog: none (Device=none)")?;
+        }
+        for d in &self.devices {
+            writeln!(
+                out,
+                "watchdog {} \"{}\": timeout {}, fed every {}{}",
+                d.path,
+                d.identity,
+                DurationText(d.timeout),
+                DurationText(d.feed_interval),
+                match d.feeding {
+                    Feeding::Stopped => ", FEEDING STOPPED for the reboot",
+                    Feeding::Fails => ", FEEDING FAILS",
+                    Feeding::Fed => "",
+                }
+            )?;
+        }
+        if !self.boot_status.is_empty() {
+            writeln!(out, "boot: {}", self.boot_status)?;
+        }
+        match &self.last_reboot {
+            Some(r) => writeln!(out, "last reboot by heartwatch: {r}")?,
+            None => writeln!(out, "last reboot by heartwatch: none recorded")?,
+        }
+        writeln!(
+            out,
+            "reboot budget: {} of {} used (starts again after {} healthy)",
+            self.budget.used,
+            self.budget.of,
+            DurationText(self.budget.healthy_uptime)
+        )?;
+        if let Some(reason) = &self.rebooting {
+            writeln!(out, "REBOOTING: {reason}")?;
+        }
+        if let Some(text) = &self.suppressed {
+            writeln!(out, "REBOOT SUPPRESSED: {text}")?;
+        }
+        let [starting, healthy, failing] = self.counts();
+        writeln!(
+            out,
+            "rules: {} ({healthy} healthy, {failing} failing, {starting} starting)",
+            self.rules.len()
+        )?;
+        let width = self.rules.iter().map(|r| r.name.len()).max().unwrap_or(4);
+        for r in &self.rules {
+            write!(
+                out,
+                "  {:<width$}  {}  since {}",
+                r.name,
+                r.health.word(),
+                UtcTime(r.since),
+            )?;
+            if r.health == RuleHealth::Failing {
+                write!(out, "  {}", r.cause)?;
+            }
+            if !r.ladder.is_empty() {
+                write!(out, "; ladder: {}", r.ladder)?;
+            }
+            if let Some(repair) = &r.last_repair {
+                write!(
+                    out,
+                    "; last repair: {} at {}",
+                    repair.text,
+                    UtcTime(repair.at)
+                )?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
+    }
+
+    /// systemd's one-line `STATUS=`.
+    pub fn systemd_line(&self) -> impl fmt::Display + '_ {
+        SystemdLine(self)
+    }
+
+    /// The line the crash report quotes of the rules.
+    pub fn crash_summary(&self) -> impl fmt::Display + '_ {
+        CrashSummary(self)
+    }
+}
+
+struct SystemdLine<'a>(&'a Status);
+
+impl fmt::Display for SystemdLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.0;
+        let [starting, healthy, failing] = status.counts();
+        let n = Count::of(status.rules.len(), "rule");
+        if let Some(reason) = &status.rebooting {
+            write!(f, "rebooting: {reason}")
+        } else if let Some(text) = &status.suppressed {
+            write!(f, "REBOOT SUPPRESSED: {text}")
+        } else if let Some(name) = status.first_failing() {
+            write!(
+                f,
+                "{n}: {healthy} healthy, {failing} failing ({name}…), {starting} starting"
+            )
+        } else {
+            write!(
+                f,
+                "{n}: {healthy} healthy, {failing} failing, {starting} starting"
+            )
+        }
+    }
+}
+
+struct CrashSummary<'a>(&'a Status);
+
+impl fmt::Display for CrashSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.0;
+        let [starting, healthy, failing] = status.counts();
+        let n = Count::of(status.rules.len(), "rule");
+        write!(
+            f,
+            "{n}: {healthy} healthy, {failing} failing, {starting} starting"
+        )?;
+        if let Some(name) = status.first_failing() {
+            write!(f, "; first failing: {name}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(crate) fn reason(rule: &str) -> Reason {
+        Reason {
+            rule: rule.into(),
+            cause: "stale: not modified for 2s (max age 1s)".into(),
+            step: "after 3 repair attempts".into(),
+            uptime: Duration::new(1234, 567_891_234),
+            wall: 1_795_000_000,
+            boot_id: "0b5e6b3c-1b1c-4e3e-9e62-8c1a8f0e8a11".into(),
+        }
+    }
+
+    /// A status with every field set, none of them empty.
+    pub(crate) fn full() -> Status {
+        Status {
+            version: "0.2.0".into(),
+            identity: Identity {
+                pid: 4321,
+                start_time: Some(987_654),
+                boot_id: Some("0b5e6b3c-1b1c-4e3e-9e62-8c1a8f0e8a11".into()),
+            },
+            started: 1_795_000_000,
+            updated: 1_795_000_100,
+            stopped: None,
+            root: "/etc/heartwatch".into(),
+            dry_run: true,
+            devices: vec![
+                DeviceStatus {
+                    path: "/dev/watchdog0".into(),
+                    identity: "i6300ESB timer".into(),
+                    timeout: Duration::from_secs(30),
+                    feed_interval: Duration::from_millis(2500),
+                    feeding: Feeding::Fed,
+                },
+                DeviceStatus {
+                    path: "/dev/watchdog1".into(),
+                    identity: "Software Watchdog".into(),
+                    timeout: Duration::from_secs(60),
+                    feed_interval: Duration::from_millis(2500),
+                    feeding: Feeding::Fails,
+                },
+            ],
+            boot_status: "the last reset was not caused by the watchdog".into(),
+            last_reboot: Some(reason("backup")),
+            budget: Budget {
+                used: 1,
+                of: 3,
+                healthy_uptime: Duration::from_secs(3600),
+            },
+            rebooting: Some(reason("nginx")),
+            suppressed: Some("dry run: would reboot for rule nginx: dead".into()),
+            rules: vec![
+                RuleStatus {
+                    name: "backup".into(),
+                    health: RuleHealth::Healthy,
+                    since: 1_795_000_010,
+                    cause: String::new(),
+                    ladder: String::new(),
+                    last_repair: Some(LastRepair {
+                        text: "attempt 1 succeeded (exit 0) after 5ms".into(),
+                        at: 1_795_000_020,
+                    }),
+                },
+                RuleStatus {
+                    name: "nginx".into(),
+                    health: RuleHealth::Failing,
+                    since: 1_795_000_030,
+                    cause: "dead: the process exited".into(),
+                    ladder: "waiting after repair attempt 1".into(),
+                    last_repair: None,
+                },
+                RuleStatus {
+                    name: "late".into(),
+                    health: RuleHealth::Starting,
+                    since: 1_795_000_000,
+                    ..RuleStatus::default()
+                },
+            ],
+        }
+    }
+
+    fn rendered(status: &Status) -> String {
+        let mut out = String::new();
+        status.render(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn people_see_the_status_as_lines_of_words() {
+        assert_eq!(
+            rendered(&full()),
+            "\
+heartwatch 0.2.0 pid 4321 running since 2026-11-18 11:06:40 UTC, updated 2026-11-18 11:08:20 UTC
+identity: pid 4321 start 987654 boot 0b5e6b3c-1b1c-4e3e-9e62-8c1a8f0e8a11
+configuration /etc/heartwatch (dry run: no action is taken)
+watchdog /dev/watchdog0 \"i6300ESB timer\": timeout 30s, fed every 2s500ms
+watchdog /dev/watchdog1 \"Software Watchdog\": timeout 1min, fed every 2s500ms, FEEDING FAILS
+boot: the last reset was not caused by the watchdog
+last reboot by heartwatch: rule backup: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
+reboot budget: 1 of 3 used (starts again after 1h healthy)
+REBOOTING: rule nginx: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
+REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead
+rules: 3 (1 healthy, 1 failing, 1 starting)
+  backup  healthy  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
+  nginx   failing  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
+  late    starting  since 2026-11-18 11:06:40 UTC
+"
+        );
+        let mut stopped = full();
+        stopped.stopped = Some(1_795_000_200);
+        stopped.identity.start_time = None;
+        stopped.identity.boot_id = None;
+        stopped.devices.clear();
+        stopped.devices.clear();
+        stopped.boot_status.clear();
+        stopped.last_reboot = None;
+        stopped.rebooting = None;
+        stopped.suppressed = None;
+        stopped.dry_run = false;
+        stopped.rules.clear();
+        assert_eq!(
+            rendered(&stopped),
+            "\
+heartwatch 0.2.0 pid 4321 stopped at 2026-11-18 11:10:00 UTC (an orderly stop), ran since 2026-11-18 11:06:40 UTC
+identity: pid 4321 start unknown boot unknown
+configuration /etc/heartwatch
+watchdog: none (Device=none)
+last reboot by heartwatch: none recorded
+reboot budget: 1 of 3 used (starts again after 1h healthy)
+rules: 0 (0 healthy, 0 failing, 0 starting)
+"
+        );
+    }
+
+    #[test]
+    fn systemd_and_the_crash_report_get_one_line_each() {
+        let mut status = full();
+        assert!(
+            status
+                .systemd_line()
+                .to_string()
+                .starts_with("rebooting: rule nginx: stale")
+        );
+        status.rebooting = None;
+        assert_eq!(
+            status.systemd_line().to_string(),
+            "REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead"
+        );
+        status.suppressed = None;
+        assert_eq!(
+            status.systemd_line().to_string(),
+            "3 rules: 1 healthy, 1 failing (nginx…), 1 starting"
+        );
+        assert_eq!(
+            status.crash_summary().to_string(),
+            "3 rules: 1 healthy, 1 failing, 1 starting; first failing: nginx"
+        );
+        status.rules.truncate(1);
+        assert_eq!(
+            status.systemd_line().to_string(),
+            "1 rule: 1 healthy, 0 failing, 0 starting"
+        );
+        assert_eq!(
+            status.crash_summary().to_string(),
+            "1 rule: 1 healthy, 0 failing, 0 starting"
+        );
+    }
+
+    #[test]
+    fn copies_keep_their_allocations() {
+        let mut to = Some(reason("a"));
+        let from = reason("b");
+        let before = to.as_ref().unwrap().cause.as_ptr();
+        set_reason(&mut to, Some(&from));
+        assert_eq!(to.as_ref(), Some(&from));
+        assert_eq!(to.as_ref().unwrap().cause.as_ptr(), before);
+        set_reason(&mut to, None);
+        assert_eq!(to, None);
+        let mut text = String::with_capacity(64);
+        let before = text.as_ptr();
+        set_text(&mut text, format_args!("{} {}", 1, "two"));
+        assert_eq!((text.as_str(), text.as_ptr()), ("1 two", before));
+    }
+}
