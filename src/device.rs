@@ -519,10 +519,6 @@ impl Devices {
         self.list.iter_mut()
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -27,12 +27,6 @@ impl Heartbeat {
         }
     }
 
-    /// Takes over what an earlier instance of the same rule saw (on reload).
-    pub fn carry_over(&mut self, old: &Heartbeat) {
-        self.seen = old.seen;
-        self.changed_at = old.changed_at;
-    }
-
     /// Judges a stat made at `now`. Returns the verdict and when to look again.
     pub fn observe(&mut self, outcome: Outcome, now: Instant) -> (Result<(), Cause>, Instant) {
         let verdict = match outcome {
@@ -68,10 +62,6 @@ impl Heartbeat {
         } else {
             regular
         }
-    }
-
-    pub fn interval(&self) -> Duration {
-        self.interval
     }
 }
 

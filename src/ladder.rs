@@ -73,10 +73,6 @@ impl Ladder {
         self.state
     }
 
-    pub fn spec(&self) -> &LadderSpec {
-        &self.spec
-    }
-
     /// Keeps the position of an earlier ladder with the same steps;
     /// false when the steps changed (this ladder stays at the bottom).
     pub fn carry_over(&mut self, old: &Ladder) -> bool {

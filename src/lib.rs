@@ -19,32 +19,39 @@
 //! `unsafe` block says why it is sound (clippy's
 //! `undocumented_unsafe_blocks`).
 
-pub mod atomic;
+mod atomic;
 pub mod cli;
 pub mod config;
 #[allow(unsafe_code)]
-pub mod crash;
+mod crash;
 pub mod daemon;
-pub mod device;
+mod device;
 pub mod engine;
 pub mod health;
-pub mod heartbeat;
-pub mod identity;
-pub mod ladder;
+mod heartbeat;
+mod identity;
+mod ladder;
 pub mod logger;
 #[allow(unsafe_code)]
-pub mod memtest;
+mod memtest;
 pub mod notify;
-pub mod probe;
-pub mod process;
-pub mod reboot;
-pub mod repair;
-pub mod report;
-pub mod rundir;
+mod probe;
+mod process;
+mod reboot;
+mod repair;
+mod report;
+mod rundir;
 pub mod status;
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod text;
+mod sys;
+mod text;
 
 /// `crate::regular` is the same module as `crate::sys::regular`.
-pub use sys::regular;
+use sys::regular;
+
+/// The parsers of what the kernel writes, for the fuzz targets
+/// (`fuzz/fuzz_targets/proc.rs`).
+pub mod parsers {
+    pub use crate::crash::{Mapping, parse_maps_line};
+    pub use crate::sys::proc::{parse_pid, parse_stat};
+}

@@ -105,6 +105,7 @@ impl Region {
         self.start.as_ptr() as usize
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn words(&self) -> usize {
         self.words
     }
@@ -140,6 +141,7 @@ impl Region {
 
     /// Flips one bit of a word: the corruption a test injects between the
     /// write and the read-back of a pattern.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn flip_bit(&self, word: usize, bit: u32) {
         self.store(word, self.load(word) ^ (1u64 << bit));
     }
@@ -245,6 +247,7 @@ pub fn run_preserving(region: &Region, backup: &Region, seed: u64, obs: &mut imp
 }
 
 /// The outcome of a bounded, preserving test over a region.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
     pub bytes: u64,
@@ -254,6 +257,7 @@ pub struct Tally {
 /// `run_preserving` over `region` in chunks the size of `backup`, asking
 /// `keep_going` before each chunk; returns what was tested and whether the
 /// whole region was.
+#[cfg(test)]
 pub fn run_preserving_chunked(
     region: &Region,
     backup: &Region,

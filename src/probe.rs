@@ -138,11 +138,6 @@ impl Prober {
         self.stuck = self.stuck.saturating_sub(1);
     }
 
-    /// Workers running, and how many of them are believed stuck.
-    pub fn workers(&self) -> (usize, usize) {
-        (self.workers, self.stuck)
-    }
-
     fn spawn_worker(&mut self) -> std::io::Result<()> {
         let shared = Arc::clone(&self.shared);
         std::thread::Builder::new()

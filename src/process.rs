@@ -201,13 +201,6 @@ impl ProcessWatch {
         self.tracked.as_ref().map(|t| t.pid)
     }
 
-    /// Takes over what an earlier instance of the rule knew (on reload).
-    pub fn carry_over(&mut self, old: &mut ProcessWatch) {
-        self.tracked = old.tracked.take();
-        self.binding = old.binding;
-        self.died = old.died;
-    }
-
     /// Judges a lookup made at `now`. Returns the verdict and when to look
     /// again.
     pub fn observe(&mut self, lookup: Lookup, now: Instant) -> (Result<(), Cause>, Instant) {

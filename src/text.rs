@@ -31,11 +31,7 @@ impl<const N: usize> FixedBuf<N> {
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 
-    pub fn clear(&mut self) {
-        self.len = 0;
-        self.truncated = false;
-    }
-
+    #[cfg(test)]
     pub fn is_truncated(&self) -> bool {
         self.truncated
     }

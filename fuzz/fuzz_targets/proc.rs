@@ -4,16 +4,16 @@
 //! mapping never ends before it starts.
 #![no_main]
 
-use heartwatch::{crash, process};
+use heartwatch::parsers;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = process::parse_stat(data);
-    if let Some(pid) = process::parse_pid(data) {
+    let _ = parsers::parse_stat(data);
+    if let Some(pid) = parsers::parse_pid(data) {
         assert!(pid > 0);
     }
     for line in data.split(|&b| b == b'\n') {
-        if let Some(m) = crash::parse_maps_line(line) {
+        if let Some(m) = parsers::parse_maps_line(line) {
             assert!(m.start <= m.end, "{m:?}");
         }
     }

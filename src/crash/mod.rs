@@ -32,7 +32,7 @@ mod report;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 
-pub use install::{Error, Setup, ThreadStack, install, prepare_thread, stop_feeding};
+pub use install::{Setup, install, prepare_thread, stop_feeding};
 pub use memory::{Mapping, parse_maps_line};
 pub use report::publish_summary;
 #[cfg(feature = "test-hooks")]

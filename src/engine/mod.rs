@@ -19,12 +19,17 @@ mod status;
 
 pub use reboot_path::State as RebootState;
 
+// The types the engine's events, commands and views are made of.
+pub use crate::health::{Cause, Health};
+pub use crate::ladder::State as LadderState;
+pub use crate::probe::{Finding, Subject};
+pub use crate::process::{Found, Lookup, Target};
+pub use crate::reboot::{Reason, Record};
+pub use crate::repair::{Ending, Outcome as RepairOutcome};
+pub use crate::sys::stat::{Outcome as FileOutcome, Stamp};
+
 use crate::config::{Config, ConfigError, DurationText, RepairSpec};
-use crate::health::Health;
 use crate::ladder::XorShift;
-use crate::probe::{Finding, Subject};
-use crate::reboot::{Reason, Record};
-use crate::repair::Ending;
 use crate::status::{Identity, Status};
 use crate::text::Count;
 use reboot_path::RebootPath;
