@@ -13,7 +13,7 @@ impl Daemon {
         match repair::start(&spec.command, name) {
             Ok(running) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
-                    slot.repair = Some(running);
+                    slot.repair = Some(Box::new(running));
                     self.poll_dirty = true;
                 }
             }
@@ -29,7 +29,7 @@ impl Daemon {
 
     pub(super) fn take_repair(&mut self, id: RuleId) -> Option<Running> {
         self.poll_dirty = true;
-        self.slots.get_mut(&id)?.repair.take()
+        self.slots.get_mut(&id)?.repair.take().map(|b| *b)
     }
 
     pub(super) fn start_orderly_reboot(&mut self, now: Now) {

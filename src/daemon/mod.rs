@@ -9,7 +9,7 @@
 //! (running a repair, rebooting) may allocate; they are not the steady state.
 
 use crate::atomic::Writer;
-use crate::config::{self};
+use crate::config::{self, DurationText};
 use crate::device::Devices;
 use crate::engine::{self, Command, Engine, Event, Now, RuleId};
 use crate::health::Health;
@@ -49,7 +49,8 @@ pub enum Control {
 struct Slot {
     /// The watched process's pidfd.
     pidfd: Option<OwnedFd>,
-    repair: Option<Running>,
+    /// Boxed: most rules never run one, and a slot is kept for each.
+    repair: Option<Box<Running>>,
 }
 
 /// Who a slot of the poll set belongs to.
@@ -212,7 +213,17 @@ impl Daemon {
                     let ok = feed(&mut self.devices);
                     self.engine.handle(Event::Fed { ok }, now);
                 }
-                Command::StopFeeding => crate::crash::stop_feeding(),
+                Command::StopFeeding => {
+                    if self.devices.is_empty() {
+                        crate::critical!("no hardware watchdog to fall back on; the host stays up");
+                    } else {
+                        crate::critical!(
+                            "stopped feeding the watchdog: the hardware resets the host within {}",
+                            DurationText(self.engine.config().watchdog.timeout)
+                        );
+                    }
+                    crate::crash::stop_feeding();
+                }
                 Command::Ping => self.notifier.ping(),
                 Command::StartCheck(id, subject) => self.prober.submit(id, subject),
                 Command::CheckOverdue => self.prober.request_timed_out(),
@@ -276,7 +287,7 @@ impl Daemon {
         for id in gone {
             if let Some(running) = self.slots.remove(&id).and_then(|s| s.repair) {
                 let rule = running.rule().to_string();
-                self.cleanup.adopt(running, &rule);
+                self.cleanup.adopt(*running, &rule);
             }
         }
         for &id in &ids {

@@ -304,14 +304,8 @@ impl Engine {
                 "the orderly reboot did not happen in time; Forced=no: not calling reboot(2)"
             );
         }
-        if self.world.devices.is_empty() {
-            crate::critical!("no hardware watchdog to fall back on; the host stays up");
-        } else {
-            crate::critical!(
-                "stopped feeding the watchdog: the hardware resets the host within {}",
-                DurationText(self.config.watchdog.timeout)
-            );
-        }
+        // The shell says what stopping the feeding means once it has (a
+        // reboot(2) that works never comes back to it).
         self.commands.push_back(Command::StopFeeding);
     }
 }

@@ -167,7 +167,8 @@ impl Engine {
         self.checks = Heap::with_capacity(self.rules.len() * 3 + 16);
         self.timers = Heap::with_capacity(self.rules.len() * 3 + 16);
         self.repairing = Vec::with_capacity(self.rules.len());
-        self.commands.reserve(self.rules.len() * 4 + 16);
+        // At most a check and its timeout per rule come due at once.
+        self.commands.reserve(self.rules.len() * 2 + 16);
         for (i, w) in self.rules.iter().enumerate() {
             let at = match w.probe {
                 Probe::Due(at) | Probe::InFlight { until: at, .. } => Some(at),
