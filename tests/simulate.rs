@@ -7,12 +7,32 @@
 //! restarts from what it wrote to a simulated disk, and the host reboots.
 //! After every step the invariants of the issue are checked.
 //!
+//! The invariants: the device is fed at every feed deadline unless feeding
+//! stopped for a decided reboot after its orderly deadline; no more than
+//! `Budget=` reboots are decided without `HealthyUptime=` healthy between
+//! them (the simulator's own count, across restarts and reloads); every
+//! repair gets SIGTERM at its timeout, SIGKILL a kill grace later and is
+//! given up on after another; no rule fails inside its start-up grace; a
+//! rule healthy for `RecoveryPeriod=` (plus `CheckTimeout=`, no repair
+//! running) has its ladder at the start; a refused reload changes nothing
+//! (status, deadline, commands), an accepted one keeps the health and
+//! `since` of unchanged rules; the published status agrees with the state,
+//! and a change of state is published. Besides: one check per rule at a
+//! time, late checks accounted, systemd pinged while feeding works, no
+//! deadline left in the past (the loop would spin).
+//!
+//! Simplifications: a record handed to the writer is on the simulated disk
+//! at once (its answer may be late, or never come); the daemon's children
+//! die with it.
+//!
 //! Nothing here reads a clock: one base `Instant` plus simulated durations.
 //! A seed decides everything. A failing seed prints itself, the fault
-//! classes it still fails with, its first failing step and the last events
-//! and commands; `HEARTWATCH_SIM_SEED=<seed>` runs just that seed (with
-//! `HEARTWATCH_SIM_STEPS=<n>` to stop at step n and print the trace),
-//! `HEARTWATCH_SIM_HOURS=<h>` sets the simulated hours of a coarse seed.
+//! classes it still fails with (`HEARTWATCH_SIM_MASK`), its first failing
+//! step and the last events and commands, and the command that reruns it:
+//! `HEARTWATCH_SIM_SEED=<seed>` runs just that seed, `HEARTWATCH_SIM_STEPS=<n>`
+//! stops at step n and prints the trace. `HEARTWATCH_SIM_HOURS` sets the
+//! simulated hours of a coarse seed, `HEARTWATCH_SIM_TOTAL_HOURS` those of
+//! the whole run.
 
 use heartwatch::config::{self, Config, ConfigError, Rule};
 use heartwatch::engine::{
@@ -50,13 +70,13 @@ const REGRESSION_SEEDS: &[u64] = &[
 /// Random seeds follow (from one fixed root, so every run is the same)
 /// until this many hours are simulated; a debug build runs fewer.
 const TOTAL_HOURS: f64 = if cfg!(debug_assertions) {
-    25_000.0
+    50_000.0
 } else {
     1_000_000.0
 };
 /// Simulated hours of one coarse seed; fine seeds run a 600th of it.
 const HOURS_PER_SEED: u64 = if cfg!(debug_assertions) {
-    2_500
+    5_000
 } else {
     25_000
 };
@@ -701,6 +721,8 @@ struct Sim {
     trace: Option<VecDeque<String>>,
     status_buf: Vec<u8>,
     prev_suppressed: bool,
+    /// What the status must say of the last boot's reboot, if any.
+    previous_reboot: Option<String>,
 }
 
 macro_rules! fail {
@@ -789,6 +811,7 @@ impl Sim {
             trace: trace.then(VecDeque::new),
             status_buf: Vec::new(),
             prev_suppressed: false,
+            previous_reboot: None,
         };
         sim.boot_world();
         sim.push(T::ZERO, Ev::DaemonStart(0));
@@ -1158,6 +1181,14 @@ impl Sim {
         self.epoch += 1;
         self.devices = devices;
         self.feed_interval = config.watchdog.feed_interval;
+        // A reboot heartwatch decided in an earlier boot is shown.
+        self.previous_reboot = self
+            .disk
+            .record
+            .last
+            .as_ref()
+            .filter(|r| self.state_dir && r.boot_id != format!("boot-{}", self.boot))
+            .map(|r| format!("last reboot by heartwatch: rule {}: ", r.rule));
         let world = World {
             devices: config
                 .watchdog
@@ -1784,6 +1815,13 @@ impl Sim {
         }
         if has("(dry run: no action is taken)") != engine.dry_run() {
             problems.push("dry run".into());
+        }
+        match &self.previous_reboot {
+            Some(line) if !has(line) => problems.push(format!("no {line:?}")),
+            None if !has("last reboot by heartwatch: none recorded") => {
+                problems.push("a previous reboot shown, none expected".into())
+            }
+            _ => {}
         }
         if has("\nREBOOT SUPPRESSED: ") != engine.suppressed().is_some() {
             problems.push("REBOOT SUPPRESSED".into());
