@@ -3,7 +3,7 @@
 //! feeding gate and what the status says. It never reads a clock, opens a
 //! file or makes a system call: the shell (`daemon`) hands it events with
 //! the time they happened and carries out the commands it queues. The
-//! simulator in `tests/simulate.rs` drives it the same way, in simulated
+//! simulator in `tests/simulate/` drives it the same way, in simulated
 //! time.
 //!
 //! Messages go to the `log` facade: that is the one effect the engine has
