@@ -14,9 +14,10 @@
 //! repair gets SIGTERM at its timeout, SIGKILL a kill grace later and is
 //! given up on after another; no rule fails inside its start-up grace; a
 //! rule healthy for `RecoveryPeriod=` (plus `CheckTimeout=`, no repair
-//! running) has its ladder at the start; a refused reload changes nothing
-//! (status, deadline, commands), an accepted one keeps the health and
-//! `since` of unchanged rules; the published status agrees with the state,
+//! running) has its ladder at the start, and a waiting ladder moves on
+//! within `RepairBackoffMax=` plus `CheckTimeout=`; a refused reload
+//! changes nothing (status, deadline, commands), an accepted one keeps the
+//! health and `since` of unchanged rules; the published status agrees with the state,
 //! and a change of state is published. Besides: one check per rule at a
 //! time, late checks accounted, systemd pinged while feeding works, no
 //! deadline left in the past (the loop would spin).
@@ -291,6 +292,8 @@ struct Track {
     healthy_from: Option<T>,
     /// The last time a repair ran or the ladder's settings were replaced.
     busy: T,
+    /// The ladder's state when last seen, and since when.
+    ladder: (ladder::State, T),
 }
 
 /// The state directory: what `SaveRecord` wrote.

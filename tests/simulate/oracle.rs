@@ -39,6 +39,9 @@ impl Sim {
                     track.grace_end - t
                 );
             }
+            if track.ladder.0 != r.ladder {
+                track.ladder = (r.ladder, t);
+            }
             if r.repair_running {
                 track.busy = t;
             }
@@ -290,9 +293,23 @@ impl Sim {
                     self.repairs.contains_key(&r.id)
                 );
             }
+            let track = &self.tracks[i];
+            // A ladder waits at most its longest backoff, and a check's
+            // timeout for a fresh look: a hung check does not hold it.
+            if let (ladder::State::Waiting(n), since) = track.ladder
+                && let Some(rp) = &track.rule.ladder.repair
+                && t >= since + rp.backoff_max + check_timeout
+            {
+                fail!(
+                    self,
+                    "rule {}'s ladder has waited after attempt {n} for {:?} (RepairBackoffMax={:?})",
+                    r.name,
+                    t - since,
+                    rp.backoff_max
+                );
+            }
             // Healthy for RecoveryPeriod= (and a check's timeout) with no
             // repair running: the ladder is at the start.
-            let track = &self.tracks[i];
             if let Some(from) = track.healthy_from
                 && !r.repair_running
                 && t >= from.max(track.busy) + track.rule.ladder.recovery + check_timeout
@@ -349,10 +366,15 @@ impl Sim {
                 at(d + KILL_GRACE);
                 at(d + 2 * KILL_GRACE);
             }
+            let check = engine.config().daemon.check_timeout;
             for track in &self.tracks {
                 if let Some(from) = track.healthy_from {
-                    let check = engine.config().daemon.check_timeout;
                     at(from.max(track.busy) + track.rule.ladder.recovery + check);
+                }
+                if let (ladder::State::Waiting(_), since) = track.ladder
+                    && let Some(r) = &track.rule.ladder.repair
+                {
+                    at(since + r.backoff_max + check);
                 }
             }
         }

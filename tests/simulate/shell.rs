@@ -109,6 +109,7 @@ impl Sim {
             grace_end,
             healthy_from: None,
             busy: self.t,
+            ladder: (ladder::State::Idle, self.t),
         }
     }
 
