@@ -235,6 +235,7 @@ impl Engine {
             self.step_ladder(index, Event::RebootSuppressed, now);
             return;
         }
+        self.reboot_reason = Some(reason.clone());
         let recorded = match &mut self.record {
             Some(record) => {
                 record.count += 1;

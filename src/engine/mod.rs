@@ -3,7 +3,7 @@
 //! feeding gate and what the status says. It never reads a clock, opens a
 //! file or makes a system call: the shell (`daemon`) hands it events with
 //! the time they happened and carries out the commands it queues. The
-//! simulator in `tests/simulate.rs` drives it the same way, in simulated
+//! simulator in `tests/simulate/` drives it the same way, in simulated
 //! time.
 //!
 //! Messages go to the `log` facade: that is the one effect the engine has
@@ -85,6 +85,21 @@ pub struct World {
     pub identity: Identity,
     /// Seeds the ladders' jitter.
     pub seed: u64,
+}
+
+/// A read-only view of one rule's runtime state (`Engine::rules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleView<'a> {
+    pub id: RuleId,
+    pub name: &'a str,
+    pub health: Health,
+    /// When its health last changed kind.
+    pub since: Instant,
+    pub ladder: crate::ladder::State,
+    /// Whether its repair command is running (the engine's view).
+    pub repair_running: bool,
+    /// Whether its last check outlived `CheckTimeout=` and has not answered.
+    pub check_late: bool,
 }
 
 /// What happened, for the engine to judge.
@@ -173,6 +188,10 @@ pub struct Engine {
     /// The reboot heartwatch started before this boot, if any.
     previous_reboot: Option<Reason>,
     path: RebootPath,
+    /// Why the reboot under way was decided. Kept apart from `record`,
+    /// which is `None` without a usable state directory: the status says
+    /// REBOOTING either way.
+    reboot_reason: Option<Reason>,
     suppressed: Option<String>,
     /// Since when no rule whose ladder can reboot has been failing.
     healthy_since: Option<Instant>,
@@ -219,6 +238,7 @@ impl Engine {
             feeding_ok: true,
             previous_reboot,
             path: RebootPath::default(),
+            reboot_reason: None,
             suppressed: None,
             healthy_since: Some(now.mono),
             failing_rebooters: 0,
@@ -249,8 +269,12 @@ impl Engine {
         if !self.world.devices.is_empty() && self.path.state() != RebootState::FeedStopped {
             deadline = deadline.min(self.next_feed);
         }
+        // No ping goes out while feeding fails (`tick`): a ping that is
+        // due then must not hold the deadline in the past, or the shell's
+        // loop spins until the device takes a keepalive again.
+        let ping = self.next_ping.filter(|_| self.feeding_ok);
         for at in [
-            self.next_ping,
+            ping,
             self.checks.next(),
             self.timers.next(),
             self.path.deadline(),
@@ -265,8 +289,12 @@ impl Engine {
                 deadline = deadline.min(r.next_deadline());
             }
         }
+        // While a reboot is decided the count does not start again
+        // (`tend_budget`): its deadline would stay in the past, and the
+        // shell's loop would spin on a host that stays up.
         if let Some(since) = self.healthy_since
             && self.reboot_count() > 0
+            && !self.path.decided()
         {
             deadline = deadline.min(since + self.config.reboot.healthy_uptime);
         }
@@ -437,6 +465,20 @@ impl Engine {
     /// Health of each rule by name.
     pub fn rule_health(&self) -> impl Iterator<Item = (&str, Health)> {
         self.rules.iter().map(|w| (w.rule.name.as_str(), w.health))
+    }
+
+    /// Each rule as the engine holds it, in configuration order: what a
+    /// test or the simulator checks the status and the ladders against.
+    pub fn rules(&self) -> impl Iterator<Item = RuleView<'_>> {
+        self.rules.iter().map(|w| RuleView {
+            id: w.id,
+            name: &w.rule.name,
+            health: w.health,
+            since: w.since,
+            ladder: w.ladder.state(),
+            repair_running: w.repair.is_some(),
+            check_late: w.probe == rules::Probe::Late,
+        })
     }
 
     /// How many times any rule's health changed since start.

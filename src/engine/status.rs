@@ -13,7 +13,7 @@ impl Engine {
         if !self.path.decided() {
             return None;
         }
-        self.record.as_ref()?.last.as_ref()
+        self.reboot_reason.as_ref()
     }
 
     /// The text a reboot refused by the budget (or by dry run) left.
