@@ -177,6 +177,45 @@ fn a_backoff_that_ends_while_the_check_hangs_goes_on_at_the_checks_timeout() {
     assert!(!mounted_on_host(&mnt), "the FUSE mount leaked to the host");
 }
 
+/// A reboot was decided but did not happen (no device, `Forced=no`), and
+/// the failing rule healed: once `HealthyUptime=` has passed, the budget
+/// cannot start again while the reboot is under way. The loop used to
+/// take that moment as due at every turn and spin a CPU for as long as
+/// the host stayed up; now it sleeps. Found by the simulator.
+#[test]
+fn a_reboot_that_did_not_happen_does_not_spin_the_loop_after_a_healthy_period() {
+    let s = Scratch::new("spin");
+    let (reboot, marker) = reboot_seam(&s);
+    s.write_conf(&format!("{reboot}HealthyUptime=1s\n"));
+    let beat = s.path("app.beat");
+    s.write_rule(
+        "app",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1h\nCheckInterval=100ms\n[Escalate]\nFinally=reboot\n",
+            beat.display()
+        ),
+    );
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("rebooting: rule app");
+    d.expect("no hardware watchdog to fall back on; the host stays up");
+    assert!(marker.exists(), "the orderly reboot command did not run");
+    touch(&beat);
+    d.expect("rule app: healthy again");
+    // HealthyUptime= passes; then the CPU the daemon uses is measured.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = d.child.id() as i32;
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_time(pid) - before;
+    eprintln!("CPU used in 3 s after the healthy period: {used:?}");
+    assert!(
+        used < Duration::from_millis(1500),
+        "the loop spins: {used:?} of CPU in 3 s"
+    );
+    d.signal(SIGTERM);
+    d.expect("stopped");
+}
+
 /// A cgroup with the pids controller (v1 or v2): `pids.max` set to what
 /// its members already have makes every further fork fail with EAGAIN, as
 /// under systemd's `TasksMax=`.

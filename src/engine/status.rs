@@ -30,6 +30,14 @@ impl Engine {
         &self.status
     }
 
+    /// The status as `heartwatch status` shows it to people, at `wall`.
+    pub fn render_status(&mut self, out: &mut Vec<u8>, wall: i64) -> std::fmt::Result {
+        let mut text = String::new();
+        self.status(wall).render(&mut text)?;
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
     fn fill_status(&self, status: &mut Status, wall: i64) {
         let c = &self.config;
         status.version.clear();

@@ -246,3 +246,22 @@ pub fn mounted_on_host(path: &Path) -> bool {
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(path.as_str()))
 }
+
+/// `/proc/PID/stat` fields after the command name: state is [0], the
+/// process group [2], the session [3].
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(rest.split(' ').map(str::to_string).collect())
+}
+
+/// The CPU time (user and system) process `pid` has used.
+#[allow(unsafe_code)]
+pub fn cpu_time(pid: i32) -> Duration {
+    let fields = stat_fields(pid).expect("the daemon runs");
+    // utime and stime are fields 14 and 15 of stat, [11] and [12] here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf takes a constant and returns a number.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}

@@ -29,8 +29,11 @@ fn engine_at(
         uptime: Duration::ZERO,
         use_pidfd: true,
         ping_interval: None,
-        pid: 1,
-        identity: String::new(),
+        identity: heartwatch::status::Identity {
+            pid: 1,
+            start_time: None,
+            boot_id: None,
+        },
         seed: 1,
     };
     world(&mut w);

@@ -42,14 +42,12 @@
 
 use heartwatch::config::{self, Config, ConfigError, Rule};
 use heartwatch::engine::{
+    Cause, Ending, FileOutcome as Outcome, Finding, Found, Health, LadderState, Lookup, Record,
+    Stamp, Subject, Target,
+};
+use heartwatch::engine::{
     Command, DeviceInfo, Engine, Event, KILL_GRACE, Now, Options, RebootState, RuleId, World,
 };
-use heartwatch::health::{Cause, Health};
-use heartwatch::ladder;
-use heartwatch::probe::{Finding, Outcome, Stamp, Subject};
-use heartwatch::process::{Found, Lookup, Target};
-use heartwatch::reboot::Record;
-use heartwatch::repair::Ending;
 use nix::errno::Errno;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -293,7 +291,7 @@ struct Track {
     /// The last time a repair ran or the ladder's settings were replaced.
     busy: T,
     /// The ladder's state when last seen, and since when.
-    ladder: (ladder::State, T),
+    ladder: (LadderState, T),
 }
 
 /// The state directory: what `SaveRecord` wrote.

@@ -109,7 +109,7 @@ impl Sim {
     /// The status as the shell publishes it, checked against the state.
     pub fn publish(&mut self) {
         let now = self.now();
-        let engine = self.engine.as_ref().unwrap();
+        let engine = self.engine.as_mut().unwrap();
         let mut buf = std::mem::take(&mut self.status_buf);
         buf.clear();
         engine.render_status(&mut buf, now.wall).unwrap();
@@ -178,7 +178,7 @@ impl Sim {
             if words.next() != Some(v.name) || words.next() != Some(&v.health.to_string()) {
                 problems.push(format!("rule line {line:?} vs {} {}", v.name, v.health));
             }
-            if line.contains("; ladder: ") != (v.ladder != ladder::State::Idle) {
+            if line.contains("; ladder: ") != (v.ladder != LadderState::Idle) {
                 problems.push(format!("rule line {line:?} vs ladder {:?}", v.ladder));
             }
         }
@@ -207,11 +207,11 @@ impl Sim {
                 Health::Failing(_) => 3,
             });
             mix(match r.ladder {
-                ladder::State::Idle => 10,
-                ladder::State::Repairing(n) => 20 + n as u64 * 100,
-                ladder::State::Waiting(n) => 30 + n as u64 * 100,
-                ladder::State::Recovering(_) => 40,
-                ladder::State::Exhausted => 50,
+                LadderState::Idle => 10,
+                LadderState::Repairing(n) => 20 + n as u64 * 100,
+                LadderState::Waiting(n) => 30 + n as u64 * 100,
+                LadderState::Recovering(_) => 40,
+                LadderState::Exhausted => 50,
             });
         }
         mix(match engine.reboot_state() {
@@ -296,7 +296,7 @@ impl Sim {
             let track = &self.tracks[i];
             // A ladder waits at most its longest backoff, and a check's
             // timeout for a fresh look: a hung check does not hold it.
-            if let (ladder::State::Waiting(n), since) = track.ladder
+            if let (LadderState::Waiting(n), since) = track.ladder
                 && let Some(rp) = &track.rule.ladder.repair
                 && t >= since + rp.backoff_max + check_timeout
             {
@@ -313,7 +313,7 @@ impl Sim {
             if let Some(from) = track.healthy_from
                 && !r.repair_running
                 && t >= from.max(track.busy) + track.rule.ladder.recovery + check_timeout
-                && r.ladder != ladder::State::Idle
+                && r.ladder != LadderState::Idle
             {
                 fail!(
                     self,
@@ -371,7 +371,7 @@ impl Sim {
                 if let Some(from) = track.healthy_from {
                     at(from.max(track.busy) + track.rule.ladder.recovery + check);
                 }
-                if let (ladder::State::Waiting(_), since) = track.ladder
+                if let (LadderState::Waiting(_), since) = track.ladder
                     && let Some(r) = &track.rule.ladder.repair
                 {
                     at(since + r.backoff_max + check);

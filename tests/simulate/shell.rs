@@ -61,8 +61,11 @@ impl Sim {
             uptime: self.t - self.boot_t0,
             use_pidfd: self.use_pidfd,
             ping_interval: self.ping,
-            pid: 1000 + self.epoch as u32,
-            identity: "identity sim".into(),
+            identity: heartwatch::status::Identity {
+                pid: 1000 + self.epoch as u32,
+                start_time: None,
+                boot_id: None,
+            },
             seed: self.rng_misc.next(),
         };
         let now = self.now();
@@ -109,7 +112,7 @@ impl Sim {
             grace_end,
             healthy_from: None,
             busy: self.t,
-            ladder: (ladder::State::Idle, self.t),
+            ladder: (LadderState::Idle, self.t),
         }
     }
 
@@ -448,7 +451,7 @@ impl Sim {
         let engine = self.engine.as_mut().unwrap();
         engine.render_status(&mut before, now.wall).unwrap();
         let deadline = engine.next_deadline(now.mono);
-        let kept: Vec<(String, Health, Instant, ladder::State)> = engine
+        let kept: Vec<(String, Health, Instant, LadderState)> = engine
             .rules()
             .map(|r| (r.name.to_string(), r.health, r.since, r.ladder))
             .collect();
@@ -502,7 +505,7 @@ impl Sim {
                 let ids: Vec<RuleId> = self.engine().rule_ids().collect();
                 self.repairs.retain(|id, _| ids.contains(id));
                 self.tracked.retain(|id, _| ids.contains(id));
-                let after: Vec<(String, Health, Instant, ladder::State)> = self
+                let after: Vec<(String, Health, Instant, LadderState)> = self
                     .engine()
                     .rules()
                     .map(|r| (r.name.to_string(), r.health, r.since, r.ladder))
