@@ -78,7 +78,7 @@ impl Engine {
         status.suppressed.clone_from(&self.suppressed);
         status
             .rules
-            .resize_with(self.rules.len(), RuleStatus::with_room);
+            .resize_with(self.rules.len(), RuleStatus::default);
         for (to, w) in status.rules.iter_mut().zip(&self.rules) {
             to.name.clone_from(&w.rule.name);
             to.health = w.health.into();
