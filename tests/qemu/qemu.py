@@ -124,7 +124,11 @@ class Machine:
         self._reader(self._read_qmp, self._qmp)
         # With wait=on QEMU holds the guest until a client has connected;
         # this is the first command, answered before anything else.
-        self.command("qmp_capabilities")
+        try:
+            self.command("qmp_capabilities")
+        except Failed as e:
+            self.stop()
+            raise Failed(f"{e}: {self.qemu_stderr()}") from None
         return self
 
     def _over_budget(self):
@@ -151,9 +155,11 @@ class Machine:
             self._cond.notify_all()
 
     def _read_console(self):
-        for raw in iter(self._proc.stdout.readline, b""):
-            self._note(raw.decode(errors="replace").rstrip("\r\n").replace("\r", ""))
-        self._closed()
+        try:
+            for raw in iter(self._proc.stdout.readline, b""):
+                self._note(raw.decode(errors="replace").rstrip("\r\n").replace("\r", ""))
+        finally:
+            self._closed()
 
     def _connect_qmp(self):
         deadline = time.monotonic() + QMP_CONNECT
@@ -170,6 +176,15 @@ class Machine:
                 time.sleep(0.05)
 
     def _read_qmp(self, sock):
+        try:
+            self._read_qmp_messages(sock)
+        except OSError:
+            pass  # QEMU went away (a reset connection): the stream has ended
+        finally:
+            sock.close()
+            self._closed()
+
+    def _read_qmp_messages(self, sock):
         with sock.makefile("rb") as stream:
             for raw in stream:
                 msg = json.loads(raw)
@@ -183,8 +198,6 @@ class Machine:
                     with self._cond:
                         self._replies[msg["id"]] = msg
                         self._cond.notify_all()
-        sock.close()
-        self._closed()
 
     # ---- QMP commands -----------------------------------------------------
 
