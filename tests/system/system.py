@@ -16,20 +16,21 @@ and `N passed, N failed` last; exits 1 when any failed.
 import fcntl
 import glob
 import hashlib
-import json
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "qemu"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import qemu  # noqa: E402  (the QEMU driver both VM suites use)
+from qemu import Failed  # noqa: E402
 CACHE = os.environ.get("HEARTWATCH_SYSTEM_CACHE", "/var/cache/heartwatch-system")
 SUITE = "bookworm"
 
@@ -44,10 +45,6 @@ HOST_PACKAGES = {
     "depmod": "kmod",
     "dpkg-deb": "dpkg",
 }
-
-
-class Failed(Exception):
-    """A scenario's expectation did not hold; the message says what was seen."""
 
 
 def say(text):
@@ -201,166 +198,16 @@ def newer_deb(deb, workdir):
 
 # ---- the virtual machine ----------------------------------------------------
 
-class Machine:
-    """One QEMU run: console lines and QMP events, each with the host's
-    monotonic time, and waits on them that end early when QEMU exits."""
-
-    def __init__(self, name, img, share, workdir, stage, *, reboot, budget, append=""):
-        self.name = name
-        self.console_path = os.path.join(workdir, f"console-{name}.log")
-        qmp = os.path.join(workdir, f"qmp-{name}.sock")
-        self.qmp_path = qmp
-        self.cmd = [
-            "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2",
-            "-nodefaults", "-no-user-config", "-display", "none",
-            "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-            "-qmp", f"unix:{qmp},server=on,wait=on",
-            "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd"),
-            "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 hwtest.stage={stage} {append}".rstrip(),
-            "-drive", f"file={os.path.join(img, 'root.img')},if=virtio,format=raw,"
-                      "cache=unsafe,snapshot=on",
-            "-device", "i6300esb", "-action", "watchdog=poweroff",
-            "-virtfs", f"local,path={share},mount_tag=host,security_model=none,id=host",
-        ]
-        if not reboot:
-            self.cmd.append("-no-reboot")
-        self.budget = budget
-        self.lines = []
-        self.events = []
-        self.cond = threading.Condition()
-        self.open_streams = 0
-        self.proc = None
-        self.t0 = None
-        self.console = None
-        self.stderr = None
-        self.killer = None
-
-    def start(self):
-        self.t0 = time.monotonic()
-        self.console = open(self.console_path, "w")
-        self.stderr = open(self.console_path + ".stderr", "wb")
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
-        self.killer = threading.Timer(self.budget, self._over_budget)
-        self.killer.daemon = True
-        self.killer.start()
-        self._thread(self._read_console)
-        self._thread(self._read_qmp, self._connect_qmp())
-        return self
-
-    def _over_budget(self):
-        self._note(f"harness: budget of {self.budget} s spent, killing QEMU")
-        self.proc.kill()
-
-    def _thread(self, fn, *args):
-        with self.cond:
-            self.open_streams += 1
-        threading.Thread(target=fn, args=args, daemon=True).start()
-
-    def _closed(self):
-        with self.cond:
-            self.open_streams -= 1
-            self.cond.notify_all()
-
-    def _note(self, text):
-        with self.cond:
-            now = time.monotonic()
-            self.lines.append((now, text))
-            self.console.write(f"[{now - self.t0:7.2f}] {text}\n")
-            self.console.flush()
-            self.cond.notify_all()
-
-    def _read_console(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            self._note(raw.decode(errors="replace").rstrip("\r\n").replace("\r", ""))
-        self._closed()
-
-    def _connect_qmp(self):
-        deadline = time.monotonic() + 20
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(self.qmp_path)
-                sock.sendall(b'{"execute": "qmp_capabilities"}\n')
-                return sock
-            except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise Failed(f"QEMU did not open its QMP socket: {tail(self.console_path + '.stderr', 5)}")
-                time.sleep(0.05)
-
-    def _read_qmp(self, sock):
-        with sock, sock.makefile("rb") as stream:
-            for raw in stream:
-                msg = json.loads(raw)
-                if "event" in msg:
-                    with self.cond:
-                        self.events.append((time.monotonic(), msg["event"], msg.get("data", {})))
-                    self._note(f"qmp: {msg['event']} {json.dumps(msg.get('data', {}))}")
-        self._closed()
-
-    def exited(self):
-        return self.open_streams == 0
-
-    def watchdog_fired(self, before=float("inf")):
-        return next((t for t, name, _ in self.events if name == "WATCHDOG" and t <= before), None)
-
-    def wait(self, find, what, timeout):
-        """Waits until FIND() returns something; fails on timeout or QEMU's exit."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                found = find()
-                if found is not None:
-                    return found
-                fired = self.watchdog_fired()
-                if fired is not None:
-                    raise Failed(f"the hardware watchdog fired (QMP WATCHDOG at {fired - self.t0:.1f} s) before {what}")
-                if self.exited():
-                    raise Failed(f"the VM ended ({self.describe_exit()}) before {what}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Failed(f"no {what} within {timeout:g} s")
-                self.cond.wait(left)
-
-    def line(self, pattern, after=0.0):
-        """The first console line at or after AFTER matching PATTERN (regex)."""
-        rx = re.compile(pattern)
-        return next(((t, text) for t, text in self.lines if t >= after and rx.search(text)), None)
-
-    def event(self, name, after=0.0):
-        return next(((t, n, d) for t, n, d in self.events if t >= after and n == name), None)
-
-    def describe_exit(self):
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = "none yet"
-        names = [n for _, n, _ in self.events if n in ("WATCHDOG", "SHUTDOWN", "RESET")]
-        return f"QEMU exit status {code}, QMP events {names or 'none'}"
-
-    def wait_exit(self, timeout):
-        try:
-            self.wait(lambda: True if self.exited() else None, "QEMU's exit", timeout)
-        except Failed:
-            if not self.exited():
-                raise
-        return self.proc.wait(timeout=5)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.killer is not None:
-            self.killer.cancel()
-
-    def console_tail(self, n=60):
-        return tail(self.console_path, n)
+def machine(name, img, share, workdir, stage, *, reboot, budget, append=""):
+    """The image booted with -snapshot into STAGE of the guest's scripts.
+    Its waits fail as soon as the hardware watchdog fires."""
+    return qemu.Machine(
+        workdir, name=name, memory=1024, smp=2,
+        kernel=os.path.join(img, "vmlinuz"), initrd=os.path.join(img, "initrd"),
+        append=f"root=/dev/vda rw console=ttyS0 panic=-1 hwtest.stage={stage} {append}".rstrip(),
+        extra=["-drive", f"file={os.path.join(img, 'root.img')},if=virtio,format=raw,"
+                         "cache=unsafe,snapshot=on"],
+        share=share, reboot=reboot, budget=budget, abort=qemu.hardware_watchdog_fired)
 
 
 # ---- scenarios --------------------------------------------------------------
@@ -389,7 +236,7 @@ class Report:
                 pass
         if machine is not None:
             print(f"---- last lines of the guest console ({machine.console_path})", flush=True)
-            print(machine.console_tail(), end="", flush=True)
+            print("\n".join(machine.console_tail(60)), flush=True)
             print("----", flush=True)
 
 
@@ -408,7 +255,7 @@ def guest_scenarios(m, names, timeouts, report, after=0.0):
                 report.fail(rest, f"not run: {name} did not finish")
             return False
         begin = m.line(rf"^@@ BEGIN {re.escape(name)}$", after)
-        secs = t - (begin[0] if begin else after or m.t0)
+        secs = t - (begin.t if begin else after or m.t0)
         after = t
         fired = m.watchdog_fired(before=t)
         if text.startswith("@@ PASS") and fired is None:
@@ -424,7 +271,7 @@ def main_boot(img, share, workdir, report):
     names = ["install", "reload", "sigstop", "kill9", "ebusy", "upgrade", "purge"]
     timeouts = {"install": 180, "reload": 90, "sigstop": 120, "kill9": 90,
                 "ebusy": 180, "upgrade": 120, "purge": 120}
-    m = Machine("main", img, share, workdir, "main", reboot=False, budget=sum(timeouts.values()) + 120)
+    m = machine("main", img, share, workdir, "main", reboot=False, budget=sum(timeouts.values()) + 120)
     say("booting the Debian system for scenarios " + ", ".join(names))
     m.start()
     try:
@@ -446,23 +293,23 @@ def reboot_boot(img, share, workdir, report):
     """The ladder that ends in a reboot, then, in the boot after it, how
     heartwatch started with that boot."""
     name = "reboot"
-    m = Machine("reboot", img, share, workdir, "reboot", reboot=True, budget=600)
+    m = machine("reboot", img, share, workdir, "reboot", reboot=True, budget=600)
     say("booting the Debian system for scenarios reboot, boot-start")
     m.start()
     rebooted_at = None
     try:
-        begin = m.wait(lambda: m.line(r"^@@ BEGIN reboot$"), "the scenario's start", 180)[0]
+        begin = m.wait(lambda: m.line(r"^@@ BEGIN reboot$"), "the scenario's start", 180).t
         # The guest checks the ladder's repairs after the reboot, from what
         # it wrote to disk: the reboot may come before it could look.
         reset = m.wait(lambda: m.event("RESET", begin) or m.line(r"^@@ FAIL (reboot|driver)\b"),
                        "the reboot (QMP RESET)", 300)
-        if len(reset) == 2:
-            report.fail(name, reset[1].split(": ", 1)[-1], m, guest_failed_at=reset[0])
+        if isinstance(reset, qemu.Line):
+            report.fail(name, reset.text.split(": ", 1)[-1], m, guest_failed_at=reset.t)
             raise Failed("the scenario failed before the reboot")
-        rebooted_at, _, data = reset
+        rebooted_at, data = reset.t, reset.data
         t, text = m.wait(lambda: m.line(r"^@@ (PASS|FAIL) (reboot|driver)\b", rebooted_at),
                          "the result after the reboot", 240)
-        down = [x for lt, x in m.lines if begin <= lt <= rebooted_at]
+        down = [l.text for l in m.lines if begin <= l.t <= rebooted_at]
         if not data.get("guest"):
             report.fail(name, f"QEMU reset the VM, not the guest: {data}", m)
         elif not any("systemd-shutdown" in x for x in down):
@@ -498,7 +345,7 @@ def coexist_boot(img, share, workdir, report):
     first = ["watchdog-refused", "watchdog-replaced", "watchdog-after"]
     timeouts = {"watchdog-refused": 240, "watchdog-replaced": 180, "watchdog-after": 180,
                 "late-driver": 240}
-    m = Machine("coexist", img, share, workdir, "coexist", reboot=True,
+    m = machine("coexist", img, share, workdir, "coexist", reboot=True,
                 budget=sum(timeouts.values()) + 180, append="modprobe.blacklist=i6300esb")
     say("booting the Debian system for scenarios " + ", ".join(first + ["late-driver"]))
     m.start()
@@ -508,10 +355,10 @@ def coexist_boot(img, share, workdir, report):
         else:
             reset = m.wait(lambda: m.event("RESET") or m.line(r"^@@ FAIL driver\b"),
                            "the reboot into the late-driver boot", 120)
-            if len(reset) == 2:
-                raise Failed(reset[1].split(": ", 1)[-1])
-            guest_scenarios(m, ["late-driver"], timeouts, report, after=reset[0])
-            m.wait(lambda: m.line(r"^@@ DONE", reset[0]), "the guest's DONE", 60)
+            if isinstance(reset, qemu.Line):
+                raise Failed(reset.text.split(": ", 1)[-1])
+            guest_scenarios(m, ["late-driver"], timeouts, report, after=reset.t)
+            m.wait(lambda: m.line(r"^@@ DONE", reset.t), "the guest's DONE", 60)
             m.wait_exit(60)
     except Failed as e:
         if "late-driver" not in report.names:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent / "qemu"))  # the QEMU driver both VM suites use
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 import prepare  # noqa: E402

@@ -9,12 +9,17 @@ measurements worth printing.
 import os
 
 import initramfs
-from machine import Failed, Machine
+from qemu import Failed, Machine, guest_failed
 
-__all__ = ["Failed", "Trial", "watchdog_conf"]
+__all__ = ["Failed", "Trial", "expect_status", "watchdog_conf"]
 
 # Modules the guest needs to mount the host share (boot(share=True)).
 SHARE_MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
+
+# QEMU exit statuses: isa-debug-exit turns a guest byte V into 2*V+1
+# (guest/lib.sh's vm_done writes 0, vm_fail 1). A poweroff, the watchdog's
+# included, exits 0; QMP events tell them apart.
+EXIT_MEANINGS = {1: "guest done", 3: "guest failed", 0: "poweroff"}
 
 
 class Trial:
@@ -45,9 +50,12 @@ class Trial:
             modules += SHARE_MODULES
         initrd = os.path.join(workdir, "initramfs.cpio")
         initramfs.build(self.inputs, script, modules, files or {}, initrd)
-        machine = Machine(self.inputs.qemu, self.inputs.kernel.image, initrd, workdir,
-                          action=action, reboot=reboot, share=self.share if share else None,
-                          smp=smp, memory=memory, budget=budget)
+        machine = Machine(
+            workdir, qemu=self.inputs.qemu, kernel=self.inputs.kernel.image, initrd=initrd,
+            append="console=ttyS0 panic=-1 quiet", action=action, reboot=reboot,
+            share=self.share if share else None, smp=smp, memory=memory, budget=budget,
+            extra=["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
+            abort=guest_failed, exit_meanings=EXIT_MEANINGS)
         self.machines.append(machine)
         return machine.start()
 
@@ -66,3 +74,18 @@ def watchdog_conf(device="/dev/watchdog0", timeout=5, feed=1, keep_armed=False):
             f"Timeout={timeout}s\n"
             f"FeedInterval={feed}s\n"
             f"KeepArmedOnStop={'yes' if keep_armed else 'no'}\n")
+
+
+def expect_status(vm, after, wanted, timeout=30):
+    """The guest's next hw_status after time AFTER: fails unless `heartwatch
+    status` exited 0 and some line of it contains each text in WANTED.
+    Returns its STATUS mark and its lines."""
+    done = vm.wait_mark("STATUS", timeout, after=after)
+    if "exit=0" not in done.text:
+        raise Failed(f"heartwatch status failed: {done.text}")
+    shown = [text[len("status| "):] for text in vm.lines_between("status| ", after, done.t)]
+    for text in wanted:
+        if not any(text in line for line in shown):
+            raise Failed(f"`heartwatch status` does not show {text!r}:\n    "
+                         + "\n    ".join(shown))
+    return done, shown

@@ -89,6 +89,17 @@ hw_wait_log() {
 	done
 }
 
+# Waits until `heartwatch status` shows TEXT; fails the scenario after SECONDS.
+hw_wait_status() {
+	tries=$(($2 * 2))
+	until heartwatch status 2>/dev/null | grep -q -- "$1"; do
+		hw_alive || vm_fail "heartwatch exited before its status showed '$1'"
+		tries=$((tries - 1))
+		[ "$tries" -gt 0 ] || vm_fail "heartwatch status did not show '$1' within $2 s"
+		sleep 0.5
+	done
+}
+
 # Runs `heartwatch status`, copies its output to the console as "status| ..."
 # lines and marks "STATUS exit=N".
 hw_status() {

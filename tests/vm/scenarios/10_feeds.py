@@ -1,6 +1,6 @@
 """heartwatch keeps the i6300ESB fed: the VM outlives three hardware timeouts."""
 
-from trial import Failed, watchdog_conf
+from trial import Failed, expect_status, watchdog_conf
 
 NAME = "feeds"
 TIMEOUT = 5
@@ -10,6 +10,7 @@ GUEST = f"""
 hw_start
 hw_wait_log "ready:" 30
 vm_mark "READY state=$(wd_attr watchdog0 state) timeout=$(wd_attr watchdog0 timeout)"
+hw_status
 sleep {LIVES}
 hw_alive || vm_fail "heartwatch is not running any more"
 vm_mark "SURVIVED state=$(wd_attr watchdog0 state)"
@@ -24,7 +25,7 @@ def run(trial):
     # Without an armed watchdog, surviving would prove nothing.
     if "state=active" not in ready.text or f"timeout={TIMEOUT}" not in ready.text:
         raise Failed(f"watchdog0 not armed at {TIMEOUT} s once heartwatch was ready: {ready.text}")
-    vm.wait_line(f"timeout {TIMEOUT}s", 1)
+    expect_status(vm, ready.t, [f'watchdog /dev/watchdog0 "i6300ESB timer": timeout {TIMEOUT}s'])
     survived = vm.wait_mark("SURVIVED", LIVES + 20, after=ready.t)
     up = survived.t - ready.t
     if up < 3 * TIMEOUT:

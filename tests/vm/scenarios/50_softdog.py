@@ -6,7 +6,7 @@ loaded with soft_noboot=1 (it logs "Triggered - Reboot ignored" instead of
 rebooting). That either one ends the VM is what kill9-resets proves.
 """
 
-from trial import Failed, watchdog_conf
+from trial import Failed, expect_status, watchdog_conf
 
 NAME = "softdog"
 TIMEOUT = 5
@@ -22,6 +22,7 @@ states() {{
 hw_start
 hw_wait_log "ready:" 30
 vm_mark "READY $(states) wd1 is $(wd_attr watchdog1 identity)"
+hw_status
 sleep {LIVES}
 hw_alive || vm_fail "heartwatch is not running any more"
 vm_mark "FED $(states)"
@@ -41,7 +42,8 @@ def run(trial):
     ready = vm.wait_mark("READY", 40)
     if armed not in ready.text or "Software Watchdog" not in ready.text:
         raise Failed(f"expected i6300ESB and softdog both armed at {TIMEOUT} s: {ready.text}")
-    vm.wait_line(f"watchdog /dev/watchdog1: timeout {TIMEOUT}s", 1)
+    expect_status(vm, ready.t, [f'watchdog /dev/watchdog0 "i6300ESB timer": timeout {TIMEOUT}s',
+                                f'watchdog /dev/watchdog1 "Software Watchdog": timeout {TIMEOUT}s'])
 
     fed = vm.wait_mark("FED", LIVES + 20, after=ready.t)
     if fed.t - ready.t < 3 * TIMEOUT or armed not in fed.text:

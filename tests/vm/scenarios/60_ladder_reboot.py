@@ -14,13 +14,13 @@ what a hung `systemctl reboot` looks like, so the later steps are reached:
 - boot 3: heartwatch reports both reboots.
 
 StateDirectory= is on the host share, so the reason and the budget survive
-the resets; each boot checks what heartwatch logs and `status` shows about
-the one before.
+the resets; each boot checks what `heartwatch status` shows about the one
+before.
 """
 
 import os
 
-from trial import Failed, watchdog_conf
+from trial import Failed, expect_status, watchdog_conf
 
 NAME = "ladder-reboot"
 TIMEOUT = 5
@@ -82,22 +82,6 @@ vm_fail "boot $BOOT: still up 40 s after heartwatch was ready"
 """
 
 
-def status_lines(vm, boot, done):
-    return [l.text for l in vm.lines if boot.t <= l.t <= done.t and l.text.startswith("status| ")]
-
-
-def expect_status(vm, boot, wanted):
-    done = vm.wait_mark("STATUS", 30, after=boot.t)
-    if "exit=0" not in done.text:
-        raise Failed(f"heartwatch status failed: {done.text}")
-    shown = status_lines(vm, boot, done)
-    for text in wanted:
-        if not any(text in l for l in shown):
-            raise Failed(f"`heartwatch status` on {boot.text[3:]} does not show {text!r}:\n    "
-                         + "\n    ".join(shown))
-    return done
-
-
 def not_between(vm, text, start, end):
     seen = [l for l in vm.lines if start <= l.t <= end and text in l.text]
     if seen:
@@ -115,7 +99,7 @@ def run(trial):
     # Boot 1: stale -> 2 repairs -> orderly command (does nothing) -> reboot(2).
     boot1 = vm.wait_mark("BOOT 1", 40)
     ready = vm.wait_line("heartwatch: ready:", 30, after=boot1.t)
-    expect_status(vm, boot1, ["last reboot by heartwatch: none recorded",
+    expect_status(vm, boot1.t, ["last reboot by heartwatch: none recorded",
                               "reboot budget: 0 of 3 used"])
     failing = vm.wait_line("rule app: failing: stale", 20, after=boot1.t)
     decided = vm.wait_line("rebooting: rule app: stale", 20, after=failing.t)
@@ -138,9 +122,7 @@ def run(trial):
                f"(OrderlyTimeout={ORDERLY}s); next /init {boot2.t - forced.t:.2f} s later")
 
     # Boot 2: the reason survived; Forced=no -> the feed stops -> the hardware resets.
-    vm.wait_line("the previous boot ended in a reboot by heartwatch: rule app: stale", 30,
-                 after=boot2.t)
-    expect_status(vm, boot2, ["last reboot by heartwatch: rule app: stale",
+    expect_status(vm, boot2.t, ["last reboot by heartwatch: rule app: stale",
                               f"(after {ATTEMPTS} repair attempts)",
                               "reboot budget: 1 of 3 used"])
     decided2 = vm.wait_line("rebooting: rule app: stale", 20, after=boot2.t)
@@ -158,13 +140,9 @@ def run(trial):
 
     # Boot 3: both reboots are on record.
     boot3 = vm.wait_mark("BOOT 3", 40, after=fired.t)
-    vm.wait_line("the previous boot ended in a reboot by heartwatch: rule app: stale", 30,
-                 after=boot3.t)
-    vm.wait_line("watchdog /dev/watchdog0: last reset was caused by the watchdog", 30,
-                 after=boot3.t)
-    expect_status(vm, boot3, ["last reboot by heartwatch: rule app: stale",
+    expect_status(vm, boot3.t, ["last reboot by heartwatch: rule app: stale",
                               "reboot budget: 2 of 3 used",
-                              "last reset was caused by the watchdog"])
+                              "boot: last reset was caused by the watchdog"])
     vm.expect_exit(1, 20)
 
     with open(os.path.join(trial.share, "repairs")) as f:
@@ -173,5 +151,5 @@ def run(trial):
     if per_boot != [ATTEMPTS, ATTEMPTS]:
         raise Failed(f"expected {ATTEMPTS} repairs on boots 1 and 2, the share says "
                      f"{per_boot}: {repairs}")
-    trial.note(f"repair ran {ATTEMPTS} times before each reboot; next boots logged and "
+    trial.note(f"repair ran {ATTEMPTS} times before each reboot; on the next boots "
                f"`status` showed the reason and the budget (1, then 2 of 3)")

@@ -66,7 +66,7 @@ def run(trial):
 
     # The same report in the kernel log, from heartwatch's pid.
     kmsg_done = vm.wait_mark("KMSG", 10, after=died.t)
-    kmsg = [l.text for l in vm.lines if died.t <= l.t <= kmsg_done.t and l.text.startswith("kmsg| ")]
+    kmsg = vm.lines_between("kmsg| ", died.t, kmsg_done.t)
     for text in REPORT:
         if not any(f"heartwatch[{pid}]: {text}" in l for l in kmsg):
             raise Failed(f"dmesg lacks heartwatch[{pid}]: {text!r}:\n    " + "\n    ".join(kmsg))

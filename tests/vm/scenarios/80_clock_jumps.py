@@ -100,7 +100,7 @@ def run(trial):
              and not l.text.startswith(("status|", "@@"))]
     if quiet:
         raise Failed(f"a rule fired across the clock jumps: {quiet[0]}")
-    shown = [l.text for l in vm.lines if back.t <= l.t <= control.t and l.text.startswith("status| ")]
+    shown = vm.lines_between("status| ", back.t, control.t)
     for name in ("fresh", "control"):
         if not any(l.split()[1:3] == [name, "healthy"] for l in shown):
             raise Failed(f"`heartwatch status` does not show {name} healthy:\n    "

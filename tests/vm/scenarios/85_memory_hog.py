@@ -60,7 +60,7 @@ def run(trial):
 
     feeds = vm.wait_mark("FEEDS", HOG_SECONDS + 30, after=ready.t)
     hogs = vm.wait_mark("HOGS", 10, after=feeds.t)
-    kills = [l.text for l in vm.lines if feeds.t <= l.t <= hogs.t and l.text.startswith("oom| ")]
+    kills = vm.lines_between("oom| ", feeds.t, hogs.t)
     if not kills:
         raise Failed(f"the OOM killer never ran ({hogs.text}): the hog did not fill the memory")
     wrong = [k for k in kills if "(tail)" not in k]
