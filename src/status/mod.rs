@@ -5,8 +5,6 @@
 //! (`record`: [`Status::write_record`], [`parse`]). One struct, so the views
 //! cannot disagree, and `heartwatch status` reads fields, not prose.
 
-#![deny(unsafe_code)]
-
 mod record;
 
 pub use record::{MAX_RECORD, parse};
@@ -100,18 +98,6 @@ pub struct RuleStatus {
     /// Where its ladder stands; empty while the ladder is idle.
     pub ladder: String,
     pub last_repair: Option<LastRepair>,
-}
-
-impl RuleStatus {
-    /// An empty rule with room for the texts a turn of the loop writes, so
-    /// that a rule that starts failing allocates nothing.
-    pub fn with_room() -> RuleStatus {
-        RuleStatus {
-            cause: String::with_capacity(160),
-            ladder: String::with_capacity(96),
-            ..RuleStatus::default()
-        }
-    }
 }
 
 /// A rule's health, in the words the status uses.
