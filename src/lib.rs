@@ -10,19 +10,18 @@
 //! (`rundir`), text without allocation (`text`), logging (`logger`), the
 //! decisions without I/O (`engine`), the event loop that carries them out
 //! (`daemon`), the command line (`cli`) and what its commands say
-//! (`report`), and every system call made through `unsafe` (`sys`, a
-//! leaf that imports nothing from the rest of the crate; among them
-//! opening only regular files, `sys::regular`).
+//! (`report`), and every raw system call (`sys`, a leaf that imports
+//! nothing from the rest of the crate; among them opening only regular
+//! files, `sys::regular`).
 //!
 //! `Cargo.toml` denies `unsafe_code` in the whole crate; only `sys`, the
-//! crash handler and the memory test are allowed it, and there every
-//! `unsafe` block says why it is sound (clippy's
+//! crash handler and the memory test allow it (each says so at its top),
+//! and there every such block says why it is sound (clippy's
 //! `undocumented_unsafe_blocks`).
 
 mod atomic;
 pub mod cli;
 pub mod config;
-#[allow(unsafe_code)]
 mod crash;
 pub mod daemon;
 mod device;
@@ -32,7 +31,6 @@ mod heartbeat;
 mod identity;
 mod ladder;
 pub mod logger;
-#[allow(unsafe_code)]
 mod memtest;
 pub mod notify;
 mod probe;
@@ -42,7 +40,6 @@ mod repair;
 mod report;
 mod rundir;
 pub mod status;
-#[allow(unsafe_code)]
 mod sys;
 mod text;
 

@@ -10,6 +10,10 @@
 //! allocation, no locks, no formatting; only volatile loads and stores, so
 //! the compiler can neither drop a write nor answer a read from a register.
 
+// Volatile loads and stores over raw memory: Cargo.toml denies
+// unsafe_code elsewhere (sys and the crash handler apart).
+#![allow(unsafe_code)]
+
 use crate::text::Count;
 use std::fmt;
 use std::io;

@@ -24,6 +24,10 @@
 //! The ways to make the binary crash on purpose are in `test_hooks`,
 //! compiled only with the `test-hooks` feature.
 
+// A signal handler, alternate stacks and raw memory: Cargo.toml denies
+// unsafe_code elsewhere (sys and the memory test apart).
+#![allow(unsafe_code)]
+
 mod handler;
 mod install;
 mod memory;
