@@ -16,7 +16,7 @@ mod values;
 
 pub use ini::{Entry, LineError, Section, comment_start, parse as parse_ini};
 pub use schema::{parse_rule, parse_settings};
-pub use trusted::{distrust, load};
+pub use trusted::{assemble, distrust, load};
 pub use types::{
     Argv, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally, HeartbeatSpec,
     LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,

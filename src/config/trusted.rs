@@ -5,7 +5,7 @@
 //! are opened, so that a device or a FIFO put in their place does nothing.
 
 use super::schema::{parse_rule, parse_settings};
-use super::types::{Config, ConfigError, Rule};
+use super::types::{Config, ConfigError, DaemonSettings, RebootSettings, Rule, WatchdogSettings};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -29,6 +29,17 @@ pub fn load(root: &Path) -> Result<Config, Vec<ConfigError>> {
     };
     let rules_dir = root.join("rules.d");
     let rules = load_rules(&rules_dir, &mut errors);
+    assemble(root, settings, rules, errors)
+}
+
+/// The configuration under `root` from its parsed parts: whole, or every
+/// error found in any of them (the settings' first).
+pub fn assemble(
+    root: &Path,
+    settings: Result<(WatchdogSettings, DaemonSettings, RebootSettings), Vec<ConfigError>>,
+    rules: Vec<Rule>,
+    mut errors: Vec<ConfigError>,
+) -> Result<Config, Vec<ConfigError>> {
     match settings {
         Ok((watchdog, daemon, reboot)) if errors.is_empty() => Ok(Config {
             root: root.to_path_buf(),

@@ -184,20 +184,7 @@ impl Scenario {
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        match settings {
-            Ok((watchdog, daemon, reboot)) if errors.is_empty() => Ok(Config {
-                root: "/sim/etc".into(),
-                watchdog,
-                daemon,
-                reboot,
-                rules,
-            }),
-            Ok(_) => Err(errors),
-            Err(mut e) => {
-                e.append(&mut errors);
-                Err(e)
-            }
-        }
+        config::assemble(Path::new("/sim/etc"), settings, rules, errors)
     }
 }
 
