@@ -14,6 +14,7 @@ impl Daemon {
             Ok(running) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.repair = Some(Box::new(running));
+                    self.running.push(id);
                     self.poll_dirty = true;
                 }
             }
@@ -29,6 +30,7 @@ impl Daemon {
 
     pub(super) fn take_repair(&mut self, id: RuleId) -> Option<Running> {
         self.poll_dirty = true;
+        self.running.retain(|&r| r != id);
         self.slots.get_mut(&id)?.repair.take().map(|b| *b)
     }
 
@@ -62,6 +64,7 @@ impl Daemon {
         let had_pidfd = r.pidfd.is_some();
         if let Some(ending) = r.try_finish(now.mono, &mut self.cleanup) {
             slot.repair = None;
+            self.running.retain(|&r| r != id);
             self.poll_dirty = true;
             self.tell(Event::RepairExited(id, ending), now);
         } else if had_pidfd && r.pidfd.is_none() {
@@ -73,12 +76,7 @@ impl Daemon {
     pub(super) fn tend_repairs(&mut self, now: Now) {
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        ids.extend(
-            self.slots
-                .iter()
-                .filter(|(_, s)| s.repair.is_some())
-                .map(|(&id, _)| id),
-        );
+        ids.extend_from_slice(&self.running);
         for &id in &ids {
             let Some(r) = self.slots.get_mut(&id).and_then(|s| s.repair.as_mut()) else {
                 continue;

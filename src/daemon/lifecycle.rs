@@ -138,6 +138,7 @@ impl Daemon {
             signals,
             slots: HashMap::new(),
             scratch: Vec::new(),
+            running: Vec::new(),
             pollfds: Vec::new(),
             owners: Vec::new(),
             poll_dirty: true,
@@ -177,6 +178,7 @@ impl Daemon {
         for slot in self.slots.values_mut() {
             slot.repair = None;
         }
+        self.running.clear();
         self.cleanup.stop();
         for device in std::mem::take(&mut self.devices).into_orderly_stop() {
             let path = device.path().display().to_string();

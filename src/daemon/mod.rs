@@ -22,7 +22,7 @@ use crate::text::{FixedBuf, wall_now};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -73,6 +73,9 @@ pub struct Daemon {
     slots: HashMap<RuleId, Slot>,
     /// Rule identities, reused by turns that visit every slot.
     scratch: Vec<RuleId>,
+    /// The rules whose slot holds a running repair, so that a turn looks
+    /// at those and not at every slot.
+    running: Vec<RuleId>,
     pollfds: Vec<libc::pollfd>,
     owners: Vec<Owner>,
     poll_dirty: bool,
@@ -183,7 +186,8 @@ impl Daemon {
         if let Some(at) = self.cleanup.next_deadline(now) {
             deadline = deadline.min(at);
         }
-        for r in self.slots.values().filter_map(|s| s.repair.as_ref()) {
+        let repairs = self.running.iter().filter_map(|id| self.slots.get(id));
+        for r in repairs.filter_map(|s| s.repair.as_ref()) {
             if let Some(at) = r.paused_until() {
                 deadline = deadline.min(at);
             }
@@ -277,7 +281,7 @@ impl Daemon {
     /// gone (their repairs are killed and reaped later), room for what the
     /// steady state needs.
     fn installed(&mut self) {
-        let ids: Vec<RuleId> = self.engine.rule_ids().collect();
+        let ids: HashSet<RuleId> = self.engine.rule_ids().collect();
         let gone: Vec<RuleId> = self
             .slots
             .keys()
@@ -290,11 +294,13 @@ impl Daemon {
                 self.cleanup.adopt(*running, &rule);
             }
         }
+        self.running.retain(|id| ids.contains(id));
         for &id in &ids {
             self.slots.entry(id).or_default();
         }
         let n = ids.len();
         self.scratch = Vec::with_capacity(n);
+        self.running.reserve(n.saturating_sub(self.running.len()));
         self.prober.reserve(n);
         let slots = 2 + n * 3;
         self.pollfds = Vec::with_capacity(slots);
