@@ -325,38 +325,32 @@ fn position(lines: &[String], needle: &str) -> usize {
         .unwrap_or_else(|| panic!("no line containing {needle:?}; saw {lines:#?}"))
 }
 
-#[test]
-fn a_failed_start_logs_its_cause_before_what_it_did_to_the_devices() {
-    let s = Scratch::new("cause-first");
+/// The log of a start that fails with `devices` (the stand-in device
+/// `watchdog0` first) and the stand-in timeout `standin`.
+fn failed_start_log(name: &str, devices: &str, standin: &str) -> Vec<String> {
+    let s = Scratch::new(name);
     let first = s.path("watchdog0");
     std::fs::write(&first, "").unwrap();
     with_devices(
         &s,
         &format!(
-            "[Watchdog]\nDevice={} /nonexistent/watchdog1\nTimeout=10s\nFeedInterval=1s\n",
+            "[Watchdog]\nDevice={} {devices}\nTimeout=10s\nFeedInterval=1s\n",
             first.display()
         ),
     );
-    let mut d = start(&s, "10");
+    let mut d = start(&s, standin);
     exits_with_failure(&mut d);
-    let lines = d.drain().to_vec();
+    d.drain().to_vec()
+}
+
+#[test]
+fn a_failed_start_logs_its_cause_before_what_it_did_to_the_devices() {
+    let lines = failed_start_log("cause-first", "/nonexistent/watchdog1", "10");
     let cause = position(&lines, "watchdog /nonexistent/watchdog1: no such device");
     let disarmed = position(&lines, "disarmed (magic close)");
     assert!(cause < disarmed, "the cause comes after: {lines:#?}");
     // The same for the device whose own set-up failed (`Device::open`).
-    let s = Scratch::new("cause-first-open");
-    let only = s.path("watchdog0");
-    std::fs::write(&only, "").unwrap();
-    with_devices(
-        &s,
-        &format!(
-            "[Watchdog]\nDevice={}\nTimeout=10s\nFeedInterval=1s\n",
-            only.display()
-        ),
-    );
-    let mut d = start(&s, "none");
-    exits_with_failure(&mut d);
-    let lines = d.drain().to_vec();
+    let lines = failed_start_log("cause-first-open", "", "none");
     let cause = position(&lines, "WDIOC_GETTIMEOUT failed");
     let disarmed = position(&lines, "critical: watchdog");
     assert!(cause < disarmed, "the cause comes after: {lines:#?}");
