@@ -65,6 +65,17 @@ impl Heartbeat {
     }
 }
 
+/// A stat that found the file with modification time `mtime`, for tests.
+#[cfg(test)]
+pub(crate) fn found(mtime: i64) -> Outcome {
+    Outcome::Found(Stamp {
+        mtime_sec: mtime,
+        mtime_nsec: 0,
+        inode: 1,
+        device: 1,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,14 +89,7 @@ mod tests {
         }
     }
 
-    fn found(mtime: i64) -> Outcome {
-        Outcome::Found(Stamp {
-            mtime_sec: mtime,
-            mtime_nsec: 0,
-            inode: 1,
-            device: 1,
-        })
-    }
+    use super::found;
 
     #[test]
     fn age_counts_from_when_the_change_was_seen() {

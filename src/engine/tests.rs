@@ -5,8 +5,9 @@
 use super::*;
 use crate::config::{Watch, parse_rule, parse_settings};
 use crate::health::Cause;
+use crate::heartbeat::found;
 use crate::ladder::State;
-use crate::sys::stat::{Outcome, Stamp};
+use crate::sys::stat::Outcome;
 use std::path::Path;
 
 const S: Duration = Duration::from_secs(1);
@@ -135,15 +136,6 @@ impl Bench {
     fn health(&self) -> Health {
         self.engine.rules[0].health
     }
-}
-
-fn found(mtime: i64) -> Outcome {
-    Outcome::Found(Stamp {
-        mtime_sec: mtime,
-        mtime_nsec: 0,
-        inode: 1,
-        device: 1,
-    })
 }
 
 const REPAIR: &str = "[Escalate]\nRepair=/bin/true\nRepairAttempts=2\nRepairTimeout=10s\nRepairBackoff=1s\nRecoveryPeriod=30s\n";
