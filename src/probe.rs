@@ -1,4 +1,5 @@
-//! Probes — stats of heartbeat files, process look-ups — run off the
+//! Probes — stats of heartbeat files, process look-ups, reads of network
+//! interfaces — run off the
 //! feeding path. A `stat` on a hung
 //! NFS or FUSE mount can block for ever; here it blocks a worker thread,
 //! never the loop that feeds the watchdog. The loop submits a request,
@@ -8,6 +9,7 @@
 //! Queues are allocated when the configuration is loaded and never grow in
 //! the steady state: at most one request per rule is in flight.
 
+use crate::interface::{self, Reading};
 use crate::process::{self, Lookup, Target};
 use crate::sys::eventfd::EventFd;
 use crate::sys::stat::{Outcome, stat};
@@ -23,6 +25,8 @@ pub enum Subject {
     File(Arc<CString>),
     /// Find a process; `bool`: open a pidfd on it.
     Process(Arc<Target>, bool),
+    /// Read a network interface's state and receive counter.
+    Interface(Arc<interface::Paths>),
 }
 
 /// What was found.
@@ -30,6 +34,7 @@ pub enum Subject {
 pub enum Finding {
     File(Outcome),
     Process(Lookup),
+    Interface(Reading),
 }
 
 /// A finished probe, tagged with the ticket it was submitted under.
@@ -187,6 +192,7 @@ fn work(shared: &Shared) {
         let finding = match &request.subject {
             Subject::File(path) => Finding::File(stat(path)),
             Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
+            Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
         };
         drop(request.subject);
         let mut answers = lock(&shared.answers);
