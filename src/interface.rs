@@ -137,17 +137,20 @@ pub fn look(paths: &Paths) -> Reading {
         Ok(n) => OperState::parse(&buf[..n]),
         Err(e) => return gone_or(e),
     };
-    let carrier = match read_small(paths.carrier.as_bytes_with_nul(), &mut buf) {
-        Ok(n) => match buf[..n].trim_ascii() {
-            b"1" => Carrier::Yes,
-            b"0" => Carrier::No,
-            _ => Carrier::NotReported,
-        },
-        Err(Errno::ENOENT | Errno::ENODEV) => return Reading::Missing,
-        Err(_) => Carrier::NotReported,
-    };
-    if !operstate.is_up(carrier) {
-        return Reading::Down { operstate, carrier };
+    if operstate != OperState::Up {
+        // Only needed to decide `unknown`, and to say why it is down.
+        let carrier = match read_small(paths.carrier.as_bytes_with_nul(), &mut buf) {
+            Ok(n) => match buf[..n].trim_ascii() {
+                b"1" => Carrier::Yes,
+                b"0" => Carrier::No,
+                _ => Carrier::NotReported,
+            },
+            Err(Errno::ENOENT | Errno::ENODEV) => return Reading::Missing,
+            Err(_) => Carrier::NotReported,
+        };
+        if !operstate.is_up(carrier) {
+            return Reading::Down { operstate, carrier };
+        }
     }
     match read_small(paths.rx_packets.as_bytes_with_nul(), &mut buf) {
         Ok(n) => match parse_count(&buf[..n]) {

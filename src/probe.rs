@@ -1,7 +1,6 @@
 //! Probes — stats of heartbeat files, process look-ups, reads of network
-//! interfaces — run off the
-//! feeding path. A `stat` on a hung
-//! NFS or FUSE mount can block for ever; here it blocks a worker thread,
+//! interfaces — run off the feeding path. A `stat` on a hung NFS or FUSE
+//! mount can block for ever; here it blocks a worker thread,
 //! never the loop that feeds the watchdog. The loop submits a request,
 //! goes on, and learns of the answer through an eventfd it polls; a request
 //! that is not answered in time is the loop's to call a failure.

@@ -101,6 +101,28 @@ impl Net {
         self.pings.push(child);
     }
 
+    /// Starts pinging the namespace's own loopback from inside it.
+    fn start_loopback_traffic(&mut self) {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "ping",
+                "-q",
+                "-n",
+                "-i",
+                "0.2",
+                "127.0.0.1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ping (iputils-ping)");
+        self.pings.push(child);
+    }
+
     fn stop_traffic(&mut self) {
         for mut child in self.pings.drain(..) {
             let _ = child.kill();
@@ -249,6 +271,28 @@ fn down_on_either_side_and_deletion_are_causes_of_their_own() {
     daemon.expect("rule link: failing: missing: no such network interface");
     let record = s.status_record();
     assert!(record.contains("\tinterface\t"), "{record}");
+}
+
+#[test]
+fn loopback_whose_operstate_is_unknown_counts_as_up_by_its_carrier() {
+    let s = Scratch::new("iface-lo");
+    s.write_conf("");
+    let mut net = Net::new();
+    interface_rule(&s, "lo", "lo");
+    // A new namespace's loopback is down.
+    let mut daemon = start(&net, &s);
+    let line = wait_rule(&s, "lo", "failing");
+    assert!(line.contains("down: operstate down"), "{line}");
+    // Up, loopback says `unknown` with carrier 1: up, and with packets
+    // (nothing else uses this namespace's loopback) healthy.
+    ip(&["-n", &net.ns, "link", "set", "lo", "up"]);
+    net.start_loopback_traffic();
+    wait_rule(&s, "lo", "healthy");
+    net.stop_traffic();
+    let line = wait_rule(&s, "lo", "failing");
+    assert!(line.contains("no packet received for"), "{line}");
+    assert!(!line.contains("down"), "{line}");
+    daemon.expect("rule lo: failing: no packet received for");
 }
 
 #[test]
