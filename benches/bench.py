@@ -151,6 +151,8 @@ class Workload:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.children = {}
+        # Rules of other kinds, by name: their text (heartwatch only).
+        self.extra_rules = {}
         os.makedirs(f"{self.dir}/files", exist_ok=True)
 
     def path(self, name):
@@ -200,6 +202,34 @@ class Workload:
                 child.kill()
                 child.wait(timeout=5)
         self.children = {}
+
+
+def mixed_rules(systems=100, commands=20, interval="1s"):
+    """The [System] and [Command] rules of the "mixed" workload, by rule
+    name, written against the rule syntax of issue 13 (heartwatch.rules(5)).
+    Every threshold is far from where a healthy host is, so that no rule
+    fails: the workload measures what watching costs, not what failing does.
+    The system rules cycle through every measure that exists on any Linux
+    host (no temperature sensor: many machines have none)."""
+    measures = [
+        "LoadAverage=1min\nMaxLoad=10000\n",
+        "LoadAverage=5min\nMaxLoad=1000\nPerCPU=yes\n",
+        "MinMemoryAvailable=1%\n",
+        "MaxSwapUsed=99%\n",
+        "MaxFileHandles=99%\n",
+        "Filesystem=/\nMinFreeSpace=1M\nMinFreeInodes=1\n",
+        "Pressure=cpu\nMaxPressure=99%\n",
+        "Pressure=memory\nPressureLine=full\nPressureAverage=10s\nMaxPressure=99%\n",
+        "Pressure=io\nPressureAverage=300s\nMaxPressure=99%\n",
+    ]
+    rules = {}
+    for i in range(systems):
+        rules[f"system-{i:03d}"] = (
+            f"[System]\nCheckInterval={interval}\nFor=1min\n{measures[i % len(measures)]}"
+        )
+    for i in range(commands):
+        rules[f"command-{i:03d}"] = "[Command]\nRun=/bin/true\nInterval=10s\nTimeout=2s\n"
+    return rules
 
 
 # --------------------------------------------------------------- daemons
@@ -323,6 +353,18 @@ class Heartwatch(Daemon):
             )
         for p in self.wl.procs:
             write(f"{rules}/{p}.rule", f"[Process]\nPidFile={self.wl.path(p)}.pid\n")
+        for name, text in self.wl.extra_rules.items():
+            write(f"{rules}/{name}.rule", text)
+
+    def refused_config(self):
+        """What `heartwatch check` says against this configuration, or None
+        when it passes (a binary without the rule kinds refuses it)."""
+        self.write_config()
+        out = subprocess.run([self.binary, "check", "--config", f"{self.dir}/conf"],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if out.returncode == 0:
+            return None
+        return (out.stdout + out.stderr).strip().splitlines()[-3:]
 
     def launch(self):
         env = dict(os.environ)
@@ -626,6 +668,8 @@ def main():
     ap.add_argument("--onfault-shim", default=f"{REPO}/target/bench/mlock_onfault.so",
                     help="LD_PRELOAD shim that adds MCL_ONFAULT to mlockall (benches/mlock_onfault.c)")
     ap.add_argument("--no-experiments", action="store_true", help="skip the RSS experiments")
+    ap.add_argument("--no-mixed", action="store_true",
+                    help="skip the mixed workload (1000 heartbeat, 100 system, 20 command rules)")
     args = ap.parse_args()
 
     def stop(signum, frame):
@@ -654,6 +698,19 @@ def main():
                 # times finer interval, same rules.
                 d = Heartwatch(wl, "100ms", args.binary, label="heartwatch-100ms")
                 results.append(run_one(d, wl, args, window))
+            wl.cleanup()
+        if not args.no_mixed:
+            # What the other kinds add: the heartbeats of hb1000 beside 100
+            # [System] and 20 [Command] rules, heartwatch alone (the peers'
+            # equivalents are configured differently enough not to compare).
+            wl = Workload("mixed", 1000, 0)
+            wl.extra_rules = mixed_rules()
+            d = Heartwatch(wl, "1s", args.binary)
+            refused = d.refused_config()
+            if refused:
+                log(f"mixed: skipped: heartwatch check refuses its rules: {refused}")
+            else:
+                results.append(run_one(d, wl, args, args.window))
             wl.cleanup()
         if args.procs:
             wl = Workload(f"proc{args.procs}", 0, args.procs)

@@ -232,7 +232,10 @@ daemons were measured in that run, one after another on each workload.
   watchdog {wd_version}, monit {monit_version}, {rustc}.
 - workloads: hbN = N heartbeat files, each with MaxAge {data['max_age_s']} s, touched every {data['touch_period_s']} s
   by the harness, plus one file missing at start (the canary, last in every configuration, whose first
-  report is the "first verdict"); proc100 = 100 `sleep` processes named by pidfiles. No watchdog device.
+  report is the "first verdict"); proc100 = 100 `sleep` processes named by pidfiles; mixed = hb1000's
+  heartbeats beside 100 `[System]` rules (CheckInterval=1s, cycling through load, memory, swap, file
+  handles, a filesystem and pressure, every threshold far from a healthy host) and 20 `[Command]` rules
+  (`/bin/true` every 10 s), heartwatch only (`benches/bench.py`, `mixed_rules`). No watchdog device.
 
 ## Results
 

@@ -1,6 +1,7 @@
 //! A rule's health and the causes of failure, shared by every kind of check.
 
 use crate::config::DurationText;
+use crate::interface::{Carrier, OperState};
 use nix::errno::Errno;
 use std::fmt;
 use std::time::Duration;
@@ -45,6 +46,18 @@ pub enum Cause {
     Zombie,
     /// No process runs the watched executable.
     NoSuchProcess,
+    /// The network interface does not exist.
+    InterfaceMissing,
+    /// The network interface is not up.
+    InterfaceDown {
+        operstate: OperState,
+        carrier: Carrier,
+    },
+    /// The interface's receive counter did not move for this long.
+    NoPacket {
+        unchanged: Duration,
+        within: Duration,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -79,6 +92,16 @@ impl fmt::Display for Cause {
             }
             Cause::Zombie => f.write_str("dead: the process is a zombie"),
             Cause::NoSuchProcess => f.write_str("dead: no process runs the executable"),
+            Cause::InterfaceMissing => f.write_str("missing: no such network interface"),
+            Cause::InterfaceDown { operstate, carrier } => {
+                write!(f, "down: operstate {}, {carrier}", operstate.word())
+            }
+            Cause::NoPacket { unchanged, within } => write!(
+                f,
+                "no packet received for {} (within {})",
+                DurationText(*unchanged),
+                DurationText(*within)
+            ),
         }
     }
 }
@@ -94,10 +117,14 @@ impl fmt::Display for Health {
 }
 
 impl Health {
-    /// Same kind of health, ignoring how long a stale file has been stale.
+    /// Same kind of health, ignoring how long a stale file (or a silent
+    /// interface) has been so.
     pub fn same_kind(&self, other: &Health) -> bool {
         match (self, other) {
             (Health::Failing(Cause::Stale { .. }), Health::Failing(Cause::Stale { .. })) => true,
+            (Health::Failing(Cause::NoPacket { .. }), Health::Failing(Cause::NoPacket { .. })) => {
+                true
+            }
             _ => self == other,
         }
     }

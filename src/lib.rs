@@ -29,6 +29,7 @@ pub mod engine;
 pub mod health;
 mod heartbeat;
 mod identity;
+mod interface;
 mod ladder;
 pub mod logger;
 mod memtest;

@@ -1,6 +1,6 @@
-//! Probes — stats of heartbeat files, process look-ups — run off the
-//! feeding path. A `stat` on a hung
-//! NFS or FUSE mount can block for ever; here it blocks a worker thread,
+//! Probes — stats of heartbeat files, process look-ups, reads of network
+//! interfaces — run off the feeding path. A `stat` on a hung NFS or FUSE
+//! mount can block for ever; here it blocks a worker thread,
 //! never the loop that feeds the watchdog. The loop submits a request,
 //! goes on, and learns of the answer through an eventfd it polls; a request
 //! that is not answered in time is the loop's to call a failure.
@@ -8,6 +8,7 @@
 //! Queues are allocated when the configuration is loaded and never grow in
 //! the steady state: at most one request per rule is in flight.
 
+use crate::interface::{self, Reading};
 use crate::process::{self, Lookup, Target};
 use crate::sys::eventfd::EventFd;
 use crate::sys::stat::{Outcome, stat};
@@ -23,6 +24,8 @@ pub enum Subject {
     File(Arc<CString>),
     /// Find a process; `bool`: open a pidfd on it.
     Process(Arc<Target>, bool),
+    /// Read a network interface's state and receive counter.
+    Interface(Arc<interface::Paths>),
 }
 
 /// What was found.
@@ -30,6 +33,7 @@ pub enum Subject {
 pub enum Finding {
     File(Outcome),
     Process(Lookup),
+    Interface(Reading),
 }
 
 /// A finished probe, tagged with the ticket it was submitted under.
@@ -187,6 +191,7 @@ fn work(shared: &Shared) {
         let finding = match &request.subject {
             Subject::File(path) => Finding::File(stat(path)),
             Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
+            Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
         };
         drop(request.subject);
         let mut answers = lock(&shared.answers);

@@ -5,8 +5,12 @@
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
 //! logging and systemd notification on, and two repairs running throughout,
 //! one printing lines (long ones, bytes that are not UTF-8) past its log
-//! budget, one flooding (`yes`); after a warm-up, every turn is counted and must not allocate, in
-//! the loop or in its stat workers.
+//! budget, one flooding (`yes`), and three interface rules: two on the
+//! loopback interface, fed by a datagram the test sends every 700 ms (one
+//! with `Within=2s` stays healthy, one with `Within=300ms` flaps), and one
+//! on an interface that does not exist (missing); after a warm-up, every
+//! turn is counted and must not allocate, in the loop or in its stat
+//! workers.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -145,6 +149,22 @@ fn main() {
         ),
     )
     .unwrap();
+    // Interface rules on loopback, fed by datagrams to a socket of its own.
+    for (name, interface, within) in [
+        ("i-lo-steady", "lo", "2s"),
+        ("i-lo-flap", "lo", "300ms"),
+        ("i-missing", "hwnosuch0", "1s"),
+    ] {
+        std::fs::write(
+            dir.join(format!("conf/rules.d/{name}.rule")),
+            format!("[Interface]\nName={interface}\nWithin={within}\n"),
+        )
+        .unwrap();
+    }
+    let lo_sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let lo_to = lo_sink.local_addr().unwrap();
+    let lo_source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    lo_sink.set_nonblocking(true).unwrap();
     let chatty_runs = || {
         std::fs::read_to_string(&chatty_count)
             .map(|s| s.lines().count())
@@ -176,6 +196,9 @@ fn main() {
                 for beat in &beats[80..] {
                     touch(beat);
                 }
+                lo_source.send_to(b"beat", lo_to).unwrap();
+                let mut buf = [0u8; 16];
+                while lo_sink.recv(&mut buf).is_ok() {}
                 last_flap = Instant::now();
             }
             let mut buf = [0u8; 512];
@@ -215,13 +238,22 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
+    let interface_health = |name: &str| {
+        daemon
+            .rule_health()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| h)
+            .unwrap()
+    };
+    let lo_steady = interface_health("i-lo-steady");
+    let missing = interface_health("i-missing");
     let alive_watched = daemon
         .rule_health()
         .filter(|(n, h)| n.starts_with('p') && *n < "p010" && *h == Health::Healthy)
         .count();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "zero_alloc: {RULES} heartbeat and 20 process rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        "zero_alloc: {RULES} heartbeat, 20 process and 3 interface rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
         failing_before,
         failing.len()
     );
@@ -259,9 +291,17 @@ fn main() {
         chatty_before > 0 && chatty_during >= 10,
         "a repair printed lines while counting",
     );
+    check(
+        lo_steady == Health::Healthy,
+        "the interface rule on loopback was healthy",
+    );
+    check(
+        missing == Health::Failing(heartwatch::health::Cause::InterfaceMissing),
+        "the interface rule on an interface that does not exist was failing",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 9 - failed);
+    println!("{} passed, {failed} failed", 11 - failed);
     // Kills the chatty repair.
     daemon.stop();
     if failed > 0 {

@@ -33,6 +33,12 @@ fuzz_target!(|data: &[u8]| {
                 assert!(hb.check_interval <= hb.max_age);
             }
             Watch::Process(p) => assert!(!p.check_interval.is_zero()),
+            Watch::Interface(i) => {
+                assert!((1..=15).contains(&i.name.len()));
+                assert!(!i.name.contains('/'));
+                assert!(!i.check_interval.is_zero());
+                assert!(i.check_interval <= i.within);
+            }
         },
         Err(errors) => {
             assert!(!errors.is_empty());

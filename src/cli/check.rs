@@ -44,7 +44,11 @@ pub(super) fn check(root: &Path) -> Result<(), u8> {
     if config.daemon.dry_run {
         say!(report, "dry run: actions are logged, not taken");
     }
-    for warning in pidfile_warnings(&config) {
+    let interfaces = config.rules.iter().filter_map(|r| match &r.watch {
+        Watch::Interface(spec) => crate::interface::absent_warning(&r.name, spec),
+        _ => None,
+    });
+    for warning in pidfile_warnings(&config).into_iter().chain(interfaces) {
         say!(report, "warning: {warning}");
     }
     say!(report, "rules: {}", config.rules.len());
@@ -82,7 +86,7 @@ fn pidfile_warnings(config: &Config) -> Vec<String> {
                 }
                 config::ProcessTarget::Executable(_) => None,
             },
-            Watch::Heartbeat(_) => None,
+            Watch::Heartbeat(_) | Watch::Interface(_) => None,
         })
         .collect();
     if pidfiles.is_empty() {
@@ -174,5 +178,6 @@ fn explain(watch: &Watch) -> String {
                 DurationText(p.check_interval)
             ),
         },
+        Watch::Interface(i) => crate::interface::explain(i),
     }
 }

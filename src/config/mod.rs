@@ -8,6 +8,7 @@
 //! with a parser from `values`, into the `types` the daemon uses.
 
 mod ini;
+mod interface;
 mod keys;
 mod schema;
 mod trusted;
@@ -19,7 +20,7 @@ pub use schema::{parse_rule, parse_settings};
 pub use trusted::{assemble, distrust, load};
 pub use types::{
     Argv, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally, HeartbeatSpec,
-    LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,
+    InterfaceSpec, LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,
     WatchdogSettings,
 };
 pub use values::{COMMAND_PATH, parse_duration};

@@ -145,28 +145,35 @@ pub fn parse_settings(
     }
 }
 
+/// The sections of which a rule has exactly one, for messages.
+const WATCH_SECTIONS: &str = "[Heartbeat], [Process], [Command], [System], [Interface]";
+
 /// Parses one rule file; `name` comes from the file name.
 pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<ConfigError>> {
     let sections = ini::parse(text).map_err(|e| line_errors(path, e))?;
     let mut errors = Vec::new();
     let mut watch = None;
+    let mut watch_kind = None;
     let mut ladder = None;
     for section in &sections {
         match section.name.as_str() {
-            "Heartbeat" | "Process" => {
-                if watch.is_some() {
+            kind @ ("Heartbeat" | "Process" | "Interface") => {
+                if let Some(first) = watch_kind {
                     errors.push(ConfigError::at(
                         path,
                         section.line,
-                        "a rule watches one thing: it has both [Heartbeat] and [Process]",
+                        format!(
+                            "a rule watches one thing: it has both [{first}] and [{kind}] (one of {WATCH_SECTIONS})"
+                        ),
                     ));
                     continue;
                 }
+                watch_kind = Some(kind);
                 let mut keys = Keys::new(path, section, &mut errors);
-                watch = Some(if section.name == "Heartbeat" {
-                    parse_heartbeat(&mut keys)
-                } else {
-                    parse_process(&mut keys)
+                watch = Some(match kind {
+                    "Heartbeat" => parse_heartbeat(&mut keys),
+                    "Process" => parse_process(&mut keys),
+                    _ => super::interface::parse_interface(&mut keys),
                 });
                 keys.finish();
             }
@@ -178,7 +185,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             other => errors.push(ConfigError::at(
                 path,
                 section.line,
-                format!("unknown section [{other}]; expected [Heartbeat], [Process] or [Escalate]"),
+                format!("unknown section [{other}]; expected {WATCH_SECTIONS} or [Escalate]"),
             )),
         }
     }
@@ -189,7 +196,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             errors.push(ConfigError::at(
                 path,
                 1,
-                "the rule watches nothing: add a [Heartbeat] or [Process] section",
+                format!("the rule watches nothing: add one of {WATCH_SECTIONS}"),
             ));
             None
         }

@@ -65,6 +65,18 @@ pub struct Rule {
 pub enum Watch {
     Heartbeat(HeartbeatSpec),
     Process(ProcessSpec),
+    Interface(InterfaceSpec),
+}
+
+impl Watch {
+    /// The rule's kind as a word (status, JSON `kind`, metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Watch::Heartbeat(_) => "heartbeat",
+            Watch::Process(_) => "process",
+            Watch::Interface(_) => "interface",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +90,16 @@ pub struct HeartbeatSpec {
 pub struct ProcessSpec {
     pub target: ProcessTarget,
     /// How often the pidfile or the process table is looked at again.
+    pub check_interval: Duration,
+}
+
+/// A network interface that must be up and receive packets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceSpec {
+    /// A name the kernel accepts (1 to 15 bytes, no `/`, `:` or space).
+    pub name: String,
+    /// Its receive counter (`statistics/rx_packets`) must move this often.
+    pub within: Duration,
     pub check_interval: Duration,
 }
 

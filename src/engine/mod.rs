@@ -21,6 +21,7 @@ pub use reboot_path::State as RebootState;
 
 // The types the engine's events, commands and views are made of.
 pub use crate::health::{Cause, Health};
+pub use crate::interface::{Carrier, OperState, Reading as InterfaceReading};
 pub use crate::ladder::State as LadderState;
 pub use crate::probe::{Finding, Subject};
 pub use crate::process::{Found, Lookup, Target};

@@ -5,6 +5,7 @@ use super::{Command, Engine, Now, RuleId};
 use crate::config::{self, DurationText, Finally, Rule, Watch};
 use crate::health::{Cause, Health};
 use crate::heartbeat::Heartbeat;
+use crate::interface::{self, InterfaceWatch};
 use crate::ladder::{Event, Ladder};
 use crate::probe::{Finding, Subject};
 use crate::process::{ProcessWatch, Target};
@@ -56,11 +57,13 @@ pub(super) enum Probe {
 enum SubjectRef {
     File(Arc<CString>),
     Process(Arc<Target>),
+    Interface(Arc<interface::Paths>),
 }
 
 enum Check {
     Heartbeat(Heartbeat),
     Process(ProcessWatch),
+    Interface(InterfaceWatch),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -227,6 +230,10 @@ impl Engine {
                     SubjectRef::Process(Arc::new(target)),
                 )
             }
+            Watch::Interface(spec) => (
+                Check::Interface(InterfaceWatch::new(spec, now.mono)),
+                SubjectRef::Interface(Arc::new(interface::Paths::of(&spec.name))),
+            ),
         };
         let ladder = Ladder::new(rule.ladder.clone(), self.random.next_u64());
         Watched {
@@ -311,6 +318,7 @@ impl Engine {
             SubjectRef::Process(target) => {
                 Subject::Process(Arc::clone(target), self.world.use_pidfd)
             }
+            SubjectRef::Interface(paths) => Subject::Interface(Arc::clone(paths)),
         };
         self.commands.push_back(Command::StartCheck(w.id, subject));
         let until = now.mono + self.config.daemon.check_timeout;
@@ -345,6 +353,7 @@ impl Engine {
         };
         let (verdict, next) = match (&mut w.check, finding) {
             (Check::Heartbeat(hb), Finding::File(outcome)) => hb.observe(outcome, now.mono),
+            (Check::Interface(i), Finding::Interface(reading)) => i.observe(reading, now.mono),
             (Check::Process(p), Finding::Process(lookup)) => {
                 let before = p.tracked();
                 let result = p.observe(lookup, now.mono);

@@ -268,6 +268,9 @@ impl Sim {
                 let mount = if pidfile { p.mount } else { Mount::Ok };
                 (Finding::Process(lookup), mount)
             }
+            Subject::Interface(_) => {
+                unreachable!("the simulated world's scenarios write no [Interface] rules")
+            }
         }
     }
 }
