@@ -67,8 +67,8 @@ pub(super) fn import(args: &Args) -> Result<(), u8> {
         complain!("heartwatch: {}: {message}", source.display());
         EXIT_FAILURE
     })?;
-    let malformed = |errors: Vec<String>| {
-        for e in &errors {
+    let malformed = |errors: Vec<(usize, String)>| {
+        for (_, e) in &errors {
             complain!("{e}");
         }
         complain!(
@@ -78,8 +78,18 @@ pub(super) fn import(args: &Args) -> Result<(), u8> {
         );
         EXIT_CONFIG
     };
-    let settings = read_settings(&source, &text).map_err(malformed)?;
-    let translation = translate(&source, &settings, page_size(), &Host).map_err(malformed)?;
+    // Every malformed line is said, those of values too, before anything
+    // is written.
+    let (settings, mut errors) = read_settings(&source, &text);
+    let translation = match translate(&source, &settings, page_size(), &Host) {
+        Ok(translation) if errors.is_empty() => translation,
+        Ok(_) => return Err(malformed(errors)),
+        Err(mut more) => {
+            errors.append(&mut more);
+            errors.sort_by_key(|(line, _)| *line);
+            return Err(malformed(errors));
+        }
+    };
     let files = translation.files();
     let taken: Vec<PathBuf> = files
         .iter()
@@ -235,8 +245,8 @@ struct Setting {
     value: String,
 }
 
-/// The settings of `text`, or every malformed line as `file:line: why`.
-fn read_settings(path: &Path, text: &str) -> Result<Vec<Setting>, Vec<String>> {
+/// The settings of `text`, and every malformed line as `file:line: why`.
+fn read_settings(path: &Path, text: &str) -> (Vec<Setting>, Vec<(usize, String)>) {
     let mut settings = Vec::new();
     let mut errors = Vec::new();
     for (index, raw) in text.split('\n').enumerate() {
@@ -245,7 +255,7 @@ fn read_settings(path: &Path, text: &str) -> Result<Vec<Setting>, Vec<String>> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let at = |why: String| format!("{}:{line}: {why}", path.display());
+        let at = |why: String| (line, format!("{}:{line}: {why}", path.display()));
         if trimmed.contains('\u{fffd}') {
             errors.push(at("not valid UTF-8".into()));
             continue;
@@ -282,11 +292,7 @@ fn read_settings(path: &Path, text: &str) -> Result<Vec<Setting>, Vec<String>> {
             value: value.trim_matches([' ', '\t']).to_string(),
         });
     }
-    if errors.is_empty() {
-        Ok(settings)
-    } else {
-        Err(errors)
-    }
+    (settings, errors)
 }
 
 fn shorten(text: &str) -> String {
@@ -473,7 +479,11 @@ fn yes_no(value: &str) -> Result<bool, String> {
 /// Reads the settings into [`Asked`]: values that are not what their
 /// option takes are malformed lines; an option given twice keeps its last
 /// value, as in watchdog, and the earlier one is said.
-fn ask(path: &Path, settings: &[Setting], out: &mut Translation) -> Result<Asked, Vec<String>> {
+fn ask(
+    path: &Path,
+    settings: &[Setting],
+    out: &mut Translation,
+) -> Result<Asked, Vec<(usize, String)>> {
     let mut asked = Asked::default();
     let mut errors = Vec::new();
     for s in settings {
@@ -588,7 +598,7 @@ fn ask(path: &Path, settings: &[Setting], out: &mut Translation) -> Result<Asked
             Ok(())
         })();
         if let Err(why) = result {
-            errors.push(here(why));
+            errors.push((s.line, here(why)));
         }
     }
     if errors.is_empty() {
@@ -718,7 +728,7 @@ fn translate(
     settings: &[Setting],
     page_size: u64,
     programs: &dyn Programs,
-) -> Result<Translation, Vec<String>> {
+) -> Result<Translation, Vec<(usize, String)>> {
     let mut out = Translation::default();
     let asked = ask(path, settings, &mut out)?;
     build(path, &asked, page_size, programs, &mut out);
@@ -1343,7 +1353,14 @@ fn build(
         let name = rule_name("command", &stem, &out.rules);
         out.rules.push(command_rule(
             name,
-            &format!("test-binary={}", binary.value),
+            &format!(
+                "test-binary={}{}",
+                binary.value,
+                asked
+                    .test_timeout
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(", test-timeout={}", t.value))
+            ),
             &quote(&binary.value),
             run_every,
             test_timeout,
