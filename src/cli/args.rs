@@ -121,6 +121,8 @@ mod tests {
             Ok(("beat".into(), vec!["--config".into()]))
         );
         assert!(words(&["beat", "-x"]).is_err());
+        assert!(words(&["check", "--force"]).is_err());
+        assert!(words(&["import-watchdog-conf", "--to", "/d", "--force"]).is_ok());
         assert!(words(&["--"]).is_err());
     }
 }

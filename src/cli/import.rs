@@ -1458,3 +1458,127 @@ fn write_files(dir: &Path, files: &[(String, String)]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Everything;
+
+    impl Programs for Everything {
+        fn executable(&self, _: &Path) -> bool {
+            true
+        }
+    }
+
+    fn translated(text: &str) -> Translation {
+        let path = Path::new("/w.conf");
+        let (settings, errors) = read_settings(path, text);
+        assert!(errors.is_empty(), "{errors:?}");
+        translate(path, &settings, 4096, &Everything).unwrap()
+    }
+
+    #[test]
+    fn rule_names_are_clean_short_and_unique() {
+        let mut taken = Vec::new();
+        for subject in ["/var/run/a b.pid", "/var/run/a b.pid", "", "//x//"] {
+            let name = rule_name("process", subject, &taken);
+            taken.push(RuleFile {
+                name,
+                text: String::new(),
+                summary: String::new(),
+            });
+        }
+        let names: Vec<&str> = taken.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "process-var-run-a-b.pid",
+                "process-var-run-a-b.pid-2",
+                "process",
+                "process-x"
+            ]
+        );
+        let long = "/".to_string() + &"d".repeat(100);
+        let first = rule_name("heartbeat", &long, &[]);
+        assert_eq!(first.len(), 64);
+        let taken = [RuleFile {
+            name: first,
+            text: String::new(),
+            summary: String::new(),
+        }];
+        let second = rule_name("heartbeat", &long, &taken);
+        assert_eq!(second.len(), 64);
+        assert!(second.ends_with("-2"), "{second}");
+    }
+
+    #[test]
+    fn words_are_quoted_for_parse_argv() {
+        assert_eq!(quote("/usr/bin/x"), "/usr/bin/x");
+        assert_eq!(quote("/opt/my check"), "'/opt/my check'");
+        assert_eq!(quote("#x"), "'#x'");
+        assert_eq!(quote("it's"), "\"it's\"");
+    }
+
+    #[test]
+    fn the_last_of_an_option_counts_and_the_first_is_said() {
+        let t = translated("interval = 3\ninterval = 4\n");
+        assert!(t.settings.contains("FeedInterval=4s"), "{}", t.settings);
+        assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+        assert!(
+            t.notes[0]
+                .1
+                .starts_with("/w.conf:1: interval=: not translated: given again on line 2")
+        );
+    }
+
+    #[test]
+    fn max_load_5_and_15_follow_max_load_1_as_in_watchdog() {
+        let t = translated("max-load-1 = 10\nmax-load-15 = 0\n");
+        let names: Vec<&str> = t.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["load-1min", "load-5min"]);
+        assert!(
+            t.rules[1].text.contains("MaxLoad=7\n"),
+            "{}",
+            t.rules[1].text
+        );
+    }
+
+    #[test]
+    fn softboot_takes_the_retry_timeout_away() {
+        let t = translated(
+            "softboot-option = yes\nretry-timeout = 30\ninterface = eth0\ninterval = 2\n",
+        );
+        assert!(
+            t.rules[0].text.contains("Within=2s\n"),
+            "{}",
+            t.rules[0].text
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|(l, n)| *l == 2 && n.contains("not translated"))
+        );
+    }
+
+    #[test]
+    fn values_an_option_does_not_take_are_malformed() {
+        let path = Path::new("/w.conf");
+        let (settings, _) = read_settings(
+            path,
+            "max-load-1 = 2.5\nchange = 5\nsoftboot-option = maybe\n",
+        );
+        let errors = translate(path, &settings, 4096, &Everything).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [1, 3], "{errors:?}");
+    }
+
+    #[test]
+    fn paths_into_etc_must_be_named_so() {
+        assert!(target(None).is_err());
+        assert!(target(Some("/etc/heartwatch")).is_ok());
+        assert!(target(Some("/etc/../etc/heartwatch")).is_err());
+        assert!(target(Some("/tmp/../etc/x")).is_err());
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}
