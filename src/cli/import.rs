@@ -106,7 +106,7 @@ pub(super) fn import(args: &Args) -> Result<(), u8> {
         complain!("heartwatch: nothing written");
         return Err(EXIT_FAILURE);
     }
-    for (_, note) in &translation.notes {
+    for (_, _, note) in &translation.notes {
         complain!("{note}");
     }
     write_files(&dir, &files).map_err(|message| {
@@ -352,16 +352,15 @@ struct Translation {
     settings: String,
     settings_summary: Vec<String>,
     rules: Vec<RuleFile>,
-    /// `(line, "file:line: option: changed|not translated: why")`.
-    notes: Vec<(usize, String)>,
-    kinds: Vec<Note>,
+    /// `(line, kind, "file:line: option=: changed|not translated: why")`.
+    notes: Vec<(usize, Note, String)>,
     /// Lines for the end of the report: decisions that apply to many rules.
     summary: Vec<String>,
 }
 
 impl Translation {
     fn count(&self, kind: Note) -> usize {
-        self.kinds.iter().filter(|k| **k == kind).count()
+        self.notes.iter().filter(|(_, k, _)| *k == kind).count()
     }
 
     /// `(path below DIR, text)` of every file.
@@ -503,29 +502,9 @@ fn ask(
             value: s.value.clone(),
         };
         let result: Result<(), String> = (|| {
-            let mut once = |slot: &mut Option<At<u64>>, value: At<u64>| {
-                if let Some(old) = slot.replace(value) {
-                    out.note_at(
-                        path,
-                        old.line,
-                        &s.name,
-                        Note::NotTranslated,
-                        &format!("given again on line {}; watchdog takes the last", s.line),
-                    );
-                }
-            };
+            let mut once = |slot: &mut Option<At<u64>>, value| keep_last(slot, value, s, path, out);
             match s.name.as_str() {
-                "watchdog-device" => {
-                    if let Some(old) = asked.device.replace(text()) {
-                        out.note_at(
-                            path,
-                            old.line,
-                            &s.name,
-                            Note::NotTranslated,
-                            &format!("given again on line {}; watchdog takes the last", s.line),
-                        );
-                    }
-                }
+                "watchdog-device" => keep_last(&mut asked.device, text(), s, path, out),
                 "watchdog-timeout" => once(&mut asked.timeout, number(seconds)?),
                 "interval" => once(&mut asked.interval, number(seconds)?),
                 "max-load-1" => once(&mut asked.max_load[0], number(whole)?),
@@ -567,17 +546,7 @@ fn ask(
                         ),
                     }
                 }
-                "repair-binary" => {
-                    if let Some(old) = asked.repair_binary.replace(text()) {
-                        out.note_at(
-                            path,
-                            old.line,
-                            &s.name,
-                            Note::NotTranslated,
-                            &format!("given again on line {}; watchdog takes the last", s.line),
-                        );
-                    }
-                }
+                "repair-binary" => keep_last(&mut asked.repair_binary, text(), s, path, out),
                 "softboot-option" => {
                     let value = yes_no(&s.value)?;
                     asked.softboot = Some(At {
@@ -608,6 +577,26 @@ fn ask(
     }
 }
 
+/// Puts `value` in `slot`; an earlier value there is said to be replaced,
+/// as watchdog takes the last of an option given twice.
+fn keep_last<T>(
+    slot: &mut Option<At<T>>,
+    value: At<T>,
+    s: &Setting,
+    path: &Path,
+    out: &mut Translation,
+) {
+    if let Some(old) = slot.replace(value) {
+        out.note_at(
+            path,
+            old.line,
+            &s.name,
+            Note::NotTranslated,
+            &format!("given again on line {}; watchdog takes the last", s.line),
+        );
+    }
+}
+
 impl Translation {
     fn note(&mut self, path: &Path, s: &Setting, kind: Note, why: &str) {
         self.note_at(path, s.line, &s.name, kind, why);
@@ -620,9 +609,9 @@ impl Translation {
         };
         self.notes.push((
             line,
+            kind,
             format!("{}:{line}: {name}=: {word}: {why}", path.display()),
         ));
-        self.kinds.push(kind);
     }
 }
 
@@ -732,7 +721,7 @@ fn translate(
     let mut out = Translation::default();
     let asked = ask(path, settings, &mut out)?;
     build(path, &asked, page_size, programs, &mut out);
-    out.notes.sort_by_key(|(line, _)| *line);
+    out.notes.sort_by_key(|(line, _, _)| *line);
     Ok(out)
 }
 
@@ -742,6 +731,21 @@ fn conf_comment(out: &mut Translation, text: &str) {
     let _ = writeln!(out.settings, "# {text}");
 }
 
+/// What the rules of one translation share.
+struct Context<'a> {
+    path: &'a Path,
+    asked: &'a Asked,
+    programs: &'a dyn Programs,
+    page_size: u64,
+    /// watchdog's interval, in seconds.
+    interval: u64,
+    /// How often watchdog looked: its interval, at least a second.
+    every: Duration,
+    /// How long watchdog let an error last before it acted, in seconds.
+    retry: u64,
+    escalation: Escalation,
+}
+
 fn build(
     path: &Path,
     asked: &Asked,
@@ -749,8 +753,33 @@ fn build(
     programs: &dyn Programs,
     out: &mut Translation,
 ) {
-    let shown = path.display();
+    let interval = watchdog_settings(path, asked, out);
+    let retry = timings(path, asked, out);
+    let escalation = repairs(path, asked, programs, out);
+    let cx = Context {
+        path,
+        asked,
+        programs,
+        page_size,
+        interval,
+        every: Duration::from_secs(interval.max(1)),
+        retry,
+        escalation,
+    };
+    load_rules(&cx, out);
+    memory_rules(&cx, out);
+    temperature_rules(&cx, out);
+    file_rules(&cx, out);
+    pidfile_rules(&cx, out);
+    ping_rules(&cx, out);
+    interface_rules(&cx, out);
+    test_rules(&cx, out);
+    decisions(&cx, out);
+}
 
+/// The [Watchdog] section; returns watchdog's interval in seconds.
+fn watchdog_settings(path: &Path, asked: &Asked, out: &mut Translation) -> u64 {
+    let shown = path.display();
     // [Watchdog]
     let mut conf = format!(
         "# Translated from {shown} by heartwatch import-watchdog-conf.\n# See heartwatch.conf(5).\n[Watchdog]\n"
@@ -844,7 +873,11 @@ fn build(
             .push(format!("FeedInterval={}", DurationText(feed)));
     }
     out.settings = conf;
+    interval
+}
 
+/// How long watchdog let an error last before it acted, in seconds.
+fn timings(path: &Path, asked: &Asked, out: &mut Translation) -> u64 {
     // How long an error may last before watchdog acts.
     let retry = match (&asked.softboot, &asked.retry_timeout) {
         (Some(s), _) if s.value => 0,
@@ -874,8 +907,16 @@ fn build(
     if asked.device.is_some() && asked.timeout.is_none() {
         out.summary.push("note: watchdog-timeout= is not set: watchdog kept the driver's timeout; heartwatch asks it for Timeout=30s (set Timeout= to the driver's)".into());
     }
-    let every = Duration::from_secs(interval.max(1));
+    retry
+}
 
+/// The repair every rule but the temperature ones gets, from repair-binary.
+fn repairs(
+    path: &Path,
+    asked: &Asked,
+    programs: &dyn Programs,
+    out: &mut Translation,
+) -> Escalation {
     // Repairs: watchdog runs repair-binary for every error but a too-hot one.
     let mut escalation = Escalation { repair: None };
     match &asked.repair_binary {
@@ -955,7 +996,12 @@ fn build(
             }
         }
     }
+    escalation
+}
 
+/// [System] LoadAverage= rules.
+fn load_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, escalation) = (cx.path, cx.asked, &cx.escalation);
     // [System] load averages: max-load-5 and -15 default to 3/4 and 1/2 of
     // max-load-1 in watchdog.
     let spans = ["1min", "5min", "15min"];
@@ -1006,7 +1052,11 @@ fn build(
             text,
         });
     }
+}
 
+/// [System] MinMemoryAvailable= and MaxSwapUsed= rules, from pages.
+fn memory_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, page_size, escalation) = (cx.path, cx.asked, cx.page_size, &cx.escalation);
     // [System] memory, from pages.
     let memory = [
         ("min-memory", &asked.min_memory, "memory-available", true),
@@ -1077,7 +1127,11 @@ fn build(
             text,
         });
     }
+}
 
+/// [System] TemperatureSensor= rules, one per sensor.
+fn temperature_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, escalation) = (cx.path, cx.asked, &cx.escalation);
     // [System] temperatures: one rule per sensor.
     let max_temperature = asked
         .max_temperature
@@ -1105,6 +1159,13 @@ fn build(
             );
             continue;
         }
+        out.note_at(
+            path,
+            sensor.line,
+            "temperature-sensor",
+            Note::Changed,
+            "watchdog ignores a sensor it cannot read; this rule fails then, at once: name the sensor by its thermal zone type or hwmon label (TemperatureSensor=, heartwatch.rules(5)) if its number may change between boots",
+        );
         let subject = sensor
             .value
             .trim_start_matches("/sys/class/")
@@ -1128,7 +1189,19 @@ fn build(
             text,
         });
     }
+}
 
+/// [Heartbeat] rules for files with change=, [Command] `test -e` rules for
+/// those without.
+fn file_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, programs, every, retry, escalation) = (
+        cx.path,
+        cx.asked,
+        cx.programs,
+        cx.every,
+        cx.retry,
+        &cx.escalation,
+    );
     // [Heartbeat] files with change=, [Command] `test -e` for those without.
     let test = programs.find("test");
     for check in &asked.files {
@@ -1181,13 +1254,17 @@ fn build(
                     &format!("{} -e {}", test.display(), quote(&file.value)),
                     every,
                     PROBE_TIMEOUT.min(every),
-                    &escalation,
+                    escalation,
                     format!("{} exists", file.value),
                 ));
             }
         }
     }
+}
 
+/// [Process] rules.
+fn pidfile_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, escalation) = (cx.path, cx.asked, &cx.escalation);
     // [Process] pidfiles.
     for pidfile in &asked.pidfiles {
         if let Err(why) = rule_path(&pidfile.value) {
@@ -1217,7 +1294,12 @@ fn build(
             text,
         });
     }
+}
 
+/// [Command] ping rules.
+fn ping_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, programs, every, escalation) =
+        (cx.path, cx.asked, cx.programs, cx.every, &cx.escalation);
     // [Command] pings.
     let ping = programs.find("ping");
     for host in &asked.pings {
@@ -1253,11 +1335,22 @@ fn build(
             &format!("{} -c 1 -W 1 {}", ping.display(), host.value),
             every,
             PROBE_TIMEOUT.min(every),
-            &escalation,
+            escalation,
             format!("{} answers a ping", host.value),
         ));
     }
+}
 
+/// [Interface] rules.
+fn interface_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, interval, every, retry, escalation) = (
+        cx.path,
+        cx.asked,
+        cx.interval,
+        cx.every,
+        cx.retry,
+        &cx.escalation,
+    );
     // [Interface]: watchdog fails an interface whose receive counter did not
     // move in an interval, once that has lasted the retry-timeout.
     for interface in &asked.interfaces {
@@ -1296,7 +1389,12 @@ fn build(
             text,
         });
     }
+}
 
+/// [Command] rules for the test binaries.
+fn test_rules(cx: &Context, out: &mut Translation) {
+    let (path, asked, programs, every, escalation) =
+        (cx.path, cx.asked, cx.programs, cx.every, &cx.escalation);
     // [Command] test binaries.
     let test_timeout = match &asked.test_timeout {
         Some(t) if t.value == 0 => {
@@ -1364,11 +1462,15 @@ fn build(
             &quote(&binary.value),
             run_every,
             test_timeout,
-            &escalation,
+            escalation,
             format!("{} exits 0", binary.value),
         ));
     }
+}
 
+/// The report's lines for what applies to many rules at once.
+fn decisions(cx: &Context, out: &mut Translation) {
+    let (path, asked) = (cx.path, cx.asked);
     // What applies to many rules at once.
     if let Some(r) = &asked.retry_timeout
         && asked.softboot.as_ref().is_none_or(|s| !s.value)
@@ -1527,7 +1629,7 @@ mod tests {
         assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
         assert!(
             t.notes[0]
-                .1
+                .2
                 .starts_with("/w.conf:1: interval=: not translated: given again on line 2")
         );
     }
@@ -1557,7 +1659,7 @@ mod tests {
         assert!(
             t.notes
                 .iter()
-                .any(|(l, n)| *l == 2 && n.contains("not translated"))
+                .any(|(l, k, _)| *l == 2 && *k == Note::NotTranslated)
         );
     }
 
