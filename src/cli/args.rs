@@ -12,8 +12,13 @@ commands:
   status                                   the running daemon's view of its rules
   beat [--] NAME                           touch heartbeat rule NAME's file
   memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
+  import-watchdog-conf [FILE] --to DIR [--force]
+                                           translate watchdog.conf (default
+                                           /etc/watchdog.conf) into DIR
 options:
   --config DIR   configuration root (default /etc/heartwatch)
+  --to DIR       where import-watchdog-conf writes (inside /etc only if named so)
+  --force        let import-watchdog-conf replace files that exist
   --             what follows are words, not options (a rule named -x)
 ";
 
@@ -25,6 +30,9 @@ pub(super) struct Args {
     pub dry_run: bool,
     pub syslog: bool,
     pub verbose: bool,
+    /// `import-watchdog-conf`'s directory, as written.
+    pub to: Option<String>,
+    pub force: bool,
 }
 
 /// `--config`'s directory made absolute (against the working directory,
@@ -42,6 +50,8 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
         dry_run: false,
         syslog: false,
         verbose: false,
+        to: None,
+        force: false,
     };
     let mut iter = raw.iter();
     let mut only_words = false;
@@ -55,6 +65,9 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
                 args.root = absolute(dir);
             }
             s if s.starts_with("--config=") => args.root = absolute(&s[9..]),
+            "--to" => args.to = Some(iter.next().ok_or("--to needs a directory")?.clone()),
+            s if s.starts_with("--to=") => args.to = Some(s[5..].to_string()),
+            "--force" => args.force = true,
             "--dry-run" => args.dry_run = true,
             "--syslog" => args.syslog = true,
             "--verbose" | "-v" => args.verbose = true,
@@ -68,6 +81,9 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
     }
     if args.command.is_empty() {
         return Err("no command given".into());
+    }
+    if (args.to.is_some() || args.force) && args.command != "import-watchdog-conf" {
+        return Err("--to and --force are options of import-watchdog-conf".into());
     }
     Ok(args)
 }
@@ -105,6 +121,8 @@ mod tests {
             Ok(("beat".into(), vec!["--config".into()]))
         );
         assert!(words(&["beat", "-x"]).is_err());
+        assert!(words(&["check", "--force"]).is_err());
+        assert!(words(&["import-watchdog-conf", "--to", "/d", "--force"]).is_ok());
         assert!(words(&["--"]).is_err());
     }
 }

@@ -1,11 +1,13 @@
 //! The command line: parses arguments (`args`), runs a command (one file
-//! each: `run`, `check`, `status`, `beat`, `memtest`), and maps every error
+//! each: `run`, `check`, `status`, `beat`, `memtest`,
+//! `import`), and maps every error
 //! to an exit code in one place (the codes are in `report`).
 
 mod args;
 mod beat;
 mod check;
 mod files;
+mod import;
 mod memtest;
 mod run;
 mod status;
@@ -52,6 +54,7 @@ pub fn main() -> ExitCode {
         "status" => status::status(&args.root),
         "beat" => beat::beat(&args.root, &args.words[0]),
         "memtest" => memtest::memtest(&args.words),
+        "import-watchdog-conf" => import::import(&args),
         #[cfg(feature = "test-hooks")]
         "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {
