@@ -32,6 +32,7 @@ mod identity;
 mod ladder;
 pub mod logger;
 mod memtest;
+mod metrics;
 pub mod notify;
 mod probe;
 mod process;

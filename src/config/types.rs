@@ -36,6 +36,9 @@ pub struct DaemonSettings {
     pub runtime_dir: PathBuf,
     pub dry_run: bool,
     pub crash_memtest: bool,
+    /// `[Metrics] TextfileDirectory=`: where `heartwatch.prom` is written
+    /// for the node exporter's textfile collector; `None`: no metrics.
+    pub textfile_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +68,16 @@ pub struct Rule {
 pub enum Watch {
     Heartbeat(HeartbeatSpec),
     Process(ProcessSpec),
+}
+
+impl Watch {
+    /// The rule's kind as a word: the status's and the metrics' `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Watch::Heartbeat(_) => "heartbeat",
+            Watch::Process(_) => "process",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

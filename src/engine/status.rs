@@ -76,11 +76,17 @@ impl Engine {
         };
         status::set_reason(&mut status.rebooting, self.rebooting_reason());
         status.suppressed.clone_from(&self.suppressed);
+        status.counts = crate::status::Counts {
+            health_changes: self.changes,
+            ..self.counts
+        };
         status
             .rules
             .resize_with(self.rules.len(), RuleStatus::default);
         for (to, w) in status.rules.iter_mut().zip(&self.rules) {
             to.name.clone_from(&w.rule.name);
+            to.kind = w.rule.watch.kind();
+            to.counts = w.counts;
             to.health = w.health.into();
             to.since = w.since_wall;
             match w.health {
