@@ -125,7 +125,9 @@ impl fmt::Display for Label<'_> {
     }
 }
 
-/// The metrics of `status` in the text exposition format (version 0.0.4).
+/// The metrics of `status` in the text exposition format (version 0.0.4),
+/// labels in the order the node exporter serves them (by name), so that a
+/// line of the file is a line of the scrape.
 /// Within `out`'s capacity, allocates nothing.
 pub fn render(out: &mut Vec<u8>, status: &Status, devices: &[DeviceMetric], last_fed: Option<i64>) {
     // Writing into a Vec cannot fail.
@@ -191,9 +193,9 @@ fn render_into(
         ] {
             writeln!(
                 out,
-                "heartwatch_rule_state{{rule=\"{}\",kind=\"{}\",state=\"{}\"}} {}",
-                Label(&r.name),
+                "heartwatch_rule_state{{kind=\"{}\",rule=\"{}\",state=\"{}\"}} {}",
                 r.kind,
+                Label(&r.name),
                 state.word(),
                 flag(r.health == state)
             )?;
@@ -208,9 +210,9 @@ fn render_into(
     for r in &status.rules {
         writeln!(
             out,
-            "heartwatch_rule_state_since_timestamp_seconds{{rule=\"{}\",kind=\"{}\"}} {}",
-            Label(&r.name),
+            "heartwatch_rule_state_since_timestamp_seconds{{kind=\"{}\",rule=\"{}\"}} {}",
             r.kind,
+            Label(&r.name),
             r.since
         )?;
     }
@@ -223,9 +225,9 @@ fn render_into(
     for r in &status.rules {
         writeln!(
             out,
-            "heartwatch_rule_failures_total{{rule=\"{}\",kind=\"{}\"}} {}",
-            Label(&r.name),
+            "heartwatch_rule_failures_total{{kind=\"{}\",rule=\"{}\"}} {}",
             r.kind,
+            Label(&r.name),
             r.counts.failures
         )?;
     }
@@ -239,10 +241,10 @@ fn render_into(
         for end in RepairEnd::ALL {
             writeln!(
                 out,
-                "heartwatch_rule_repairs_total{{rule=\"{}\",kind=\"{}\",outcome=\"{}\"}} {}",
-                Label(&r.name),
+                "heartwatch_rule_repairs_total{{kind=\"{}\",outcome=\"{}\",rule=\"{}\"}} {}",
                 r.kind,
                 end.word(),
+                Label(&r.name),
                 r.counts.repairs[end as usize]
             )?;
         }
