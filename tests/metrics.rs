@@ -270,7 +270,11 @@ fn the_node_exporter_serves_a_rule_failing_and_recovering() {
     assert_eq!(value(&body, &failures), Some("1"), "{body}");
     assert_eq!(value(&body, &state("failing")), Some("0"), "{body}");
     // Not `contains("node_textfile_scrape_error 1")`: its HELP says that.
-    assert_eq!(value(&body, "node_textfile_scrape_error"), Some("0"), "{body}");
+    assert_eq!(
+        value(&body, "node_textfile_scrape_error"),
+        Some("0"),
+        "{body}"
+    );
 
     check_metrics(&prom.join("heartwatch.prom"));
     daemon.signal(libc::SIGTERM);
