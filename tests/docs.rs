@@ -408,7 +408,12 @@ fn readme_block(heading: &str, n: usize) -> Vec<String> {
         .find(&format!("\n{heading}\n"))
         .unwrap_or_else(|| panic!("README.md has no {heading:?}"));
     let section = &text[start + heading.len() + 2..];
-    let end = section.find("\n#").unwrap_or(section.len());
+    // The next heading; `# HELP` lines of a block are not one.
+    let end = [section.find("\n## "), section.find("\n### ")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(section.len());
     let blocks = raw_blocks(Path::new("README.md"), &section[..end]);
     blocks
         .into_iter()

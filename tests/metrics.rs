@@ -7,6 +7,8 @@
 //! the file's name.
 
 mod common;
+#[path = "common/pings.rs"]
+mod pings;
 
 use common::{Daemon, Scratch, touch};
 use std::io::{Read as _, Write as _};
@@ -365,4 +367,118 @@ fn the_alerting_rules_pass_their_unit_tests() {
 #[test]
 fn the_readme_example_passes_promtool() {
     check_metrics(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/metrics/example.prom"));
+}
+
+/// Runs heartwatch, with systemd's notify socket at `pings`, in a mount
+/// namespace of its own after `setup` (shell) has prepared the mounts
+/// there; nothing is mounted on the host.
+fn in_private_mounts(setup: &str, conf: &Path, pings: &Path) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-euc"])
+        .arg(format!("{setup}\nexec \"$0\" run --config \"$1\""))
+        .arg(common::BIN)
+        .arg(conf)
+        .env("NOTIFY_SOCKET", pings)
+        .env("WATCHDOG_USEC", pings::WATCHDOG.as_micros().to_string());
+    c
+}
+
+/// A textfile directory on a full filesystem: said once, the loop goes on
+/// (systemd's pings, the status), and once there is room the file is
+/// written again.
+#[test]
+fn a_full_textfile_directory_is_said_once_and_never_stops_the_loop() {
+    let s = Scratch::new("metrics-full");
+    let prom = s.path("textfile");
+    std::fs::create_dir(&prom).unwrap();
+    let beat = setup(&s, &prom);
+    let pings = pings::Pings::listen(&s.path("notify.sock"));
+    let fill = format!(
+        "mount -t tmpfs -o size=64k,mode=0755 hw-prom {p}\ndd if=/dev/zero of={p}/filler bs=4k 2>/dev/null || true\n! echo x > {p}/probe",
+        p = prom.display()
+    );
+    let mut daemon = Daemon::start_with(&mut in_private_mounts(
+        &fill,
+        &s.conf(),
+        &s.path("notify.sock"),
+    ));
+    daemon.expect("ready");
+    let file = prom.join("heartwatch.prom");
+    daemon.expect(&format!(
+        "cannot write {}: ENOSPC: No space left on device",
+        file.display()
+    ));
+    let since = Instant::now();
+    // Changes go on while it is full: the beat goes stale and comes back.
+    touch(&beat);
+    daemon.expect(&format!("rule {RULE}: failing"));
+    touch(&beat);
+    daemon.expect(&format!("rule {RULE}: healthy again"));
+    // A stretch of a few pings (systemd wants one a second).
+    std::thread::sleep(Duration::from_secs(3));
+    pings::assert_pinged(&pings, since, "while the textfile directory is full");
+    let said = daemon
+        .drain()
+        .iter()
+        .filter(|l| l.contains("cannot write") && l.contains("heartwatch.prom"))
+        .count();
+    assert_eq!(said, 1, "{:#?}", daemon.seen);
+    // Room again (from inside the daemon's mount namespace).
+    let pid = daemon.child.id().to_string();
+    let freed = Command::new("nsenter")
+        .args(["-t", &pid, "-m", "rm", "-f"])
+        .arg(prom.join("filler"))
+        .status()
+        .unwrap();
+    assert!(freed.success());
+    daemon.expect(&format!("{}: written again", file.display()));
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(30)).is_some());
+    assert!(
+        !common::mounted_on_host(&prom),
+        "the tmpfs leaked to the host"
+    );
+    assert!(!file.exists(), "written on the host, not in the tmpfs");
+}
+
+/// A read-only textfile directory: said once, the daemon runs on.
+#[test]
+fn a_read_only_textfile_directory_is_said_once() {
+    let s = Scratch::new("metrics-ro");
+    let prom = s.path("textfile");
+    std::fs::create_dir(&prom).unwrap();
+    let beat = setup(&s, &prom);
+    let pings = pings::Pings::listen(&s.path("notify.sock"));
+    let ro = format!(
+        "mount -t tmpfs -o ro,size=64k,mode=0755 hw-prom {}",
+        prom.display()
+    );
+    let mut daemon = Daemon::start_with(&mut in_private_mounts(
+        &ro,
+        &s.conf(),
+        &s.path("notify.sock"),
+    ));
+    daemon.expect("ready");
+    daemon.expect(&format!(
+        "cannot write {}: EROFS: Read-only file system",
+        prom.join("heartwatch.prom").display()
+    ));
+    let since = Instant::now();
+    touch(&beat);
+    daemon.expect(&format!("rule {RULE}: failing"));
+    // A stretch of a few pings (systemd wants one a second).
+    std::thread::sleep(Duration::from_secs(3));
+    pings::assert_pinged(&pings, since, "while the textfile directory is read-only");
+    let said = daemon
+        .drain()
+        .iter()
+        .filter(|l| l.contains("cannot write") && l.contains("heartwatch.prom"))
+        .count();
+    assert_eq!(said, 1, "{:#?}", daemon.seen);
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(30)).is_some());
+    assert!(
+        !common::mounted_on_host(&prom),
+        "the tmpfs leaked to the host"
+    );
 }
