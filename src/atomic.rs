@@ -12,6 +12,11 @@
 //! and goes on, so a directory on a filesystem that does not answer delays
 //! only that file, never the feeding. Names and buffers are prepared once,
 //! so handing over and writing allocate nothing in the steady state.
+//!
+//! [`Writer::start_foreign`] writes a file the same way into a directory
+//! that is not heartwatch's (the metrics, in the node exporter's textfile
+//! directory): no ownership checks there, but the file itself is still
+//! never followed.
 
 use crate::sys::Errno;
 use crate::sys::fs;
