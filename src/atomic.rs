@@ -12,13 +12,18 @@
 //! and goes on, so a directory on a filesystem that does not answer delays
 //! only that file, never the feeding. Names and buffers are prepared once,
 //! so handing over and writing allocate nothing in the steady state.
+//!
+//! [`Writer::start_foreign`] writes a file the same way into a directory
+//! that is not heartwatch's (the metrics, in the node exporter's textfile
+//! directory): no ownership checks there, but the file itself is still
+//! never followed.
 
 use crate::sys::Errno;
 use crate::sys::fs;
 use crate::text::DurationText;
 use std::ffi::{CStr, CString};
 use std::io::Read as _;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SendError, sync_channel};
@@ -170,16 +175,7 @@ impl Dir {
     /// Removes `name`, whatever it is (an empty directory too); false when
     /// there was nothing.
     pub fn remove(&self, name: &CStr) -> Result<bool, Errno> {
-        let dir = self.fd.as_fd();
-        let removed = match fs::unlinkat(dir, name, 0) {
-            Err(Errno::EISDIR) => fs::unlinkat(dir, name, libc::AT_REMOVEDIR),
-            other => other,
-        };
-        match removed {
-            Ok(()) => Ok(true),
-            Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(e),
-        }
+        remove_in(self.fd.as_fd(), name)
     }
 
     /// Replaces `name` with `bytes` through the temporary `tmp`. Whatever
@@ -187,58 +183,98 @@ impl Dir {
     /// created with O_EXCL, so nothing there is ever opened); an empty
     /// directory at `name` is removed so the rename can take its place.
     pub fn replace(&self, name: &CStr, tmp: &CStr, bytes: &[u8]) -> Result<(), Errno> {
-        let dir = self.fd.as_raw_fd();
-        let file = match self.create(tmp) {
-            Err(Errno::EEXIST) => {
-                self.remove(tmp)?;
-                self.create(tmp)?
-            }
-            other => other?,
-        };
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match nix::unistd::write(&file, rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(self.discard(tmp, e)),
-            }
-        }
-        if let Err(e) = nix::unistd::fsync(file.as_raw_fd()) {
-            return Err(self.discard(tmp, e));
-        }
-        drop(file);
-        let rename = || nix::fcntl::renameat(Some(dir), tmp, Some(dir), name);
-        match rename() {
-            Err(Errno::EISDIR) => {
-                if let Err(e) = self.remove(name).and_then(|_| rename()) {
-                    return Err(self.discard(tmp, e));
-                }
-            }
-            Err(e) => return Err(self.discard(tmp, e)),
-            Ok(()) => {}
-        }
-        nix::unistd::fsync(dir)
+        replace_in(self.fd.as_fd(), name, tmp, bytes, Durability::Durable)
     }
+}
 
-    fn create(&self, tmp: &CStr) -> Result<OwnedFd, Errno> {
-        fs::openat(
-            self.fd.as_fd(),
-            tmp,
-            libc::O_WRONLY
-                | libc::O_CREAT
-                | libc::O_EXCL
-                | libc::O_NOFOLLOW
-                | libc::O_NONBLOCK
-                | libc::O_CLOEXEC,
-            0o644,
-        )
-    }
+/// Whether a replaced file is synced to the disk with its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Durable,
+    /// For a file made anew at every start (the metrics): atomic for
+    /// readers, not synced, so a rewrite every few seconds does not wear
+    /// a flash card.
+    ReadersOnly,
+}
 
-    /// A failed write leaves no temporary behind; returns its error.
-    fn discard(&self, tmp: &CStr, e: Errno) -> Errno {
-        let _ = self.remove(tmp); // best effort: the next write removes it anyway
-        e
+/// [`Dir::replace`] in the directory `dir`.
+fn replace_in(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    tmp: &CStr,
+    bytes: &[u8],
+    sync: Durability,
+) -> Result<(), Errno> {
+    let file = match create(dir, tmp) {
+        Err(Errno::EEXIST) => {
+            remove_in(dir, tmp)?;
+            create(dir, tmp)?
+        }
+        other => other?,
+    };
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match nix::unistd::write(&file, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(discard(dir, tmp, e)),
+        }
     }
+    if sync == Durability::Durable
+        && let Err(e) = nix::unistd::fsync(file.as_raw_fd())
+    {
+        return Err(discard(dir, tmp, e));
+    }
+    drop(file);
+    let raw = dir.as_raw_fd();
+    let rename = || nix::fcntl::renameat(Some(raw), tmp, Some(raw), name);
+    match rename() {
+        Err(Errno::EISDIR) => {
+            if let Err(e) = remove_in(dir, name).and_then(|_| rename()) {
+                return Err(discard(dir, tmp, e));
+            }
+        }
+        Err(e) => return Err(discard(dir, tmp, e)),
+        Ok(()) => {}
+    }
+    match sync {
+        Durability::Durable => nix::unistd::fsync(raw),
+        Durability::ReadersOnly => Ok(()),
+    }
+}
+
+fn create(dir: BorrowedFd<'_>, tmp: &CStr) -> Result<OwnedFd, Errno> {
+    fs::openat(
+        dir,
+        tmp,
+        libc::O_WRONLY
+            | libc::O_CREAT
+            | libc::O_EXCL
+            | libc::O_NOFOLLOW
+            | libc::O_NONBLOCK
+            | libc::O_CLOEXEC,
+        0o644,
+    )
+}
+
+/// Removes `name` from `dir`, whatever it is (an empty directory too);
+/// false when there was nothing.
+fn remove_in(dir: BorrowedFd<'_>, name: &CStr) -> Result<bool, Errno> {
+    let removed = match fs::unlinkat(dir, name, 0) {
+        Err(Errno::EISDIR) => fs::unlinkat(dir, name, libc::AT_REMOVEDIR),
+        other => other,
+    };
+    match removed {
+        Ok(()) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A failed write leaves no temporary behind; returns its error.
+fn discard(dir: BorrowedFd<'_>, tmp: &CStr, e: Errno) -> Errno {
+    let _ = remove_in(dir, tmp); // best effort: the next write removes it anyway
+    e
 }
 
 /// The daemon's own files say "symbolic link", as the kernel's ELOOP does.
@@ -335,9 +371,69 @@ impl Writer {
                 let value = setup(&dir);
                 lock(&thread_shared.slot).dir = Some(Arc::clone(&dir));
                 let _ = tx.send(Ok(value)); // as above
-                write_loop(&thread_shared, &dir, &c_name, &tmp, &thread_path);
+                write_loop(&thread_shared, |bytes| {
+                    let outcome = dir.replace(&c_name, &tmp, bytes);
+                    if let Err(e) = outcome {
+                        log::error!("cannot write {}: {e}", thread_path.display());
+                    }
+                    outcome
+                });
             })?;
         Ok((Writer { shared, path }, rx))
+    }
+
+    /// Starts the thread that writes `name` in `dir`, a directory that is
+    /// not heartwatch's (the node exporter's textfile directory): it is
+    /// neither created nor checked for ownership, and is opened anew for
+    /// each write, so that one made, mounted or fixed later is used. The
+    /// file itself is never followed if it is a symbolic link: it is
+    /// replaced by a rename. A write that fails is logged when the failure
+    /// begins or changes, then at most hourly while it lasts; a write that
+    /// works again says so. The content is not synced (see [`Durability`]).
+    pub fn start_foreign(dir: &Path, name: &str) -> std::io::Result<Writer> {
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                next: Vec::new(),
+                pending: false,
+                offered: 0,
+                written: 0,
+                outcome: Ok(()),
+                dir: None,
+                room: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let c_dir = CString::new(dir.as_os_str().as_bytes())?;
+        let c_name = CString::new(name)?;
+        let tmp = CString::new(format!(".{name}.tmp"))?;
+        let path = dir.join(name);
+        let thread_path = path.clone();
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("write-{name}"))
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                let _stack = crate::crash::prepare_thread();
+                let mut failing = Failing::default();
+                write_loop(&thread_shared, |bytes| {
+                    let outcome =
+                        fs::open(&c_dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                            .and_then(|dir| {
+                                replace_in(
+                                    dir.as_fd(),
+                                    &c_name,
+                                    &tmp,
+                                    bytes,
+                                    Durability::ReadersOnly,
+                                )
+                            });
+                    failing.note(outcome, &thread_path);
+                    outcome
+                });
+            })?;
+        Ok(Writer { shared, path })
     }
 
     pub fn path(&self) -> &Path {
@@ -401,7 +497,37 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(shared: &Shared, dir: &Dir, name: &CStr, tmp: &CStr, path: &Path) {
+/// How often a write that keeps failing in a foreign directory is logged.
+const FAILING_LOG_EVERY: Duration = Duration::from_secs(3600);
+
+/// A foreign directory's failing writes, for logging them rarely.
+#[derive(Default)]
+struct Failing {
+    /// The failure being reported and when it last was.
+    last: Option<(Errno, std::time::Instant)>,
+}
+
+impl Failing {
+    fn note(&mut self, outcome: Result<(), Errno>, path: &Path) {
+        match (outcome, self.last) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(_)) => {
+                self.last = None;
+                log::info!("{}: written again", path.display());
+            }
+            (Err(e), Some((was, at))) if e == was && at.elapsed() < FAILING_LOG_EVERY => {}
+            (Err(e), _) => {
+                self.last = Some((e, std::time::Instant::now()));
+                log::error!(
+                    "cannot write {}: {e}; the metrics there are not updated until it can be (said again hourly while it lasts)",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+fn write_loop(shared: &Shared, mut write: impl FnMut(&[u8]) -> Result<(), Errno>) {
     let mut own: Vec<u8> = Vec::new();
     loop {
         let n = {
@@ -423,10 +549,7 @@ fn write_loop(shared: &Shared, dir: &Dir, name: &CStr, tmp: &CStr, path: &Path) 
             slot.pending = false;
             slot.offered
         };
-        let outcome = dir.replace(name, tmp, &own);
-        if let Err(e) = outcome {
-            log::error!("cannot write {}: {e}", path.display());
-        }
+        let outcome = write(&own);
         let mut slot = lock(&shared.slot);
         slot.written = n;
         slot.outcome = outcome;

@@ -33,6 +33,7 @@ mod interface;
 mod ladder;
 pub mod logger;
 mod memtest;
+mod metrics;
 pub mod notify;
 mod probe;
 mod process;

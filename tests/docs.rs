@@ -399,3 +399,48 @@ fn the_documentation_names_no_file_outside_the_repository() {
     }
     assert!(errors.is_empty(), "\n{}", errors.join("\n"));
 }
+
+/// The lines of the `n`th fenced block (from 0) under the README heading
+/// `heading`, before the next heading.
+fn readme_block(heading: &str, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = text
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README.md has no {heading:?}"));
+    let section = &text[start + heading.len() + 2..];
+    // The next heading; `# HELP` lines of a block are not one.
+    let end = [section.find("\n## "), section.find("\n### ")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(section.len());
+    let blocks = raw_blocks(Path::new("README.md"), &section[..end]);
+    blocks
+        .into_iter()
+        .nth(n)
+        .unwrap_or_else(|| panic!("README.md {heading}: no block {n}"))
+        .2
+}
+
+#[test]
+fn the_readme_fleets_section_shows_the_tested_files() {
+    // The metrics: an excerpt of tests/metrics/example.prom, in its order.
+    let example = std::fs::read_to_string(repo().join("tests/metrics/example.prom")).unwrap();
+    let shown = readme_block("### Metrics", 1);
+    let mut lines = example.lines();
+    for line in &shown {
+        assert!(
+            lines.any(|l| l == line),
+            "README.md ### Metrics: {line:?} is not in tests/metrics/example.prom (or out of its order)"
+        );
+    }
+    assert!(shown.len() > 10, "{shown:?}");
+    // The alerts: the whole shipped file.
+    let alerts = std::fs::read_to_string(repo().join("packaging/heartwatch.alerts.yml")).unwrap();
+    let shown = readme_block("### Alerts", 0);
+    assert_eq!(
+        shown,
+        alerts.lines().map(str::to_string).collect::<Vec<_>>(),
+        "README.md ### Alerts differs from packaging/heartwatch.alerts.yml"
+    );
+}

@@ -3,7 +3,7 @@
 //! kept fresh, some going stale, some recovering) and 20 process rules (ten
 //! alive, watched through pidfds and looked up every 100 ms; ten failing:
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
-//! logging and systemd notification on, and two repairs running throughout,
+//! logging, systemd notification and the metrics file on, and two repairs running throughout,
 //! one printing lines (long ones, bytes that are not UTF-8) past its log
 //! budget, one flooding (`yes`), and three interface rules: two on the
 //! loopback interface, fed by a datagram the test sends every 700 ms (one
@@ -83,10 +83,11 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("hw-zero-alloc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("conf/rules.d")).unwrap();
+    std::fs::create_dir_all(dir.join("metrics")).unwrap();
     std::fs::write(
         dir.join("conf/heartwatch.conf"),
         format!(
-            "[Watchdog]\nDevice=none\n[Daemon]\nStartupGrace=0s\nRuntimeDirectory={0}/run\nStateDirectory={0}/state\n",
+            "[Watchdog]\nDevice=none\n[Daemon]\nStartupGrace=0s\nRuntimeDirectory={0}/run\nStateDirectory={0}/state\n[Metrics]\nTextfileDirectory={0}/metrics\n",
             dir.display()
         ),
     )
@@ -215,12 +216,18 @@ fn main() {
     let changes_before = daemon.health_changes();
     let chatty_before = chatty_runs();
     let mut turns = 0;
+    // Removed before counting: found again only if rewritten meanwhile.
+    let metrics_file = dir.join("metrics/heartwatch.prom");
+    std::fs::remove_file(&metrics_file).unwrap();
     COUNTING.store(true, Ordering::SeqCst);
     run(&mut daemon, Duration::from_secs(4), &mut turns);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     let changes = daemon.health_changes() - changes_before;
     let chatty_during = chatty_runs() - chatty_before;
+    let rule_files = std::fs::read_dir(dir.join("conf/rules.d")).unwrap().count();
+    let metrics_written = std::fs::read_to_string(&metrics_file)
+        .is_ok_and(|t| t.contains(&format!("heartwatch_rules {rule_files}")));
 
     // The counter itself works: one deliberate allocation is seen.
     COUNTING.store(true, Ordering::SeqCst);
@@ -299,9 +306,13 @@ fn main() {
         missing == Health::Failing(heartwatch::health::Cause::InterfaceMissing),
         "the interface rule on an interface that does not exist was failing",
     );
+    check(
+        metrics_written,
+        "heartwatch.prom was rewritten while counting ([Metrics] TextfileDirectory=)",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 11 - failed);
+    println!("{} passed, {failed} failed", 12 - failed);
     // Kills the chatty repair.
     daemon.stop();
     if failed > 0 {

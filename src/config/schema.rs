@@ -29,12 +29,12 @@ pub fn parse_settings(
         entries: Vec::new(),
     };
     for s in &sections {
-        if !["Watchdog", "Daemon", "Reboot"].contains(&s.name.as_str()) {
+        if !["Watchdog", "Daemon", "Reboot", "Metrics"].contains(&s.name.as_str()) {
             errors.push(ConfigError::at(
                 path,
                 s.line,
                 format!(
-                    "unknown section [{}]; expected [Watchdog], [Daemon] or [Reboot]",
+                    "unknown section [{}]; expected [Watchdog], [Daemon], [Reboot] or [Metrics]",
                     s.name
                 ),
             ));
@@ -44,6 +44,7 @@ pub fn parse_settings(
     let watchdog_section = find("Watchdog").unwrap_or_else(|| empty("Watchdog"));
     let daemon_section = find("Daemon").unwrap_or_else(|| empty("Daemon"));
     let reboot_section = find("Reboot").unwrap_or_else(|| empty("Reboot"));
+    let metrics_section = find("Metrics").unwrap_or_else(|| empty("Metrics"));
 
     let mut keys = Keys::new(path, &watchdog_section, &mut errors);
     let devices = keys
@@ -116,6 +117,10 @@ pub fn parse_settings(
     let forced = keys.get("Forced", parse_bool).unwrap_or(true);
     keys.finish();
 
+    let mut keys = Keys::new(path, &metrics_section, &mut errors);
+    let textfile_dir = keys.get("TextfileDirectory", parse_absolute_path);
+    keys.finish();
+
     if errors.is_empty() {
         Ok((
             WatchdogSettings {
@@ -131,6 +136,7 @@ pub fn parse_settings(
                 runtime_dir,
                 dry_run,
                 crash_memtest,
+                textfile_dir,
             },
             RebootSettings {
                 budget,
@@ -450,7 +456,12 @@ mod tests {
         assert_eq!(w.feed_interval, Duration::from_secs(5));
         assert!(!d.dry_run);
         assert!(d.crash_memtest);
+        assert_eq!(d.textfile_dir, None);
         assert_eq!(r.budget, 3);
+        let (_, d, _) = parse_settings(p, "[Metrics]\nTextfileDirectory=/var/lib/x\n").unwrap();
+        assert_eq!(d.textfile_dir, Some(PathBuf::from("/var/lib/x")));
+        let errors = parse_settings(p, "[Metrics]\nTextfileDirectory=x\nPort=1\n").unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
         let (w, ..) = parse_settings(p, "[Watchdog]\nDevice=none\n").unwrap();
         assert!(w.devices.is_empty());
         let errors: Vec<String> = parse_settings(

@@ -36,6 +36,9 @@ pub struct DaemonSettings {
     pub runtime_dir: PathBuf,
     pub dry_run: bool,
     pub crash_memtest: bool,
+    /// `[Metrics] TextfileDirectory=`: where `heartwatch.prom` is written
+    /// for the node exporter's textfile collector; `None`: no metrics.
+    pub textfile_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

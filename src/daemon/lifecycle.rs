@@ -105,11 +105,21 @@ impl Daemon {
             log::info!("no watchdog device (Device=none): running the checks only");
         }
         install_crash_handler(&config, &devices);
+        let mut metrics = match &config.daemon.textfile_dir {
+            Some(dir) => Some(
+                crate::metrics::Metrics::start(dir, &devices, std::time::Instant::now())
+                    .map_err(|e| DaemonError::Io("starting the metrics writer", e))?,
+            ),
+            None => None,
+        };
         if !feed(&mut devices) {
             return Err(DaemonError::Io(
                 "first feed of the watchdog",
                 std::io::Error::other("the device refused the keepalive"),
             ));
+        }
+        if let (false, Some(metrics)) = (devices.is_empty(), &mut metrics) {
+            metrics.fed(crate::text::wall_now());
         }
         let world = World {
             devices: devices
@@ -149,6 +159,7 @@ impl Daemon {
             pending_save: None,
             orderly: None,
             offered: None,
+            metrics,
         };
         daemon.installed();
         daemon.publish();
@@ -204,6 +215,14 @@ impl Daemon {
         // The status file's first line says so, for `heartwatch status`.
         self.engine.stopped(now());
         self.publish();
+        if let Some(metrics) = &self.metrics
+            && !metrics.flush(STOP_BOUND)
+        {
+            log::warn!(
+                "the last metrics were not written within {}",
+                DurationText(STOP_BOUND)
+            );
+        }
         if !self.status_file.flush(STOP_BOUND) {
             log::error!(
                 "{}: the last status was not written within {}",

@@ -90,6 +90,8 @@ pub struct Daemon {
     orderly: Option<Running>,
     /// The pidfd of the answer the engine is judging (`Command::Track`).
     offered: Option<OwnedFd>,
+    /// `heartwatch.prom`, with `[Metrics] TextfileDirectory=`.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Loads the configuration, starts the daemon and runs it until stopped.
@@ -164,6 +166,11 @@ impl Daemon {
         self.perform(now);
         if self.engine.take_dirty() {
             self.publish();
+        } else if let Some(metrics) = &mut self.metrics
+            && now.mono >= metrics.due()
+        {
+            // Nothing changed, but the time gauges have moved on.
+            metrics.publish(self.engine.status(now.wall), now.mono);
         }
         Ok(control)
     }
@@ -200,6 +207,9 @@ impl Daemon {
             // The writer says nothing when done: look again soon.
             deadline = deadline.min(now + Duration::from_millis(10));
         }
+        if let Some(metrics) = &self.metrics {
+            deadline = deadline.min(metrics.due());
+        }
         deadline
     }
 
@@ -215,6 +225,9 @@ impl Daemon {
             match command {
                 Command::Feed => {
                     let ok = feed(&mut self.devices);
+                    if let (true, Some(metrics)) = (ok, &mut self.metrics) {
+                        metrics.fed(now.wall);
+                    }
                     self.engine.handle(Event::Fed { ok }, now);
                 }
                 Command::StopFeeding => {
@@ -308,6 +321,10 @@ impl Daemon {
         self.poll_dirty = true;
         self.status_buf = Vec::with_capacity(self.engine.status_capacity());
         self.status_file.reserve(self.status_buf.capacity());
+        if let Some(metrics) = &mut self.metrics {
+            let longest = self.engine.rules().map(|r| r.name.len()).max();
+            metrics.reserve(n, longest.unwrap_or(0));
+        }
     }
 
     fn take_signals(&mut self, now: Now) -> Control {
@@ -427,6 +444,9 @@ impl Daemon {
         self.status_buf.clear();
         status.write_record(&mut self.status_buf);
         self.status_file.offer(&self.status_buf); // the writer logs a failure
+        if let Some(metrics) = &mut self.metrics {
+            metrics.publish(status, Instant::now());
+        }
     }
 }
 

@@ -333,6 +333,12 @@ impl Device {
         self.boot_status
     }
 
+    /// Whether the driver says the last reset was its own (`None`: it
+    /// does not say).
+    pub fn last_reset_was_watchdog(&self) -> Option<bool> {
+        self.boot_status.map(|s| s & flags::WDIOF_CARDRESET != 0)
+    }
+
     pub fn has_magic_close(&self) -> bool {
         self.info.options & WDIOF_MAGICCLOSE != 0
     }

@@ -174,6 +174,7 @@ impl Engine {
             _ => log::warn!("rule {}: repair {outcome}", w.rule.name),
         }
         w.last_repair = Some(outcome);
+        w.counts.repairs[crate::status::RepairEnd::of(ending) as usize] += 1;
         self.dirty = true;
         // Judge the repair on a fresh look, not on what was seen before it.
         if matches!(self.rules[index].probe, super::rules::Probe::Due(_)) {
@@ -213,6 +214,7 @@ impl Engine {
             );
             crate::critical!("{text}");
             self.suppressed = Some(text);
+            self.counts.reboots_suppressed += 1;
             self.dirty = true;
             self.step_ladder(index, Event::RebootSuppressed, now);
             return;
@@ -231,11 +233,13 @@ impl Engine {
                 "dry run: would record the reason, reboot in order, then call reboot(2), then stop feeding the watchdog"
             );
             self.suppressed = Some(format!("dry run: would reboot for rule {name}: {cause}"));
+            self.counts.reboots_suppressed += 1;
             self.dirty = true;
             self.step_ladder(index, Event::RebootSuppressed, now);
             return;
         }
         self.reboot_reason = Some(reason.clone());
+        self.counts.reboots_decided += 1;
         let recorded = match &mut self.record {
             Some(record) => {
                 record.count += 1;

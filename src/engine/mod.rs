@@ -199,6 +199,8 @@ pub struct Engine {
     /// How many rules whose ladder ends in `reboot` are failing.
     failing_rebooters: usize,
     changes: u64,
+    /// Reboots decided and suppressed in this run, for the metrics.
+    counts: crate::status::Counts,
     dirty: bool,
     stopped_wall: Option<i64>,
     random: XorShift,
@@ -244,6 +246,7 @@ impl Engine {
             healthy_since: Some(now.mono),
             failing_rebooters: 0,
             changes: 0,
+            counts: crate::status::Counts::default(),
             dirty: true,
             stopped_wall: None,
             commands: VecDeque::new(),
@@ -403,12 +406,14 @@ impl Engine {
         }
         if new.daemon.runtime_dir != self.config.daemon.runtime_dir
             || new.daemon.state_dir != self.config.daemon.state_dir
+            || new.daemon.textfile_dir != self.config.daemon.textfile_dir
         {
             log::warn!(
                 "reload: directory settings changed; they take effect when heartwatch restarts"
             );
             new.daemon.runtime_dir = self.config.daemon.runtime_dir.clone();
             new.daemon.state_dir = self.config.daemon.state_dir.clone();
+            new.daemon.textfile_dir = self.config.daemon.textfile_dir.clone();
         }
         let rules = std::mem::take(&mut new.rules);
         let old = std::mem::take(&mut self.rules);

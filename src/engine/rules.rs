@@ -38,6 +38,8 @@ pub(super) struct Watched {
     pub ladder_at: Option<Instant>,
     pub repair: Option<super::escalation::RepairRun>,
     pub last_repair: Option<repair::Outcome>,
+    /// Failures and repairs in this daemon run, for the metrics.
+    pub counts: crate::status::RuleCounts,
 }
 
 /// Where a rule's check stands: one state, never a set of flags.
@@ -122,9 +124,12 @@ impl Engine {
         // Kept failing rules whose new ladder must hear that they fail.
         let mut tell_failing = Vec::new();
         for rule in rules {
+            // A rule's counters go on across reloads, whatever changed.
+            let mut counts = Default::default();
             let kept = match old_by_name.remove(&rule.name) {
                 Some(w) if w.rule.watch == rule.watch => Some(w),
                 Some(changed) => {
+                    counts = changed.counts;
                     self.retire(changed);
                     None
                 }
@@ -153,7 +158,10 @@ impl Engine {
                     w.rule = rule;
                     w
                 }
-                None => self.new_watched(rule, now, grace_end),
+                None => Watched {
+                    counts,
+                    ..self.new_watched(rule, now, grace_end)
+                },
             };
             watched.push(entry);
         }
@@ -252,6 +260,7 @@ impl Engine {
             ladder_at: None,
             repair: None,
             last_repair: None,
+            counts: Default::default(),
         }
     }
 
@@ -408,6 +417,7 @@ impl Engine {
         let event = match health {
             Health::Failing(cause) => {
                 log::warn!("rule {name}: failing: {cause}");
+                w.counts.failures += 1;
                 (!matches!(was, Health::Failing(_))).then_some(Event::Failed)
             }
             Health::Healthy if matches!(was, Health::Failing(_)) => {

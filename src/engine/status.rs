@@ -76,6 +76,10 @@ impl Engine {
         };
         status::set_reason(&mut status.rebooting, self.rebooting_reason());
         status.suppressed.clone_from(&self.suppressed);
+        status.counts = crate::status::Counts {
+            health_changes: self.changes,
+            ..self.counts
+        };
         status
             .rules
             .resize_with(self.rules.len(), RuleStatus::default);
@@ -85,6 +89,7 @@ impl Engine {
                 to.kind.clear();
                 to.kind.push_str(w.rule.watch.kind());
             }
+            to.counts = w.counts;
             to.health = w.health.into();
             to.since = w.since_wall;
             match w.health {

@@ -41,6 +41,81 @@ pub struct Status {
     /// Why a reboot was not taken (past the budget, or dry run).
     pub suppressed: Option<String>,
     pub rules: Vec<RuleStatus>,
+    /// What the daemon counted since it started (not in the record).
+    pub counts: Counts,
+}
+
+/// Counters of this daemon run: they start at 0 when the daemon starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Reboots decided (within the budget).
+    pub reboots_decided: u64,
+    /// Reboots a ladder reached but that were not taken: past the budget,
+    /// or in dry run.
+    pub reboots_suppressed: u64,
+    /// Changes of any rule's health.
+    pub health_changes: u64,
+}
+
+/// What a rule went through in this daemon run (kept across reloads by
+/// the rule's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleCounts {
+    /// Times it went from starting or healthy to failing.
+    pub failures: u64,
+    /// Repairs that ended, by [`RepairEnd`] (its `as usize`).
+    pub repairs: [u64; RepairEnd::ALL.len()],
+}
+
+/// How a repair ended, in the words the metrics count it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairEnd {
+    /// Exit status 0.
+    Succeeded,
+    /// Another exit status, or a signal.
+    Failed,
+    /// Killed at its timeout, or given up on after SIGKILL.
+    TimedOut,
+    /// It could not be started.
+    NotStarted,
+    /// Its end could not be learned.
+    Lost,
+    /// Dry run: not started on purpose.
+    DryRun,
+}
+
+impl RepairEnd {
+    pub const ALL: [RepairEnd; 6] = [
+        RepairEnd::Succeeded,
+        RepairEnd::Failed,
+        RepairEnd::TimedOut,
+        RepairEnd::NotStarted,
+        RepairEnd::Lost,
+        RepairEnd::DryRun,
+    ];
+
+    pub fn of(ending: crate::repair::Ending) -> RepairEnd {
+        use crate::repair::Ending;
+        match ending {
+            Ending::Exited(0) => RepairEnd::Succeeded,
+            Ending::Exited(_) | Ending::Signalled(_) => RepairEnd::Failed,
+            Ending::TimedOut | Ending::Unkillable(_) => RepairEnd::TimedOut,
+            Ending::NotStarted(_) => RepairEnd::NotStarted,
+            Ending::Lost(_) => RepairEnd::Lost,
+            Ending::DryRun => RepairEnd::DryRun,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            RepairEnd::Succeeded => "succeeded",
+            RepairEnd::Failed => "failed",
+            RepairEnd::TimedOut => "timed_out",
+            RepairEnd::NotStarted => "not_started",
+            RepairEnd::Lost => "lost",
+            RepairEnd::DryRun => "dry_run",
+        }
+    }
 }
 
 /// Which process wrote the status: its PID, that PID's start time (clock
@@ -100,6 +175,8 @@ pub struct RuleStatus {
     /// Where its ladder stands; empty while the ladder is idle.
     pub ladder: String,
     pub last_repair: Option<LastRepair>,
+    /// Not in the record.
+    pub counts: RuleCounts,
 }
 
 /// A rule's health, in the words the status uses.
@@ -425,6 +502,7 @@ pub(super) mod tests {
                         text: "attempt 1 succeeded (exit 0) after 5ms".into(),
                         at: 1_795_000_020,
                     }),
+                    ..RuleStatus::default()
                 },
                 RuleStatus {
                     name: "nginx".into(),
@@ -434,6 +512,7 @@ pub(super) mod tests {
                     cause: "dead: the process exited".into(),
                     ladder: "waiting after repair attempt 1".into(),
                     last_repair: None,
+                    ..RuleStatus::default()
                 },
                 RuleStatus {
                     name: "late".into(),
@@ -443,6 +522,7 @@ pub(super) mod tests {
                     ..RuleStatus::default()
                 },
             ],
+            counts: Counts::default(),
         }
     }
 

@@ -390,6 +390,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
                 cause: unescape(cause)?,
                 ladder: unescape(ladder)?,
                 last_repair,
+                ..RuleStatus::default()
             });
         }
         _ => return Err("unknown key".into()),

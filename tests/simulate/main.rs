@@ -162,6 +162,13 @@ const F_STATEDIR: u32 = 1 << 9;
 
 use scenario::*;
 
+/// The daemon's and each rule's counters, with whether the rule fails.
+type CountsSeen = (
+    heartwatch::status::Counts,
+    Vec<(String, heartwatch::status::RuleCounts, bool)>,
+);
+use heartwatch::status::RuleHealth;
+
 // ---------------------------------------------------------------- the world
 
 type T = Duration;
@@ -380,6 +387,9 @@ struct Sim {
     stats: Stats,
     trace: Option<VecDeque<String>>,
     status_buf: Vec<u8>,
+    /// The counters the last publish showed, and the daemon run (epoch)
+    /// they belong to: within a run they only grow.
+    counts_seen: Option<(u64, CountsSeen)>,
     prev_suppressed: bool,
     /// What the status must say of the last boot's reboot, if any.
     previous_reboot: Option<String>,
@@ -477,6 +487,7 @@ impl Sim {
             stats: Stats::default(),
             trace: trace.then(VecDeque::new),
             status_buf: Vec::new(),
+            counts_seen: None,
             prev_suppressed: false,
             previous_reboot: None,
         };

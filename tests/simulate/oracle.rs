@@ -190,7 +190,60 @@ impl Sim {
             );
         }
         self.status_buf = buf;
+        self.check_counts(now.wall);
         self.fingerprint = self.fingerprint();
+    }
+
+    /// The metrics' counters only grow within a daemon run (across
+    /// reloads too, by rule name), and a failing rule has failed at least
+    /// once.
+    fn check_counts(&mut self, wall: i64) {
+        let status = self.engine.as_mut().unwrap().status(wall);
+        let seen: CountsSeen = (
+            status.counts,
+            status
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.counts, r.health == RuleHealth::Failing))
+                .collect(),
+        );
+        let mut problems = Vec::new();
+        for (name, counts, failing) in &seen.1 {
+            if *failing && counts.failures == 0 {
+                problems.push(format!("rule {name} fails with failures_total 0"));
+            }
+        }
+        if let Some((epoch, (was, was_rules))) = &self.counts_seen
+            && *epoch == self.epoch
+        {
+            let now = &seen.0;
+            if now.reboots_decided < was.reboots_decided
+                || now.reboots_suppressed < was.reboots_suppressed
+                || now.health_changes < was.health_changes
+            {
+                problems.push(format!("daemon counters went back: {was:?} to {now:?}"));
+            }
+            for (name, counts, _) in &seen.1 {
+                let Some((_, before, _)) = was_rules.iter().find(|(n, ..)| n == name) else {
+                    continue;
+                };
+                let back = counts.failures < before.failures
+                    || counts
+                        .repairs
+                        .iter()
+                        .zip(&before.repairs)
+                        .any(|(a, b)| a < b);
+                if back {
+                    problems.push(format!(
+                        "rule {name}'s counters went back: {before:?} to {counts:?}"
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            fail!(self, "counters: {}", problems.join("; "));
+        }
+        self.counts_seen = Some((self.epoch, seen));
     }
 
     /// What the status shows, short of times: if it changes, the engine
