@@ -45,6 +45,8 @@ pub enum Cause {
     Zombie,
     /// No process runs the watched executable.
     NoSuchProcess,
+    /// A `[System]` threshold held, or its source could not be read.
+    System(crate::system::SystemCause),
 }
 
 impl fmt::Display for Cause {
@@ -79,6 +81,7 @@ impl fmt::Display for Cause {
             }
             Cause::Zombie => f.write_str("dead: the process is a zombie"),
             Cause::NoSuchProcess => f.write_str("dead: no process runs the executable"),
+            Cause::System(cause) => cause.fmt(f),
         }
     }
 }
@@ -98,6 +101,9 @@ impl Health {
     pub fn same_kind(&self, other: &Health) -> bool {
         match (self, other) {
             (Health::Failing(Cause::Stale { .. }), Health::Failing(Cause::Stale { .. })) => true,
+            (Health::Failing(Cause::System(a)), Health::Failing(Cause::System(b))) => {
+                a.same_kind(b)
+            }
             _ => self == other,
         }
     }

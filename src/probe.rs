@@ -1,4 +1,5 @@
-//! Probes — stats of heartbeat files, process look-ups — run off the
+//! Probes — stats of heartbeat files, process look-ups, the readings of
+//! system rules — run off the
 //! feeding path. A `stat` on a hung
 //! NFS or FUSE mount can block for ever; here it blocks a worker thread,
 //! never the loop that feeds the watchdog. The loop submits a request,
@@ -11,6 +12,7 @@
 use crate::process::{self, Lookup, Target};
 use crate::sys::eventfd::EventFd;
 use crate::sys::stat::{Outcome, stat};
+use crate::system;
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -23,6 +25,8 @@ pub enum Subject {
     File(Arc<CString>),
     /// Find a process; `bool`: open a pidfd on it.
     Process(Arc<Target>, bool),
+    /// Read a `[System]` rule's source (`/proc`, `/sys`, `statvfs`).
+    System(Arc<system::Source>),
 }
 
 /// What was found.
@@ -30,6 +34,7 @@ pub enum Subject {
 pub enum Finding {
     File(Outcome),
     Process(Lookup),
+    System(Result<system::Reading, system::Unread>),
 }
 
 /// A finished probe, tagged with the ticket it was submitted under.
@@ -187,6 +192,7 @@ fn work(shared: &Shared) {
         let finding = match &request.subject {
             Subject::File(path) => Finding::File(stat(path)),
             Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
+            Subject::System(source) => Finding::System(system::read(source)),
         };
         drop(request.subject);
         let mut answers = lock(&shared.answers);

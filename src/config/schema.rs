@@ -150,23 +150,28 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
     let sections = ini::parse(text).map_err(|e| line_errors(path, e))?;
     let mut errors = Vec::new();
     let mut watch = None;
+    let mut watch_section: Option<String> = None;
     let mut ladder = None;
     for section in &sections {
         match section.name.as_str() {
-            "Heartbeat" | "Process" => {
-                if watch.is_some() {
+            "Heartbeat" | "Process" | "System" => {
+                if let Some(first) = &watch_section {
                     errors.push(ConfigError::at(
                         path,
                         section.line,
-                        "a rule watches one thing: it has both [Heartbeat] and [Process]",
+                        format!(
+                            "a rule watches one thing: it has both [{first}] and [{}]",
+                            section.name
+                        ),
                     ));
                     continue;
                 }
+                watch_section = Some(section.name.clone());
                 let mut keys = Keys::new(path, section, &mut errors);
-                watch = Some(if section.name == "Heartbeat" {
-                    parse_heartbeat(&mut keys)
-                } else {
-                    parse_process(&mut keys)
+                watch = Some(match section.name.as_str() {
+                    "Heartbeat" => parse_heartbeat(&mut keys),
+                    "Process" => parse_process(&mut keys),
+                    _ => super::system::parse_system(&mut keys),
                 });
                 keys.finish();
             }
@@ -178,7 +183,9 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             other => errors.push(ConfigError::at(
                 path,
                 section.line,
-                format!("unknown section [{other}]; expected [Heartbeat], [Process] or [Escalate]"),
+                format!(
+                    "unknown section [{other}]; expected [Heartbeat], [Process], [Command], [System], [Interface] or [Escalate]"
+                ),
             )),
         }
     }
@@ -189,7 +196,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             errors.push(ConfigError::at(
                 path,
                 1,
-                "the rule watches nothing: add a [Heartbeat] or [Process] section",
+                "the rule watches nothing: add a [Heartbeat], [Process], [Command], [System] or [Interface] section",
             ));
             None
         }

@@ -65,7 +65,10 @@ pub struct Rule {
 pub enum Watch {
     Heartbeat(HeartbeatSpec),
     Process(ProcessSpec),
+    System(SystemSpec),
 }
+
+pub use super::system::SystemSpec;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatSpec {
