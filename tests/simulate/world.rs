@@ -268,6 +268,7 @@ impl Sim {
                 let mount = if pidfile { p.mount } else { Mount::Ok };
                 (Finding::Process(lookup), mount)
             }
+            Subject::System(_) => unreachable!("the simulated world makes no [System] rules"),
         }
     }
 }
