@@ -269,11 +269,21 @@ fn cpu_pressure_under_more_busy_processes_than_cpus() {
     let _cpu = cpu_lock();
     let s = Scratch::new("psi");
     s.write_conf("");
-    let now = cpu_some_avg10();
-    assert!(
-        now < 80.0,
-        "the machine is already under cpu pressure: {now}%"
-    );
+    // After the load test's busy processes (or anyone else's), wait for
+    // the 10s average to settle: the threshold must lie between it and
+    // the 100% that busy processes bring.
+    let settling = Instant::now();
+    let now = loop {
+        let now = cpu_some_avg10();
+        if now < 50.0 {
+            break now;
+        }
+        assert!(
+            settling.elapsed() < Duration::from_secs(300),
+            "the machine stays under cpu pressure ({now}%): no room for the test's own"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
     let max = (now + 100.0) / 2.0;
     eprintln!("cpu some avg10 now {now}%, MaxPressure={max:.1}%");
     s.write_rule(
