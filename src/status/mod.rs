@@ -90,6 +90,8 @@ pub struct Budget {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuleStatus {
     pub name: String,
+    /// What it watches: `heartbeat`, `process`, `system`.
+    pub kind: RuleKind,
     pub health: RuleHealth,
     /// When the rule's health last changed (wall-clock seconds).
     pub since: i64,
@@ -98,6 +100,42 @@ pub struct RuleStatus {
     /// Where its ladder stands; empty while the ladder is idle.
     pub ladder: String,
     pub last_repair: Option<LastRepair>,
+}
+
+/// What a rule watches, in the words the status uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleKind {
+    #[default]
+    Heartbeat,
+    Process,
+    System,
+}
+
+impl RuleKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            RuleKind::Heartbeat => "heartbeat",
+            RuleKind::Process => "process",
+            RuleKind::System => "system",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<RuleKind> {
+        [RuleKind::Heartbeat, RuleKind::Process, RuleKind::System]
+            .into_iter()
+            .find(|k| k.word() == word)
+    }
+}
+
+impl From<&crate::config::Watch> for RuleKind {
+    fn from(watch: &crate::config::Watch) -> RuleKind {
+        use crate::config::Watch;
+        match watch {
+            Watch::Heartbeat(_) => RuleKind::Heartbeat,
+            Watch::Process(_) => RuleKind::Process,
+            Watch::System(_) => RuleKind::System,
+        }
+    }
 }
 
 /// A rule's health, in the words the status uses.
@@ -278,9 +316,10 @@ impl Status {
         for r in &self.rules {
             write!(
                 out,
-                "  {:<width$}  {}  since {}",
+                "  {:<width$}  {}  {}  since {}",
                 r.name,
                 r.health.word(),
+                r.kind.word(),
                 UtcTime(r.since),
             )?;
             if r.health == RuleHealth::Failing {
@@ -413,6 +452,7 @@ pub(super) mod tests {
             rules: vec![
                 RuleStatus {
                     name: "backup".into(),
+                    kind: RuleKind::Heartbeat,
                     health: RuleHealth::Healthy,
                     since: 1_795_000_010,
                     cause: String::new(),
@@ -424,6 +464,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "nginx".into(),
+                    kind: RuleKind::Process,
                     health: RuleHealth::Failing,
                     since: 1_795_000_030,
                     cause: "dead: the process exited".into(),
@@ -432,6 +473,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "late".into(),
+                    kind: RuleKind::System,
                     health: RuleHealth::Starting,
                     since: 1_795_000_000,
                     ..RuleStatus::default()
@@ -462,9 +504,9 @@ reboot budget: 1 of 3 used (starts again after 1h healthy)
 REBOOTING: rule nginx: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
 REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead
 rules: 3 (1 healthy, 1 failing, 1 starting)
-  backup  healthy  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
-  nginx   failing  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
-  late    starting  since 2026-11-18 11:06:40 UTC
+  backup  healthy  heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
+  nginx   failing  process  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
+  late    starting  system  since 2026-11-18 11:06:40 UTC
 "
         );
         let mut stopped = full();

@@ -1,7 +1,7 @@
 //! The status as a record for programs: what the daemon writes to the
 //! runtime directory's `status` file and `heartwatch status` reads.
 //!
-//! The first line is `heartwatch-status 1` (the format's version), then one
+//! The first line is `heartwatch-status 2` (the format's version), then one
 //! `key value` line per field, one `device` line per watchdog device and
 //! one `rule` line per rule, with tab-separated fields, and a last line
 //! `end`, so a record cut short is known. In values, `\`, tab, newline and
@@ -10,13 +10,13 @@
 //! An optional field is a line left out (a key line) or an empty field (in
 //! a tab-separated line). Any change to the format changes its version.
 
-use super::{Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleStatus, Status};
+use super::{Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleKind, RuleStatus, Status};
 use crate::reboot::Reason;
 use std::fmt;
 use std::time::Duration;
 
 /// The version of the record's format, its first line's second word.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// The record's first word.
 const MAGIC: &str = "heartwatch-status";
 
@@ -108,6 +108,8 @@ impl Status {
             } else {
                 w.tab();
             }
+            w.tab();
+            w.raw(r.kind.word());
         }
         w.raw("\nend\n");
     }
@@ -194,6 +196,11 @@ pub fn parse(bytes: &[u8]) -> Result<Status, String> {
             Ok(newer) if newer > FORMAT => {
                 return Err(format!(
                     "is in status format {newer}, written by a newer heartwatch; this one reads format {FORMAT}: run the heartwatch command that came with the running daemon"
+                ));
+            }
+            Ok(older) if older > 0 => {
+                return Err(format!(
+                    "is in status format {older}, written by an older heartwatch daemon; this one reads format {FORMAT}: restart the daemon (systemctl restart heartwatch)"
                 ));
             }
             _ => {
@@ -366,7 +373,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             status.suppressed = Some(unescape(value)?);
         }
         "rule" => {
-            let [name, health, since, cause, ladder, repair, repair_at] = fields(value)?;
+            let [name, health, since, cause, ladder, repair, repair_at, kind] = fields(value)?;
             let last_repair = match (repair, repair_at) {
                 ("", "") => None,
                 (text, at) => Some(LastRepair {
@@ -376,6 +383,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             };
             status.rules.push(RuleStatus {
                 name: unescape(name)?,
+                kind: RuleKind::from_word(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?,
                 health: RuleHealth::from_word(health)
                     .ok_or_else(|| format!("unknown health {health:?}"))?,
                 since: number(since)?,
@@ -540,16 +548,22 @@ mod tests {
         let text = String::from_utf8(whole.clone()).unwrap();
         for (from, to, needle) in [
             (
-                "heartwatch-status 1\n",
                 "heartwatch-status 2\n",
+                "heartwatch-status 3\n",
                 "newer heartwatch",
             ),
             (
-                "heartwatch-status 1\n",
+                "heartwatch-status 2\n",
                 "heartwatch-status x\n",
                 "unknown format",
             ),
-            ("heartwatch-status 1\n", "", "does not begin with"),
+            ("heartwatch-status 2\n", "", "does not begin with"),
+            ("\tsystem\n", "\tsensor\n", "unknown kind"),
+            (
+                "heartwatch-status 2\n",
+                "heartwatch-status 1\n",
+                "older heartwatch daemon",
+            ),
             ("\nbudget ", "\nbudgie ", "unknown key"),
             ("\nbudget 1\t3\t", "\nbudget 1\t", "fewer than 3"),
             ("\tfed\n", "\tfed\textra\n", "more than 5"),
