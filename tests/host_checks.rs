@@ -246,7 +246,7 @@ fn available_memory_under_a_memory_hog() {
         );
         let line = wait_rule(&s, "memory", "failing", Duration::from_secs(60));
         assert!(
-            line.contains(&format!("available memory ")) && line.contains(" below "),
+            line.contains("available memory ") && line.contains(" below "),
             "{line}"
         );
         assert!(line.contains(" for 1s"), "{line}");

@@ -338,4 +338,19 @@ mod tests {
             Err(Unread::NotRegular("a directory"))
         );
     }
+
+    #[test]
+    fn a_sensor_that_is_a_fifo_is_not_opened() {
+        let dir = std::env::temp_dir().join(format!("heartwatch-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("temp");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits(0o644).unwrap()).unwrap();
+        let path = CString::new(fifo.to_str().unwrap()).unwrap();
+        // Opening it for reading would block until a writer came.
+        assert_eq!(
+            read(&Source::Sensor(path)),
+            Err(Unread::NotRegular("a FIFO"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

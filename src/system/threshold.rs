@@ -412,7 +412,7 @@ impl fmt::Display for Value {
                     _ => return write!(f, "{b} B"),
                 };
                 // One decimal place, rounded down.
-                let tenths = (u128::from(b) * 10 >> shift) as i64;
+                let tenths = ((u128::from(b) * 10) >> shift) as i64;
                 write!(f, "{} {unit}", Milli(tenths * 100))
             }
         }
