@@ -177,7 +177,7 @@ fn load_raised_by_busy_processes_fails_and_a_shorter_burst_does_not() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
-            "quick: if the 1min load average is above {} at every reading for 3s, until within it as long (read every 1s)",
+            "quick: if the 1min load average is above {} at every reading for 3s, recovering after 3s within it (read every 1s)",
             format!("{max:.2}").trim_end_matches('0').trim_end_matches('.')
         )),
         "{out}"

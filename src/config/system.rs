@@ -173,13 +173,15 @@ pub(super) fn parse_system(keys: &mut Keys) -> Option<Watch> {
     let hold = keys
         .get("For", parse_duration)
         .unwrap_or(Duration::from_secs(60));
-    let present: Vec<(&str, usize)> = MEASURES
+    let mut present: Vec<(&str, usize)> = MEASURES
         .iter()
         .filter_map(|m| {
             let e = keys.section.entries.iter().find(|e| e.key == *m)?;
             Some((*m, e.line))
         })
         .collect();
+    // The second measure in the file is the one reported.
+    present.sort_by_key(|(_, line)| *line);
     let measure = match present.as_slice() {
         [] => {
             keys.error(
@@ -561,6 +563,10 @@ mod tests {
             (
                 "[System]\nLoadAverage=1min\nMaxLoad=2\nPressure=cpu\nMaxPressure=10%\n",
                 "/r/s.rule:4: [System] takes exactly one measure, and LoadAverage= and Pressure= are two",
+            ),
+            (
+                "[System]\nPressure=cpu\nMaxLoad=3\nLoadAverage=1min\n",
+                "/r/s.rule:4: [System] takes exactly one measure, and Pressure= and LoadAverage= are two",
             ),
             (
                 "[System]\nMinMemoryAvailable=1G\nMaxLoad=3\n",

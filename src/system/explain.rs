@@ -91,7 +91,7 @@ pub fn explain(spec: &SystemSpec) -> String {
         "at one reading".to_string()
     } else {
         format!(
-            "at every reading for {}, until within it as long",
+            "at every reading for {0}, recovering after {0} within it",
             DurationText(spec.hold)
         )
     };
@@ -146,7 +146,7 @@ mod tests {
         };
         assert_eq!(
             say("[System]\nLoadAverage=1min\nMaxLoad=4\n"),
-            "if the 1min load average is above 4 at every reading for 1min, until within it as long (read every 10s)"
+            "if the 1min load average is above 4 at every reading for 1min, recovering after 1min within it (read every 10s)"
         );
         assert_eq!(
             say("[System]\nMinMemoryAvailable=10%\nFor=0s\n"),
