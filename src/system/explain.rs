@@ -116,7 +116,9 @@ pub fn missing_sources(rules: &[Rule], proc: &Path) -> Vec<String> {
                 return None;
             };
             let file = proc.join("pressure").join(resource.word());
-            match std::fs::File::open(&file) {
+            // Read, not only opened: a kernel may list the file and refuse
+            // to read it.
+            match std::fs::read(&file) {
                 Ok(_) => None,
                 Err(e) => Some(format!(
                     "{}: Pressure={}: pressure stall information missing: {}: {e} (a kernel without PSI, or booted with psi=0; CONFIG_PSI=y and psi=1 on the kernel command line provide it)",
