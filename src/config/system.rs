@@ -319,7 +319,7 @@ fn parse_temperature(keys: &mut Keys) -> Option<Measure> {
             Some(rest) => (true, rest),
             None => (false, v),
         };
-        let milli = parse_milli(digits.strip_suffix("°C").unwrap_or(digits))?;
+        let milli = parse_milli(digits)?;
         if milli > 300_000 {
             return Err(format!("{v:?} is above 300 °C: no sensor reads that"));
         }
