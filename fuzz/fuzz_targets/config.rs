@@ -33,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(hb.check_interval <= hb.max_age);
             }
             Watch::Process(p) => assert!(!p.check_interval.is_zero()),
+            Watch::System(s) => {
+                assert!(!s.check_interval.is_zero());
+                assert!(s.hold.is_zero() || s.hold >= s.check_interval);
+            }
         },
         Err(errors) => {
             assert!(!errors.is_empty());
