@@ -58,6 +58,8 @@ pub enum Cause {
         unchanged: Duration,
         within: Duration,
     },
+    /// A `[System]` threshold held, or its source could not be read.
+    System(crate::system::SystemCause),
 }
 
 impl fmt::Display for Cause {
@@ -102,6 +104,7 @@ impl fmt::Display for Cause {
                 DurationText(*unchanged),
                 DurationText(*within)
             ),
+            Cause::System(cause) => cause.fmt(f),
         }
     }
 }
@@ -124,6 +127,9 @@ impl Health {
             (Health::Failing(Cause::Stale { .. }), Health::Failing(Cause::Stale { .. })) => true,
             (Health::Failing(Cause::NoPacket { .. }), Health::Failing(Cause::NoPacket { .. })) => {
                 true
+            }
+            (Health::Failing(Cause::System(a)), Health::Failing(Cause::System(b))) => {
+                a.same_kind(b)
             }
             _ => self == other,
         }

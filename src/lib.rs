@@ -43,6 +43,7 @@ mod report;
 mod rundir;
 pub mod status;
 mod sys;
+mod system;
 mod text;
 
 /// `crate::regular` is the same module as `crate::sys::regular`.

@@ -379,7 +379,7 @@ fn render_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{Budget, Counts, DeviceStatus, RuleCounts, RuleStatus};
+    use crate::status::{Budget, Counts, DeviceStatus, RuleCounts, RuleKind, RuleStatus};
 
     /// The status the README's excerpt is rendered from.
     fn example() -> (Status, Vec<DeviceMetric>) {
@@ -402,7 +402,7 @@ mod tests {
             rules: vec![
                 RuleStatus {
                     name: "backup".into(),
-                    kind: "heartbeat".into(),
+                    kind: RuleKind::Heartbeat,
                     health: RuleHealth::Failing,
                     since: 1_795_000_600,
                     counts: RuleCounts {
@@ -413,7 +413,7 @@ mod tests {
                 },
                 RuleStatus {
                     name: "sshd".into(),
-                    kind: "process".into(),
+                    kind: RuleKind::Process,
                     health: RuleHealth::Healthy,
                     since: 1_795_000_060,
                     ..RuleStatus::default()
@@ -472,7 +472,7 @@ mod tests {
         status.rules = vec![
             RuleStatus {
                 name: name.clone(),
-                kind: "interface".into(),
+                kind: RuleKind::Interface,
                 counts: RuleCounts {
                     failures: u64::MAX,
                     repairs: [u64::MAX; RepairEnd::ALL.len()],

@@ -1,6 +1,7 @@
-//! Probes — stats of heartbeat files, process look-ups, reads of network
-//! interfaces — run off the feeding path. A `stat` on a hung NFS or FUSE
-//! mount can block for ever; here it blocks a worker thread,
+//! Probes — stats of heartbeat files, process look-ups, the readings of
+//! system rules, reads of network interfaces — run off the feeding path. A
+//! `stat` on a hung NFS or FUSE mount can block for ever; here it blocks a
+//! worker thread,
 //! never the loop that feeds the watchdog. The loop submits a request,
 //! goes on, and learns of the answer through an eventfd it polls; a request
 //! that is not answered in time is the loop's to call a failure.
@@ -12,6 +13,7 @@ use crate::interface::{self, Reading};
 use crate::process::{self, Lookup, Target};
 use crate::sys::eventfd::EventFd;
 use crate::sys::stat::{Outcome, stat};
+use crate::system;
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -26,6 +28,8 @@ pub enum Subject {
     Process(Arc<Target>, bool),
     /// Read a network interface's state and receive counter.
     Interface(Arc<interface::Paths>),
+    /// Read a `[System]` rule's source (`/proc`, `/sys`, `statvfs`).
+    System(Arc<system::Source>),
 }
 
 /// What was found.
@@ -34,6 +38,7 @@ pub enum Finding {
     File(Outcome),
     Process(Lookup),
     Interface(Reading),
+    System(Result<system::Reading, system::Unread>),
 }
 
 /// A finished probe, tagged with the ticket it was submitted under.
@@ -192,6 +197,7 @@ fn work(shared: &Shared) {
             Subject::File(path) => Finding::File(stat(path)),
             Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
             Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
+            Subject::System(source) => Finding::System(system::read(source)),
         };
         drop(request.subject);
         let mut answers = lock(&shared.answers);

@@ -5,12 +5,15 @@
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
 //! logging, systemd notification and the metrics file on, and two repairs running throughout,
 //! one printing lines (long ones, bytes that are not UTF-8) past its log
-//! budget, one flooding (`yes`), and three interface rules: two on the
+//! budget, one flooding (`yes`); three interface rules: two on the
 //! loopback interface, fed by a datagram the test sends every 700 ms (one
 //! with `Within=2s` stays healthy, one with `Within=300ms` flaps), and one
-//! on an interface that does not exist (missing); after a warm-up, every
-//! turn is counted and must not allocate, in the loop or in its stat
-//! workers.
+//! on an interface that does not exist (missing); and 13 system rules,
+//! every measure (load, memory, swap, file handles, a filesystem, pressure,
+//! and a temperature file that flips above and below its threshold), read
+//! every 100 ms, some healthy, some failing, some flapping; after a
+//! warm-up, every turn is counted and must not allocate, in the loop or in
+//! its stat workers.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -77,6 +80,24 @@ fn touch(path: &CString) {
         libc::futimens(fd, std::ptr::null());
         libc::close(fd);
     }
+}
+
+/// Writes `value` over the file at `path` (created if missing).
+fn write_value(path: &CString, value: &[u8]) {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    assert!(fd >= 0);
+    // SAFETY: `fd` is open and `value` is readable for its length.
+    let n = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
+    assert_eq!(n, value.len() as isize);
+    // SAFETY: `fd` is open and ours.
+    unsafe { libc::close(fd) };
 }
 
 fn main() {
@@ -166,6 +187,61 @@ fn main() {
     let lo_to = lo_sink.local_addr().unwrap();
     let lo_source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     lo_sink.set_nonblocking(true).unwrap();
+    // System rules of every measure, read every 100 ms: healthy (s0..),
+    // failing (f0..), and a temperature that flaps (t0, t1: one through
+    // the For= hysteresis).
+    let sensor = dir.join("temp");
+    let sensor_c = CString::new(sensor.as_os_str().as_bytes()).unwrap();
+    write_value(&sensor_c, b"40000\n");
+    let system_rules = [
+        (
+            "s0",
+            "LoadAverage=1min\nMaxLoad=100000\nPerCPU=yes".to_string(),
+        ),
+        ("s1", "LoadAverage=15min\nMaxLoad=100000".to_string()),
+        ("s2", "MinMemoryAvailable=1K".to_string()),
+        ("s3", "MaxSwapUsed=1T".to_string()),
+        ("s4", "MaxFileHandles=99.9%".to_string()),
+        (
+            "s5",
+            format!(
+                "Filesystem={}\nMinFreeSpace=1K\nMinFreeInodes=1",
+                dir.display()
+            ),
+        ),
+        ("s6", "Pressure=cpu\nMaxPressure=99.999%".to_string()),
+        (
+            "s7",
+            "Pressure=io\nPressureLine=full\nPressureAverage=10s\nMaxPressure=99.999%".to_string(),
+        ),
+        (
+            "s8",
+            "Pressure=memory\nPressureAverage=300s\nMaxPressure=99.999%".to_string(),
+        ),
+        ("f0", "MaxFileHandles=1\nFor=0s".to_string()),
+        ("f1", "MinMemoryAvailable=99.999%\nFor=200ms".to_string()),
+        (
+            "t0",
+            format!(
+                "TemperatureSensor={}\nMaxTemperature=50\nFor=0s",
+                sensor.display()
+            ),
+        ),
+        (
+            "t1",
+            format!(
+                "TemperatureSensor={}\nMaxTemperature=50\nFor=200ms",
+                sensor.display()
+            ),
+        ),
+    ];
+    for (name, keys) in &system_rules {
+        std::fs::write(
+            dir.join(format!("conf/rules.d/{name}.rule")),
+            format!("[System]\n{keys}\nCheckInterval=100ms\n"),
+        )
+        .unwrap();
+    }
     let chatty_runs = || {
         std::fs::read_to_string(&chatty_count)
             .map(|s| s.lines().count())
@@ -184,12 +260,23 @@ fn main() {
 
     // Rules 0..40 stay fresh; 40..80 go stale and stay stale; 80..120
     // flap: stale, then touched back to health, again and again.
-    let run = |daemon: &mut Daemon, how_long: Duration, turns: &mut u64| {
+    // `flips`: how often the flapping temperature rule t0 changed health.
+    let run = |daemon: &mut Daemon, how_long: Duration, turns: &mut u64, flips: &mut u64| {
         let start = Instant::now();
         let mut last_flap = Instant::now();
+        let mut hot = false;
+        let mut t0_was = None;
         while start.elapsed() < how_long {
             assert_eq!(daemon.turn().unwrap(), Control::Continue);
             *turns += 1;
+            let t0 = daemon
+                .rule_health()
+                .find(|(n, _)| *n == "t0")
+                .map(|(_, h)| h);
+            if t0 != t0_was {
+                *flips += 1;
+                t0_was = t0;
+            }
             for beat in &beats[..40] {
                 touch(beat);
             }
@@ -200,6 +287,8 @@ fn main() {
                 lo_source.send_to(b"beat", lo_to).unwrap();
                 let mut buf = [0u8; 16];
                 while lo_sink.recv(&mut buf).is_ok() {}
+                hot = !hot;
+                write_value(&sensor_c, if hot { b"60000\n" } else { b"40000\n" });
                 last_flap = Instant::now();
             }
             let mut buf = [0u8; 512];
@@ -207,23 +296,31 @@ fn main() {
         }
     };
     let mut warmup_turns = 0;
-    run(&mut daemon, Duration::from_secs(2), &mut warmup_turns);
+    run(
+        &mut daemon,
+        Duration::from_secs(2),
+        &mut warmup_turns,
+        &mut 0,
+    );
 
     let failing_before = daemon
         .rule_health()
         .filter(|(_, h)| matches!(h, Health::Failing(_)))
         .count();
     let changes_before = daemon.health_changes();
+
     let chatty_before = chatty_runs();
     let mut turns = 0;
     // Removed before counting: found again only if rewritten meanwhile.
     let metrics_file = dir.join("metrics/heartwatch.prom");
     std::fs::remove_file(&metrics_file).unwrap();
     COUNTING.store(true, Ordering::SeqCst);
-    run(&mut daemon, Duration::from_secs(4), &mut turns);
+    let mut flips = 0;
+    run(&mut daemon, Duration::from_secs(4), &mut turns, &mut flips);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     let changes = daemon.health_changes() - changes_before;
+
     let chatty_during = chatty_runs() - chatty_before;
     let rule_files = std::fs::read_dir(dir.join("conf/rules.d")).unwrap().count();
     let metrics_written = std::fs::read_to_string(&metrics_file)
@@ -260,14 +357,18 @@ fn main() {
         .count();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "zero_alloc: {RULES} heartbeat, 20 process and 3 interface rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        "zero_alloc: {RULES} heartbeat, 20 process, 3 interface and {} system rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        system_rules.len(),
         failing_before,
         failing.len()
     );
     let mut failed = 0;
+    let mut passed = 0;
     let mut check = |ok: bool, what: &str| {
         println!("{} zero_alloc: {what}", if ok { "PASS" } else { "FAIL" });
-        if !ok {
+        if ok {
+            passed += 1;
+        } else {
             failed += 1;
         }
     };
@@ -295,6 +396,18 @@ fn main() {
         "rules changed health while counting (logs and status written)",
     );
     check(
+        failing.iter().filter(|n| n.starts_with('s')).count() == 0,
+        "system rules within their thresholds stayed healthy",
+    );
+    check(
+        failing.contains(&"f0") && failing.contains(&"f1"),
+        "system rules beyond their thresholds were failing",
+    );
+    check(
+        flips >= 4,
+        "a temperature flipping across its threshold changed the rules' health while counting",
+    );
+    check(
         chatty_before > 0 && chatty_during >= 10,
         "a repair printed lines while counting",
     );
@@ -312,7 +425,7 @@ fn main() {
     );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 12 - failed);
+    println!("{passed} passed, {failed} failed");
     // Kills the chatty repair.
     daemon.stop();
     if failed > 0 {

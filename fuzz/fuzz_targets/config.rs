@@ -39,6 +39,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!i.check_interval.is_zero());
                 assert!(i.check_interval <= i.within);
             }
+            Watch::System(s) => {
+                assert!(!s.check_interval.is_zero());
+                assert!(s.hold.is_zero() || s.hold >= s.check_interval);
+            }
         },
         Err(errors) => {
             assert!(!errors.is_empty());

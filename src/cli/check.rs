@@ -3,13 +3,26 @@
 //! watchdog or a rule misbehave.
 
 use crate::config::{self, Config, DurationText, Watch};
-use crate::report::{Report, say};
+use crate::report::{Report, complain, say};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
 pub(super) fn check(root: &Path) -> Result<(), u8> {
     let config = super::load(root)?;
+    let missing = crate::system::missing_sources(&config.rules, Path::new("/proc"));
+    if !missing.is_empty() {
+        for e in &missing {
+            complain!("{e}");
+        }
+        complain!(
+            "heartwatch: {}: this host cannot serve {}",
+            root.display(),
+            crate::text::Count::of(missing.len(), "rule")
+        );
+        return Err(crate::report::EXIT_CONFIG);
+    }
     let mut report = Report::new();
     say!(report, "{}: the configuration is valid", root.display());
     let w = &config.watchdog;
@@ -86,7 +99,7 @@ fn pidfile_warnings(config: &Config) -> Vec<String> {
                 }
                 config::ProcessTarget::Executable(_) => None,
             },
-            Watch::Heartbeat(_) | Watch::Interface(_) => None,
+            Watch::Heartbeat(_) | Watch::Interface(_) | Watch::System(_) => None,
         })
         .collect();
     if pidfiles.is_empty() {
@@ -179,5 +192,6 @@ fn explain(watch: &Watch) -> String {
             ),
         },
         Watch::Interface(i) => crate::interface::explain(i),
+        Watch::System(s) => crate::system::explain(s),
     }
 }

@@ -11,12 +11,17 @@ mod ini;
 mod interface;
 mod keys;
 mod schema;
+mod system;
 mod trusted;
 mod types;
 mod values;
 
 pub use ini::{Entry, LineError, Section, comment_start, parse as parse_ini};
 pub use schema::{parse_rule, parse_settings};
+pub use system::{
+    Amount, FilesystemLimits, LoadWindow, Measure, PressureAverage, PressureLine, PressureResource,
+    SystemSpec,
+};
 pub use trusted::{assemble, distrust, load};
 pub use types::{
     Argv, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally, HeartbeatSpec,

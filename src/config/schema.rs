@@ -163,7 +163,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
     let mut ladder = None;
     for section in &sections {
         match section.name.as_str() {
-            kind @ ("Heartbeat" | "Process" | "Interface") => {
+            kind @ ("Heartbeat" | "Process" | "System" | "Interface") => {
                 if let Some(first) = watch_kind {
                     errors.push(ConfigError::at(
                         path,
@@ -179,6 +179,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
                 watch = Some(match kind {
                     "Heartbeat" => parse_heartbeat(&mut keys),
                     "Process" => parse_process(&mut keys),
+                    "System" => super::system::parse_system(&mut keys),
                     _ => super::interface::parse_interface(&mut keys),
                 });
                 keys.finish();

@@ -69,18 +69,23 @@ pub enum Watch {
     Heartbeat(HeartbeatSpec),
     Process(ProcessSpec),
     Interface(InterfaceSpec),
+    System(SystemSpec),
 }
 
 impl Watch {
-    /// The rule's kind as a word (status, JSON `kind`, metrics label).
-    pub fn kind(&self) -> &'static str {
+    /// The rule's kind (status, JSON `kind`, metrics label).
+    pub fn kind(&self) -> crate::status::RuleKind {
+        use crate::status::RuleKind;
         match self {
-            Watch::Heartbeat(_) => "heartbeat",
-            Watch::Process(_) => "process",
-            Watch::Interface(_) => "interface",
+            Watch::Heartbeat(_) => RuleKind::Heartbeat,
+            Watch::Process(_) => RuleKind::Process,
+            Watch::Interface(_) => RuleKind::Interface,
+            Watch::System(_) => RuleKind::System,
         }
     }
 }
+
+pub use super::system::SystemSpec;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatSpec {

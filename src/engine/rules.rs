@@ -10,6 +10,7 @@ use crate::ladder::{Event, Ladder};
 use crate::probe::{Finding, Subject};
 use crate::process::{ProcessWatch, Target};
 use crate::repair;
+use crate::system::{self, SystemWatch};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::CString;
@@ -60,12 +61,14 @@ enum SubjectRef {
     File(Arc<CString>),
     Process(Arc<Target>),
     Interface(Arc<interface::Paths>),
+    System(Arc<system::Source>),
 }
 
 enum Check {
     Heartbeat(Heartbeat),
     Process(ProcessWatch),
     Interface(InterfaceWatch),
+    System(SystemWatch),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -242,6 +245,10 @@ impl Engine {
                 Check::Interface(InterfaceWatch::new(spec, now.mono)),
                 SubjectRef::Interface(Arc::new(interface::Paths::of(&spec.name))),
             ),
+            Watch::System(spec) => (
+                Check::System(SystemWatch::new(spec)),
+                SubjectRef::System(Arc::new(system_source(&spec.measure))),
+            ),
         };
         let ladder = Ladder::new(rule.ladder.clone(), self.random.next_u64());
         Watched {
@@ -328,6 +335,7 @@ impl Engine {
                 Subject::Process(Arc::clone(target), self.world.use_pidfd)
             }
             SubjectRef::Interface(paths) => Subject::Interface(Arc::clone(paths)),
+            SubjectRef::System(source) => Subject::System(Arc::clone(source)),
         };
         self.commands.push_back(Command::StartCheck(w.id, subject));
         let until = now.mono + self.config.daemon.check_timeout;
@@ -373,6 +381,7 @@ impl Engine {
                 }
                 result
             }
+            (Check::System(s), Finding::System(reading)) => s.observe(reading, now.mono),
             _ => return,
         };
         self.judge(index, verdict, now);
@@ -448,6 +457,21 @@ impl Engine {
             self.step_ladder(index, event, now);
         }
         self.update_healthy_since(now);
+    }
+}
+
+/// What a system rule reads: its measure's source.
+fn system_source(measure: &config::Measure) -> system::Source {
+    let cstring = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL");
+    match measure {
+        config::Measure::Load { per_cpu, .. } => system::Source::Load { per_cpu: *per_cpu },
+        config::Measure::MemoryAvailable { .. } | config::Measure::SwapUsed { .. } => {
+            system::Source::Memory
+        }
+        config::Measure::FileHandles { .. } => system::Source::FileHandles,
+        config::Measure::Filesystem { mount, .. } => system::Source::Filesystem(cstring(mount)),
+        config::Measure::Temperature { sensor, .. } => system::Source::Sensor(cstring(sensor)),
+        config::Measure::Pressure { resource, .. } => system::Source::Pressure(*resource),
     }
 }
 

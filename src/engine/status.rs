@@ -85,10 +85,7 @@ impl Engine {
             .resize_with(self.rules.len(), RuleStatus::default);
         for (to, w) in status.rules.iter_mut().zip(&self.rules) {
             to.name.clone_from(&w.rule.name);
-            if to.kind != w.rule.watch.kind() {
-                to.kind.clear();
-                to.kind.push_str(w.rule.watch.kind());
-            }
+            to.kind = w.rule.watch.kind();
             to.counts = w.counts;
             to.health = w.health.into();
             to.since = w.since_wall;

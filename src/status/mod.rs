@@ -165,8 +165,8 @@ pub struct Budget {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuleStatus {
     pub name: String,
-    /// What the rule watches, as a word: `heartbeat`, `process`, ...
-    pub kind: String,
+    /// What it watches: `heartbeat`, `process`, `system`.
+    pub kind: RuleKind,
     pub health: RuleHealth,
     /// When the rule's health last changed (wall-clock seconds).
     pub since: i64,
@@ -177,6 +177,47 @@ pub struct RuleStatus {
     pub last_repair: Option<LastRepair>,
     /// Not in the record.
     pub counts: RuleCounts,
+}
+
+/// What a rule watches, in the words the status uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleKind {
+    #[default]
+    Heartbeat,
+    Process,
+    Command,
+    System,
+    Interface,
+}
+
+impl RuleKind {
+    pub const ALL: [RuleKind; 5] = [
+        RuleKind::Heartbeat,
+        RuleKind::Process,
+        RuleKind::Command,
+        RuleKind::System,
+        RuleKind::Interface,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            RuleKind::Heartbeat => "heartbeat",
+            RuleKind::Process => "process",
+            RuleKind::Command => "command",
+            RuleKind::System => "system",
+            RuleKind::Interface => "interface",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<RuleKind> {
+        RuleKind::ALL.into_iter().find(|k| k.word() == word)
+    }
+}
+
+impl std::fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// A rule's health, in the words the status uses.
@@ -357,10 +398,10 @@ impl Status {
         for r in &self.rules {
             write!(
                 out,
-                "  {:<width$}  {} ({})  since {}",
+                "  {:<width$}  {}  {}  since {}",
                 r.name,
                 r.health.word(),
-                r.kind,
+                r.kind.word(),
                 UtcTime(r.since),
             )?;
             if r.health == RuleHealth::Failing {
@@ -493,7 +534,7 @@ pub(super) mod tests {
             rules: vec![
                 RuleStatus {
                     name: "backup".into(),
-                    kind: "heartbeat".into(),
+                    kind: RuleKind::Heartbeat,
                     health: RuleHealth::Healthy,
                     since: 1_795_000_010,
                     cause: String::new(),
@@ -506,7 +547,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "nginx".into(),
-                    kind: "process".into(),
+                    kind: RuleKind::Process,
                     health: RuleHealth::Failing,
                     since: 1_795_000_030,
                     cause: "dead: the process exited".into(),
@@ -516,7 +557,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "late".into(),
-                    kind: "interface".into(),
+                    kind: RuleKind::System,
                     health: RuleHealth::Starting,
                     since: 1_795_000_000,
                     ..RuleStatus::default()
@@ -548,9 +589,9 @@ reboot budget: 1 of 3 used (starts again after 1h healthy)
 REBOOTING: rule nginx: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
 REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead
 rules: 3 (1 healthy, 1 failing, 1 starting)
-  backup  healthy (heartbeat)  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
-  nginx   failing (process)  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
-  late    starting (interface)  since 2026-11-18 11:06:40 UTC
+  backup  healthy  heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
+  nginx   failing  process  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
+  late    starting  system  since 2026-11-18 11:06:40 UTC
 "
         );
         let mut stopped = full();

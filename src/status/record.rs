@@ -10,7 +10,7 @@
 //! An optional field is a line left out (a key line) or an empty field (in
 //! a tab-separated line). Any change to the format changes its version.
 
-use super::{Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleStatus, Status};
+use super::{Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleKind, RuleStatus, Status};
 use crate::reboot::Reason;
 use std::fmt;
 use std::time::Duration;
@@ -93,8 +93,6 @@ impl Status {
             w.key("\nrule");
             w.text(&r.name);
             w.tab();
-            w.text(&r.kind);
-            w.tab();
             w.raw(r.health.word());
             w.tab();
             w.num(r.since);
@@ -110,6 +108,8 @@ impl Status {
             } else {
                 w.tab();
             }
+            w.tab();
+            w.raw(r.kind.word());
         }
         w.raw("\nend\n");
     }
@@ -198,9 +198,9 @@ pub fn parse(bytes: &[u8]) -> Result<Status, String> {
                     "is in status format {newer}, written by a newer heartwatch; this one reads format {FORMAT}: run the heartwatch command that came with the running daemon"
                 ));
             }
-            Ok(older @ 1..FORMAT) => {
+            Ok(older) if older > 0 => {
                 return Err(format!(
-                    "is in status format {older}, written by an older heartwatch daemon; this one reads format {FORMAT}: restart the daemon (systemctl restart heartwatch) to have it write its status in this format"
+                    "is in status format {older}, written by an older heartwatch daemon; this one reads format {FORMAT}: restart the daemon (systemctl restart heartwatch)"
                 ));
             }
             _ => {
@@ -373,7 +373,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             status.suppressed = Some(unescape(value)?);
         }
         "rule" => {
-            let [name, kind, health, since, cause, ladder, repair, repair_at] = fields(value)?;
+            let [name, health, since, cause, ladder, repair, repair_at, kind] = fields(value)?;
             let last_repair = match (repair, repair_at) {
                 ("", "") => None,
                 (text, at) => Some(LastRepair {
@@ -383,7 +383,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             };
             status.rules.push(RuleStatus {
                 name: unescape(name)?,
-                kind: unescape(kind)?,
+                kind: RuleKind::from_word(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?,
                 health: RuleHealth::from_word(health)
                     .ok_or_else(|| format!("unknown health {health:?}"))?,
                 since: number(since)?,
@@ -555,15 +555,16 @@ mod tests {
             ),
             (
                 "heartwatch-status 2\n",
-                "heartwatch-status 1\n",
-                "older heartwatch daemon; this one reads format 2: restart the daemon",
-            ),
-            (
-                "heartwatch-status 2\n",
                 "heartwatch-status x\n",
                 "unknown format",
             ),
             ("heartwatch-status 2\n", "", "does not begin with"),
+            ("\tsystem\n", "\tsensor\n", "unknown kind"),
+            (
+                "heartwatch-status 2\n",
+                "heartwatch-status 1\n",
+                "older heartwatch daemon",
+            ),
             ("\nbudget ", "\nbudgie ", "unknown key"),
             ("\nbudget 1\t3\t", "\nbudget 1\t", "fewer than 3"),
             ("\tfed\n", "\tfed\textra\n", "more than 5"),

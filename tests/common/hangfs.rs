@@ -5,7 +5,8 @@
 //! it hangs for as long as the filesystem lives, like one on a dead NFS or
 //! FUSE server; or every look-up of a name (a daemon's first read of its
 //! state hangs); or every request that would create or change a file (the
-//! directory opens and looks empty, its first write hangs).
+//! directory opens and looks empty, its first write hangs); or `statfs`
+//! (a filesystem rule's `statvfs` hangs).
 //!
 //! The filesystem is mounted inside a private mount namespace of the
 //! process under test (see [`HangFs::mount_in_child`]), so nothing is left
@@ -32,6 +33,7 @@ const FUSE_LOOKUP: u32 = 1;
 const FUSE_FORGET: u32 = 2;
 const FUSE_GETATTR: u32 = 3;
 const FUSE_UNLINK: u32 = 10;
+const FUSE_STATFS: u32 = 17;
 const FUSE_INIT: u32 = 26;
 const FUSE_OPENDIR: u32 = 27;
 const FUSE_RELEASEDIR: u32 = 29;
@@ -75,6 +77,8 @@ pub enum Fault {
     Lookups,
     /// Every request that creates or changes a file; the root looks empty.
     Writes,
+    /// `statfs` (what `statvfs(3)` asks): a filesystem check hangs.
+    Statfs,
 }
 
 /// The server side: the `/dev/fuse` descriptor the mount will use.
@@ -216,6 +220,7 @@ fn serve(mut device: File, fault: Fault, seen: &Seen, stop: &AtomicBool) {
             Fault::HeartbeatGetattr => false,
             Fault::Lookups => opcode == FUSE_LOOKUP,
             Fault::Writes => WRITES.contains(&opcode),
+            Fault::Statfs => opcode == FUSE_STATFS,
         };
         let reply = match opcode {
             _ if hang => {

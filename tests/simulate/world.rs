@@ -271,6 +271,7 @@ impl Sim {
             Subject::Interface(_) => {
                 unreachable!("the simulated world's scenarios write no [Interface] rules")
             }
+            Subject::System(_) => unreachable!("the simulated world makes no [System] rules"),
         }
     }
 }
