@@ -45,6 +45,8 @@ pub enum Cause {
     Zombie,
     /// No process runs the watched executable.
     NoSuchProcess,
+    /// The `[Command]` check failed.
+    Command(crate::command::Failure),
 }
 
 impl fmt::Display for Cause {
@@ -79,6 +81,7 @@ impl fmt::Display for Cause {
             }
             Cause::Zombie => f.write_str("dead: the process is a zombie"),
             Cause::NoSuchProcess => f.write_str("dead: no process runs the executable"),
+            Cause::Command(failure) => write!(f, "command check failed: {failure}"),
         }
     }
 }

@@ -82,7 +82,7 @@ fn pidfile_warnings(config: &Config) -> Vec<String> {
                 }
                 config::ProcessTarget::Executable(_) => None,
             },
-            Watch::Heartbeat(_) => None,
+            _ => None,
         })
         .collect();
     if pidfiles.is_empty() {
@@ -174,5 +174,6 @@ fn explain(watch: &Watch) -> String {
                 DurationText(p.check_interval)
             ),
         },
+        Watch::Command(c) => crate::command::explain(c),
     }
 }

@@ -7,6 +7,7 @@
 //! which keys exist and what they default to, reading each through `keys`
 //! with a parser from `values`, into the `types` the daemon uses.
 
+mod command;
 mod ini;
 mod keys;
 mod schema;
@@ -18,8 +19,8 @@ pub use ini::{Entry, LineError, Section, comment_start, parse as parse_ini};
 pub use schema::{parse_rule, parse_settings};
 pub use trusted::{assemble, distrust, load};
 pub use types::{
-    Argv, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally, HeartbeatSpec,
-    LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,
+    Argv, CommandSpec, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally,
+    HeartbeatSpec, LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,
     WatchdogSettings,
 };
 pub use values::{COMMAND_PATH, parse_duration};

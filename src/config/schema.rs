@@ -153,20 +153,20 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
     let mut ladder = None;
     for section in &sections {
         match section.name.as_str() {
-            "Heartbeat" | "Process" => {
+            "Heartbeat" | "Process" | "Command" => {
                 if watch.is_some() {
                     errors.push(ConfigError::at(
                         path,
                         section.line,
-                        "a rule watches one thing: it has both [Heartbeat] and [Process]",
+                        "a rule watches one thing: it has more than one of [Heartbeat], [Process], [Command], [System] and [Interface]",
                     ));
                     continue;
                 }
                 let mut keys = Keys::new(path, section, &mut errors);
-                watch = Some(if section.name == "Heartbeat" {
-                    parse_heartbeat(&mut keys)
-                } else {
-                    parse_process(&mut keys)
+                watch = Some(match section.name.as_str() {
+                    "Heartbeat" => parse_heartbeat(&mut keys),
+                    "Command" => super::command::parse_command(&mut keys),
+                    _ => parse_process(&mut keys),
                 });
                 keys.finish();
             }
@@ -178,7 +178,9 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             other => errors.push(ConfigError::at(
                 path,
                 section.line,
-                format!("unknown section [{other}]; expected [Heartbeat], [Process] or [Escalate]"),
+                format!(
+                    "unknown section [{other}]; expected [Heartbeat], [Process], [Command], [System], [Interface] or [Escalate]"
+                ),
             )),
         }
     }
@@ -189,7 +191,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             errors.push(ConfigError::at(
                 path,
                 1,
-                "the rule watches nothing: add a [Heartbeat] or [Process] section",
+                "the rule watches nothing: add a [Heartbeat], [Process], [Command], [System] or [Interface] section",
             ));
             None
         }

@@ -65,6 +65,17 @@ pub struct Rule {
 pub enum Watch {
     Heartbeat(HeartbeatSpec),
     Process(ProcessSpec),
+    Command(CommandSpec),
+}
+
+/// A `[Command]` check: a program run every `interval` (from the end of
+/// one run to the start of the next), killed at `timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub run: Argv,
+    pub interval: Duration,
+    /// At most `interval`.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

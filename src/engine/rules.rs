@@ -22,7 +22,7 @@ pub(super) struct Watched {
     pub id: RuleId,
     pub rule: Rule,
     subject: SubjectRef,
-    check: Check,
+    pub(super) check: Check,
     pub health: Health,
     pub since: Instant,
     pub since_wall: i64,
@@ -56,11 +56,14 @@ pub(super) enum Probe {
 enum SubjectRef {
     File(Arc<CString>),
     Process(Arc<Target>),
+    /// A command check: the shell runs it (`Command::StartCommandCheck`).
+    Program,
 }
 
-enum Check {
+pub(super) enum Check {
     Heartbeat(Heartbeat),
     Process(ProcessWatch),
+    Command(super::command::CommandCheck),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -227,6 +230,10 @@ impl Engine {
                     SubjectRef::Process(Arc::new(target)),
                 )
             }
+            Watch::Command(spec) => (
+                Check::Command(super::command::CommandCheck::new(spec)),
+                SubjectRef::Program,
+            ),
         };
         let ladder = Ladder::new(rule.ladder.clone(), self.random.next_u64());
         Watched {
@@ -254,7 +261,7 @@ impl Engine {
         self.push_check(index, at);
     }
 
-    fn push_check(&mut self, index: usize, at: Instant) {
+    pub(super) fn push_check(&mut self, index: usize, at: Instant) {
         let w = &mut self.rules[index];
         w.seq = w.seq.wrapping_add(1);
         let rules = &self.rules;
@@ -279,6 +286,10 @@ impl Engine {
     pub(super) fn run_due_checks(&mut self, now: Now) {
         while let Some((index, seq)) = self.checks.pop_due(now.mono) {
             if self.rules[index].seq != seq {
+                continue;
+            }
+            if let Check::Command(_) = self.rules[index].check {
+                self.command_due(index, now);
                 continue;
             }
             match self.rules[index].probe {
@@ -311,6 +322,7 @@ impl Engine {
             SubjectRef::Process(target) => {
                 Subject::Process(Arc::clone(target), self.world.use_pidfd)
             }
+            SubjectRef::Program => return,
         };
         self.commands.push_back(Command::StartCheck(w.id, subject));
         let until = now.mono + self.config.daemon.check_timeout;
