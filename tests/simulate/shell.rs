@@ -290,6 +290,13 @@ impl Sim {
                 }
             }
             Command::Reconfigured => {}
+            Command::StartCommandCheck(id)
+            | Command::TerminateCommandCheck(id)
+            | Command::KillCommandCheck(id)
+            | Command::AbandonCommandCheck(id) => {
+                // The simulated world has no [Command] rules (scenario.rs).
+                fail!(self, "{command:?}: rule {id} is not a command rule");
+            }
         }
     }
 
