@@ -5,8 +5,11 @@
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
 //! logging and systemd notification on, and two repairs running throughout,
 //! one printing lines (long ones, bytes that are not UTF-8) past its log
-//! budget, one flooding (`yes`); after a warm-up, every turn is counted and must not allocate, in
-//! the loop or in its stat workers.
+//! budget, one flooding (`yes`); and two command rules whose checks run
+//! every 100 ms throughout, one passing, one failing with output (each run
+//! is started, read, reaped and judged in the steady state); after a
+//! warm-up, every turn is counted and must not allocate, in the loop or
+//! in its stat workers.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -145,6 +148,27 @@ fn main() {
         ),
     )
     .unwrap();
+    // Command checks, run again and again: one passes (and counts its
+    // runs), one fails with the same first line every time.
+    let command_count = dir.join("command.count");
+    std::fs::write(
+        dir.join("conf/rules.d/cmd-pass.rule"),
+        format!(
+            "[Command]\nRun=sh -c 'echo x >> {}'\nInterval=100ms\nTimeout=100ms\n",
+            command_count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("conf/rules.d/cmd-fail.rule"),
+        "[Command]\nRun=sh -c 'echo unreachable: 10.0.0.1; exit 2'\nInterval=100ms\nTimeout=100ms\n",
+    )
+    .unwrap();
+    let command_runs = || {
+        std::fs::read_to_string(&command_count)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
     let chatty_runs = || {
         std::fs::read_to_string(&chatty_count)
             .map(|s| s.lines().count())
@@ -191,6 +215,7 @@ fn main() {
         .count();
     let changes_before = daemon.health_changes();
     let chatty_before = chatty_runs();
+    let commands_before = command_runs();
     let mut turns = 0;
     COUNTING.store(true, Ordering::SeqCst);
     run(&mut daemon, Duration::from_secs(4), &mut turns);
@@ -198,6 +223,7 @@ fn main() {
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     let changes = daemon.health_changes() - changes_before;
     let chatty_during = chatty_runs() - chatty_before;
+    let commands_during = command_runs() - commands_before;
 
     // The counter itself works: one deliberate allocation is seen.
     COUNTING.store(true, Ordering::SeqCst);
@@ -221,7 +247,7 @@ fn main() {
         .count();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "zero_alloc: {RULES} heartbeat and 20 process rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        "zero_alloc: {RULES} heartbeat, 20 process and 2 command rules ({commands_during} runs of one while counting), {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
         failing_before,
         failing.len()
     );
@@ -259,9 +285,24 @@ fn main() {
         chatty_before > 0 && chatty_during >= 10,
         "a repair printed lines while counting",
     );
+    let command_health = |name: &str| {
+        daemon
+            .rule_health()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| h)
+    };
+    check(
+        commands_before > 0 && commands_during >= 10,
+        "command checks ran again and again while counting",
+    );
+    check(
+        command_health("cmd-pass") == Some(Health::Healthy)
+            && matches!(command_health("cmd-fail"), Some(Health::Failing(_))),
+        "the passing command check was healthy, the failing one failing",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 9 - failed);
+    println!("{} passed, {failed} failed", 11 - failed);
     // Kills the chatty repair.
     daemon.stop();
     if failed > 0 {
