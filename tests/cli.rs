@@ -371,7 +371,9 @@ fn a_closed_pipe_ends_status_quietly() {
     // A status file larger than a pipe holds, left by a daemon that is gone.
     let mut text = gone_daemons_record().replace("end\n", "");
     for i in 0..5000 {
-        text.push_str(&format!("rule rule-{i:04}\thealthy\t1767225600\t\t\t\t\n"));
+        text.push_str(&format!(
+            "rule rule-{i:04}\theartbeat\thealthy\t1767225600\t\t\t\t\n"
+        ));
     }
     text.push_str("end\n");
     std::fs::create_dir_all(s.path("run")).unwrap();
@@ -384,7 +386,7 @@ fn a_closed_pipe_ends_status_quietly() {
 /// A record as a daemon of this version writes it, with one healthy rule,
 /// written by a process that is gone.
 fn gone_daemons_record() -> String {
-    "heartwatch-status 1\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\nrule job\thealthy\t1767225600\t\t\t\t\nend\n".into()
+    "heartwatch-status 2\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\nrule job\theartbeat\thealthy\t1767225600\t\t\t\t\nend\n".into()
 }
 
 #[test]
@@ -405,7 +407,7 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
     let (code, out, err) = heartwatch(&s.conf(), &["status"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains("\n  job  healthy  since 2026-01-01 00:00:00 UTC\n"),
+        out.contains("\n  job  healthy   heartbeat  since 2026-01-01 00:00:00 UTC\n"),
         "{out}"
     );
     assert!(out.contains("without an orderly stop"), "{out}");
@@ -421,7 +423,7 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
         (
             "newer",
             gone_daemons_record()
-                .replace("heartwatch-status 1\n", "heartwatch-status 2\n")
+                .replace("heartwatch-status 2\n", "heartwatch-status 3\n")
                 .into_bytes(),
             "newer heartwatch",
         ),
@@ -439,7 +441,7 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
 
     // Huge: read no further than the bound.
     let mut huge = gone_daemons_record().replace("end\n", "");
-    let line = "rule job\thealthy\t1767225600\t\t\t\t\n";
+    let line = "rule job\theartbeat\thealthy\t1767225600\t\t\t\t\n";
     huge.push_str(&line.repeat((17 << 20) / line.len()));
     std::fs::write(&file, huge).unwrap();
     let err = refused("huge");

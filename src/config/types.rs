@@ -78,6 +78,18 @@ pub struct CommandSpec {
     pub timeout: Duration,
 }
 
+impl Watch {
+    /// The rule's kind as a word (status, `check`): `heartbeat`,
+    /// `process`, `command`, `system`, `interface`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Watch::Heartbeat(_) => "heartbeat",
+            Watch::Process(_) => "process",
+            Watch::Command(_) => "command",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatSpec {
     pub file: PathBuf,

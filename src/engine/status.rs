@@ -81,6 +81,7 @@ impl Engine {
             .resize_with(self.rules.len(), RuleStatus::default);
         for (to, w) in status.rules.iter_mut().zip(&self.rules) {
             to.name.clone_from(&w.rule.name);
+            status::set_text(&mut to.kind, w.rule.watch.kind());
             to.health = w.health.into();
             to.since = w.since_wall;
             match w.health {

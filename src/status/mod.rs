@@ -90,6 +90,8 @@ pub struct Budget {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuleStatus {
     pub name: String,
+    /// What it watches, as a word: `heartbeat`, `process`, `command`, ...
+    pub kind: String,
     pub health: RuleHealth,
     /// When the rule's health last changed (wall-clock seconds).
     pub since: i64,
@@ -275,12 +277,14 @@ impl Status {
             self.rules.len()
         )?;
         let width = self.rules.iter().map(|r| r.name.len()).max().unwrap_or(4);
+        let kinds = self.rules.iter().map(|r| r.kind.len()).max().unwrap_or(4);
         for r in &self.rules {
             write!(
                 out,
-                "  {:<width$}  {}  since {}",
+                "  {:<width$}  {:<8}  {:<kinds$}  since {}",
                 r.name,
                 r.health.word(),
+                r.kind,
                 UtcTime(r.since),
             )?;
             if r.health == RuleHealth::Failing {
@@ -413,6 +417,7 @@ pub(super) mod tests {
             rules: vec![
                 RuleStatus {
                     name: "backup".into(),
+                    kind: "heartbeat".into(),
                     health: RuleHealth::Healthy,
                     since: 1_795_000_010,
                     cause: String::new(),
@@ -424,6 +429,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "nginx".into(),
+                    kind: "process".into(),
                     health: RuleHealth::Failing,
                     since: 1_795_000_030,
                     cause: "dead: the process exited".into(),
@@ -432,6 +438,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "late".into(),
+                    kind: "command".into(),
                     health: RuleHealth::Starting,
                     since: 1_795_000_000,
                     ..RuleStatus::default()
@@ -462,9 +469,9 @@ reboot budget: 1 of 3 used (starts again after 1h healthy)
 REBOOTING: rule nginx: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
 REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead
 rules: 3 (1 healthy, 1 failing, 1 starting)
-  backup  healthy  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
-  nginx   failing  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
-  late    starting  since 2026-11-18 11:06:40 UTC
+  backup  healthy   heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
+  nginx   failing   process    since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
+  late    starting  command    since 2026-11-18 11:06:40 UTC
 "
         );
         let mut stopped = full();

@@ -1,7 +1,7 @@
 //! The status as a record for programs: what the daemon writes to the
 //! runtime directory's `status` file and `heartwatch status` reads.
 //!
-//! The first line is `heartwatch-status 1` (the format's version), then one
+//! The first line is `heartwatch-status 2` (the format's version), then one
 //! `key value` line per field, one `device` line per watchdog device and
 //! one `rule` line per rule, with tab-separated fields, and a last line
 //! `end`, so a record cut short is known. In values, `\`, tab, newline and
@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// The version of the record's format, its first line's second word.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// The record's first word.
 const MAGIC: &str = "heartwatch-status";
 
@@ -92,6 +92,8 @@ impl Status {
         for r in &self.rules {
             w.key("\nrule");
             w.text(&r.name);
+            w.tab();
+            w.text(&r.kind);
             w.tab();
             w.raw(r.health.word());
             w.tab();
@@ -194,6 +196,11 @@ pub fn parse(bytes: &[u8]) -> Result<Status, String> {
             Ok(newer) if newer > FORMAT => {
                 return Err(format!(
                     "is in status format {newer}, written by a newer heartwatch; this one reads format {FORMAT}: run the heartwatch command that came with the running daemon"
+                ));
+            }
+            Ok(older @ 1..) => {
+                return Err(format!(
+                    "is in status format {older}, written by an older heartwatch daemon; this one reads format {FORMAT}: restart the daemon"
                 ));
             }
             _ => {
@@ -366,7 +373,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             status.suppressed = Some(unescape(value)?);
         }
         "rule" => {
-            let [name, health, since, cause, ladder, repair, repair_at] = fields(value)?;
+            let [name, kind, health, since, cause, ladder, repair, repair_at] = fields(value)?;
             let last_repair = match (repair, repair_at) {
                 ("", "") => None,
                 (text, at) => Some(LastRepair {
@@ -376,6 +383,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             };
             status.rules.push(RuleStatus {
                 name: unescape(name)?,
+                kind: unescape(kind)?,
                 health: RuleHealth::from_word(health)
                     .ok_or_else(|| format!("unknown health {health:?}"))?,
                 since: number(since)?,
@@ -540,16 +548,21 @@ mod tests {
         let text = String::from_utf8(whole.clone()).unwrap();
         for (from, to, needle) in [
             (
-                "heartwatch-status 1\n",
                 "heartwatch-status 2\n",
+                "heartwatch-status 3\n",
                 "newer heartwatch",
             ),
             (
-                "heartwatch-status 1\n",
+                "heartwatch-status 2\n",
                 "heartwatch-status x\n",
                 "unknown format",
             ),
-            ("heartwatch-status 1\n", "", "does not begin with"),
+            (
+                "heartwatch-status 2\n",
+                "heartwatch-status 1\n",
+                "written by an older heartwatch daemon",
+            ),
+            ("heartwatch-status 2\n", "", "does not begin with"),
             ("\nbudget ", "\nbudgie ", "unknown key"),
             ("\nbudget 1\t3\t", "\nbudget 1\t", "fewer than 3"),
             ("\tfed\n", "\tfed\textra\n", "more than 5"),
