@@ -4,8 +4,10 @@
 //! out, its whole process group killed: the check and a grandchild are
 //! gone, checked by PID), that floods its output (the loop keeps pinging,
 //! the log stays bounded), that cannot start, a failing one going healthy
-//! again, one that escalates (its repair runs and mends it), and a reload
-//! that keeps an unchanged check running and kills a changed one's run.
+//! again, one that escalates (its repair runs and mends it), one whose
+//! program is on a hung mount (its `execve` never returns: the loop goes
+//! on), and a reload that keeps an unchanged check running and kills a
+//! changed one's run.
 //!
 //! Every process a test makes a check start is held by a pidfd and
 //! SIGKILLed through it when the test ends ([`Held`]).
@@ -15,6 +17,8 @@
 #![allow(unsafe_code)]
 
 mod common;
+#[path = "common/hangfs.rs"]
+mod hangfs;
 #[path = "common/pings.rs"]
 mod pings;
 
@@ -353,4 +357,53 @@ fn a_reload_keeps_an_unchanged_check_running_and_kills_a_changed_ones_run() {
     d.signal(SIGHUP);
     d.expect("reloaded: 1 rule");
     wait_until("the removed rule's run is killed", || held.gone(kept));
+}
+
+#[test]
+fn a_check_whose_exec_hangs_on_a_hung_mount_does_not_hold_the_loop() {
+    let s = Scratch::new("cmd-hung-exec");
+    s.write_conf("");
+    let mnt = s.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    s.write_rule(
+        "hung",
+        &format!(
+            "[Command]\nRun={}/{}\nInterval=1h\nTimeout=1s\n",
+            mnt.display(),
+            hangfs::NAME
+        ),
+    );
+    let sock = s.path("notify.sock");
+    let pings = Pings::listen(&sock);
+    let fs = hangfs::HangFs::with(hangfs::Fault::Opens);
+    let mut command = heartwatch_with_pings(&s.conf(), &sock);
+    fs.mount_in_child(&mut command, &mnt);
+    let mut d = Daemon::start_with(&mut command);
+    let mut server = fs.serve();
+    d.expect("ready: 1 rule");
+    let began = Instant::now();
+    // The run is stuck in the kernel, in its exec's open: the loop is not
+    // (before: it waited for the exec with the run, and never judged it).
+    let line = d.expect("rule hung: check (pid");
+    let pid: i32 = line
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"));
+    let mut held = Held::default();
+    let run = held.hold(pid);
+    let fields = wait_record(&s, "hung", |f| f[1] == "failing");
+    assert!(fields[3].contains("timed out"), "{fields:?}");
+    assert!(
+        server.seen.hung.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the exec never reached the filesystem's open"
+    );
+    // SIGKILL does not end a FUSE request the server holds: the run is
+    // given up on, and the loop went on pinging all along.
+    d.expect("rule hung: its check (pid");
+    assert_pinged(&pings, began, "a command check hung in execve");
+    // When the server goes, the request fails and the run is gone.
+    server.abort();
+    wait_until("the hung run is gone", || held.gone(run));
 }

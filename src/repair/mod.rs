@@ -85,6 +85,9 @@ pub struct Running {
     what: &'static str,
     /// The first line of its output (what a failing check's cause quotes).
     first: FirstLine,
+    /// Where a run started by `rerun` says why its exec failed
+    /// (`sys::spawn::exec_error`), read once it has exited.
+    exec_errors: Option<OwnedFd>,
 }
 
 /// Where a running command stands with its timeout.
@@ -224,6 +227,7 @@ impl Running {
             rule: rule.to_string(),
             what,
             first: FirstLine::default(),
+            exec_errors: None,
         }
     }
 
@@ -238,9 +242,11 @@ impl Running {
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )
         .map_err(|e| Ending::NotStarted(e as i32))?;
-        let pid = spawn(command, writer.as_fd()).map_err(|e| Ending::NotStarted(e as i32))?;
+        let (pid, exec_errors) =
+            spawn(command, writer.as_fd()).map_err(|e| Ending::NotStarted(e as i32))?;
         self.log.reset();
         self.first = FirstLine::default();
+        self.exec_errors = Some(exec_errors);
         self.began(pid, reader);
         Ok(())
     }
@@ -427,7 +433,18 @@ impl Running {
         } else {
             waitpid(self.pid, Some(WaitPidFlag::WNOHANG))
         };
+        // A run of `rerun` whose exec failed exits at once, having said why.
+        let exec_failed = match waited {
+            Ok(WaitStatus::Exited(..)) => self
+                .exec_errors
+                .take()
+                .and_then(|fd| crate::sys::spawn::exec_error(fd.as_fd())),
+            _ => None,
+        };
         let status: Result<Ending, Errno> = match waited {
+            Ok(WaitStatus::Exited(..)) if let Some(errno) = exec_failed => {
+                Ok(Ending::NotStarted(errno as i32))
+            }
             Ok(WaitStatus::Exited(_, code)) => Ok(Ending::Exited(code)),
             Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Ending::Signalled(sig as i32)),
             Ok(_) => return None,

@@ -9,12 +9,15 @@
 //! stderr into the given pipe, a process group of its own, `/` as its
 //! directory, an empty signal mask and default signal dispositions. An
 //! `execve` that fails comes back as its errno through a close-on-exec
-//! pipe, as std does it.
+//! pipe, as std does it; but std waits on that pipe until the exec is
+//! done, and an exec of a program on a hung mount never is: here the
+//! caller gets the pipe, non-blocking, and reads it once the child has
+//! exited ([`exec_error`]), so that the loop never waits on an exec.
 
 use super::Errno;
 use nix::unistd::Pid;
 use std::ffi::{CString, c_char};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// A command ready to start: the program, argv and envp as the kernel
 /// takes them. The pointers point into the strings' own heap buffers,
@@ -62,10 +65,12 @@ impl Prepared {
     }
 }
 
-/// Starts `command` with stdout and stderr on `output`. Allocates nothing.
-/// The child's PID is its process group's ID.
-pub fn spawn(command: &Prepared, output: BorrowedFd<'_>) -> Result<Pid, Errno> {
-    let (errors_read, errors_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+/// Starts `command` with stdout and stderr on `output`, without waiting
+/// for its exec. Allocates nothing. Returns the child's PID (its process
+/// group's ID) and the pipe [`exec_error`] reads once it has exited.
+pub fn spawn(command: &Prepared, output: BorrowedFd<'_>) -> Result<(Pid, OwnedFd), Errno> {
+    let (errors_read, errors_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
     // SAFETY: the child makes only async-signal-safe system calls (dup2,
     // open, setpgid, chdir, sigprocmask, rt_sigaction, execve, write,
     // _exit) on memory prepared before the fork; it allocates nothing and
@@ -79,31 +84,18 @@ pub fn spawn(command: &Prepared, output: BorrowedFd<'_>) -> Result<Pid, Errno> {
             // SAFETY: ends the child at once, running nothing of the parent's.
             unsafe { libc::_exit(127) }
         }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(errors_write);
-            let mut bytes = [0u8; 4];
-            let read = loop {
-                match nix::unistd::read(errors_read.as_raw_fd(), &mut bytes) {
-                    Err(Errno::EINTR) => continue,
-                    other => break other,
-                }
-            };
-            match read {
-                // The pipe closed on exec: the command runs.
-                Ok(0) => Ok(child),
-                Ok(_) => {
-                    // The child exits at once: reap it here.
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    Err(Errno::from_raw(i32::from_ne_bytes(bytes)))
-                }
-                Err(e) => {
-                    // Whether it runs is unknown: make sure it does not.
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    Err(e)
-                }
-            }
-        }
+        nix::unistd::ForkResult::Parent { child } => Ok((child, errors_read)),
+    }
+}
+
+/// After the child of [`spawn`] exited: the errno its `execve` failed
+/// with, if it failed (the child wrote it before exiting); `None` when the
+/// exec succeeded (the pipe closed on it, empty).
+pub fn exec_error(errors: BorrowedFd<'_>) -> Option<Errno> {
+    let mut bytes = [0u8; 4];
+    match super::fs::read(errors, &mut bytes) {
+        Ok(4) => Some(Errno::from_raw(i32::from_ne_bytes(bytes))),
+        _ => None,
     }
 }
 
