@@ -277,6 +277,16 @@ fn a_check_that_cannot_start_has_a_cause_of_its_own() {
             program.display()
         ),
     );
+    // A program that runs until it is removed.
+    let vanishing = s.path("vanishing");
+    std::fs::copy("/bin/true", &vanishing).unwrap();
+    s.write_rule(
+        "vanishing",
+        &format!(
+            "[Command]\nRun={}\nInterval=200ms\nTimeout=100ms\n",
+            vanishing.display()
+        ),
+    );
     let mut d = Daemon::start(&s.conf(), &[]);
     let fields = wait_record(&s, "broken", |f| f[1] == "failing");
     assert!(
@@ -284,6 +294,13 @@ fn a_check_that_cannot_start_has_a_cause_of_its_own() {
         "{fields:?}"
     );
     d.expect("rule broken: failing: command check failed: could not start: ENOEXEC");
+    wait_record(&s, "vanishing", |f| f[1] == "healthy");
+    std::fs::remove_file(&vanishing).unwrap();
+    let fields = wait_record(&s, "vanishing", |f| f[1] == "failing");
+    assert!(
+        fields[3].starts_with("command check failed: could not start: ENOENT"),
+        "{fields:?}"
+    );
 }
 
 #[test]
