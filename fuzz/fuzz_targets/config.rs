@@ -33,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(hb.check_interval <= hb.max_age);
             }
             Watch::Process(p) => assert!(!p.check_interval.is_zero()),
+            Watch::Command(c) => {
+                assert!(c.run.program.is_absolute());
+                assert!(!c.timeout.is_zero());
+                assert!(c.timeout <= c.interval);
+            }
         },
         Err(errors) => {
             assert!(!errors.is_empty());
