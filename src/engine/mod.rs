@@ -21,7 +21,7 @@ mod status;
 pub use reboot_path::State as RebootState;
 
 // The types the engine's events, commands and views are made of.
-pub use crate::command::{Failure as CommandFailure, FirstLine};
+pub use crate::command::FirstLine;
 pub use crate::health::{Cause, Health};
 pub use crate::ladder::State as LadderState;
 pub use crate::probe::{Finding, Subject};
