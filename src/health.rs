@@ -60,6 +60,8 @@ pub enum Cause {
     },
     /// A `[System]` threshold held, or its source could not be read.
     System(crate::system::SystemCause),
+    /// The `[Command]` check failed.
+    Command(crate::command::Failure),
 }
 
 impl fmt::Display for Cause {
@@ -105,6 +107,7 @@ impl fmt::Display for Cause {
                 DurationText(*within)
             ),
             Cause::System(cause) => cause.fmt(f),
+            Cause::Command(failure) => write!(f, "command check failed: {failure}"),
         }
     }
 }

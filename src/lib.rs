@@ -21,6 +21,7 @@
 
 mod atomic;
 pub mod cli;
+pub(crate) mod command;
 pub mod config;
 mod crash;
 pub mod daemon;

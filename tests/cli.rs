@@ -407,7 +407,7 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
     let (code, out, err) = heartwatch(&s.conf(), &["status"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains("\n  job  healthy  heartbeat  since 2026-01-01 00:00:00 UTC\n"),
+        out.contains("\n  job  healthy   heartbeat  since 2026-01-01 00:00:00 UTC\n"),
         "{out}"
     );
     assert!(out.contains("without an orderly stop"), "{out}");

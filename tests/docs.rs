@@ -220,13 +220,16 @@ fn config_blocks(path: &Path, text: &str) -> (Vec<Block>, Vec<String>) {
 
 /// Runs `check` on one block in a tree of its own; returns what is wrong.
 fn check_block(block: &Block) -> Option<String> {
-    // The examples repair and reboot with systemctl, which `check` looks up.
-    assert!(
-        heartwatch::config::COMMAND_PATH
-            .split(':')
-            .any(|dir| Path::new(dir).join("systemctl").exists()),
-        "the examples name systemctl: install systemd (tests/run does)"
-    );
+    // The examples repair and reboot with systemctl, and check with ping
+    // and curl, which `check` looks up (tests/peers.list has them).
+    for program in ["systemctl", "ping", "curl"] {
+        assert!(
+            heartwatch::config::COMMAND_PATH
+                .split(':')
+                .any(|dir| Path::new(dir).join(program).exists()),
+            "the examples name {program}: tests/install-peers installs it (tests/peers.list)"
+        );
+    }
     let s = Scratch::new("docs");
     match &block.kind {
         Kind::Conf => std::fs::write(s.conf().join("heartwatch.conf"), &block.text).unwrap(),

@@ -11,9 +11,11 @@
 //! on an interface that does not exist (missing); and 13 system rules,
 //! every measure (load, memory, swap, file handles, a filesystem, pressure,
 //! and a temperature file that flips above and below its threshold), read
-//! every 100 ms, some healthy, some failing, some flapping; after a
-//! warm-up, every turn is counted and must not allocate, in the loop or in
-//! its stat workers.
+//! every 100 ms, some healthy, some failing, some flapping; and two command
+//! rules whose checks run every 100 ms throughout, one passing, one failing
+//! with output (each run is started, read, reaped and judged in the steady
+//! state); after a warm-up, every turn is counted and must not allocate, in
+//! the loop or in its stat workers.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -242,6 +244,27 @@ fn main() {
         )
         .unwrap();
     }
+    // Command checks, run again and again: one passes (and counts its
+    // runs), one fails with the same first line every time.
+    let command_count = dir.join("command.count");
+    std::fs::write(
+        dir.join("conf/rules.d/cmd-pass.rule"),
+        format!(
+            "[Command]\nRun=sh -c 'echo x >> {}'\nInterval=100ms\nTimeout=100ms\n",
+            command_count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("conf/rules.d/cmd-fail.rule"),
+        "[Command]\nRun=sh -c 'echo unreachable: 10.0.0.1; exit 2'\nInterval=100ms\nTimeout=100ms\n",
+    )
+    .unwrap();
+    let command_runs = || {
+        std::fs::read_to_string(&command_count)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
     let chatty_runs = || {
         std::fs::read_to_string(&chatty_count)
             .map(|s| s.lines().count())
@@ -310,6 +333,7 @@ fn main() {
     let changes_before = daemon.health_changes();
 
     let chatty_before = chatty_runs();
+    let commands_before = command_runs();
     let mut turns = 0;
     // Removed before counting: found again only if rewritten meanwhile.
     let metrics_file = dir.join("metrics/heartwatch.prom");
@@ -325,6 +349,7 @@ fn main() {
     let rule_files = std::fs::read_dir(dir.join("conf/rules.d")).unwrap().count();
     let metrics_written = std::fs::read_to_string(&metrics_file)
         .is_ok_and(|t| t.contains(&format!("heartwatch_rules {rule_files}")));
+    let commands_during = command_runs() - commands_before;
 
     // The counter itself works: one deliberate allocation is seen.
     COUNTING.store(true, Ordering::SeqCst);
@@ -357,7 +382,7 @@ fn main() {
         .count();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "zero_alloc: {RULES} heartbeat, 20 process, 3 interface and {} system rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
+        "zero_alloc: {RULES} heartbeat, 20 process, 3 interface, {} system and 2 command rules ({commands_during} runs of one while counting), {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
         system_rules.len(),
         failing_before,
         failing.len()
@@ -410,6 +435,21 @@ fn main() {
     check(
         chatty_before > 0 && chatty_during >= 10,
         "a repair printed lines while counting",
+    );
+    let command_health = |name: &str| {
+        daemon
+            .rule_health()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| h)
+    };
+    check(
+        commands_before > 0 && commands_during >= 10,
+        "command checks ran again and again while counting",
+    );
+    check(
+        command_health("cmd-pass") == Some(Health::Healthy)
+            && matches!(command_health("cmd-fail"), Some(Health::Failing(_))),
+        "the passing command check was healthy, the failing one failing",
     );
     check(
         lo_steady == Health::Healthy,

@@ -43,6 +43,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!s.check_interval.is_zero());
                 assert!(s.hold.is_zero() || s.hold >= s.check_interval);
             }
+            Watch::Command(c) => {
+                assert!(c.run.program.is_absolute());
+                assert!(!c.timeout.is_zero());
+                assert!(c.timeout <= c.interval);
+            }
         },
         Err(errors) => {
             assert!(!errors.is_empty());

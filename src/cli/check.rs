@@ -99,7 +99,9 @@ fn pidfile_warnings(config: &Config) -> Vec<String> {
                 }
                 config::ProcessTarget::Executable(_) => None,
             },
-            Watch::Heartbeat(_) | Watch::Interface(_) | Watch::System(_) => None,
+            Watch::Heartbeat(_) | Watch::Interface(_) | Watch::System(_) | Watch::Command(_) => {
+                None
+            }
         })
         .collect();
     if pidfiles.is_empty() {
@@ -193,5 +195,6 @@ fn explain(watch: &Watch) -> String {
         },
         Watch::Interface(i) => crate::interface::explain(i),
         Watch::System(s) => crate::system::explain(s),
+        Watch::Command(c) => crate::command::explain(c),
     }
 }

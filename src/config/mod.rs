@@ -7,6 +7,7 @@
 //! which keys exist and what they default to, reading each through `keys`
 //! with a parser from `values`, into the `types` the daemon uses.
 
+mod command;
 mod ini;
 mod interface;
 mod keys;
@@ -24,8 +25,8 @@ pub use system::{
 };
 pub use trusted::{assemble, distrust, load};
 pub use types::{
-    Argv, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally, HeartbeatSpec,
-    InterfaceSpec, LadderSpec, ProcessSpec, ProcessTarget, RebootSettings, RepairSpec, Rule, Watch,
-    WatchdogSettings,
+    Argv, CommandSpec, Config, ConfigError, DEFAULT_ROOT, DaemonSettings, DurationText, Finally,
+    HeartbeatSpec, InterfaceSpec, LadderSpec, ProcessSpec, ProcessTarget, RebootSettings,
+    RepairSpec, Rule, Watch, WatchdogSettings,
 };
 pub use values::{COMMAND_PATH, parse_duration};

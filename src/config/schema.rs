@@ -163,7 +163,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
     let mut ladder = None;
     for section in &sections {
         match section.name.as_str() {
-            kind @ ("Heartbeat" | "Process" | "System" | "Interface") => {
+            kind @ ("Heartbeat" | "Process" | "Command" | "System" | "Interface") => {
                 if let Some(first) = watch_kind {
                     errors.push(ConfigError::at(
                         path,
@@ -180,6 +180,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
                     "Heartbeat" => parse_heartbeat(&mut keys),
                     "Process" => parse_process(&mut keys),
                     "System" => super::system::parse_system(&mut keys),
+                    "Command" => super::command::parse_command(&mut keys),
                     _ => super::interface::parse_interface(&mut keys),
                 });
                 keys.finish();

@@ -70,6 +70,17 @@ pub enum Watch {
     Process(ProcessSpec),
     Interface(InterfaceSpec),
     System(SystemSpec),
+    Command(CommandSpec),
+}
+
+/// A `[Command]` check: a program run every `interval` (from the end of
+/// one run to the start of the next), killed at `timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub run: Argv,
+    pub interval: Duration,
+    /// At most `interval`.
+    pub timeout: Duration,
 }
 
 impl Watch {
@@ -81,6 +92,7 @@ impl Watch {
             Watch::Process(_) => RuleKind::Process,
             Watch::Interface(_) => RuleKind::Interface,
             Watch::System(_) => RuleKind::System,
+            Watch::Command(_) => RuleKind::Command,
         }
     }
 }

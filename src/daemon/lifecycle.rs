@@ -149,6 +149,7 @@ impl Daemon {
             slots: HashMap::new(),
             scratch: Vec::new(),
             running: Vec::new(),
+            checking: Vec::new(),
             pollfds: Vec::new(),
             owners: Vec::new(),
             poll_dirty: true,
@@ -188,8 +189,10 @@ impl Daemon {
         // Running repairs are killed, not waited for (see `Running`'s Drop).
         for slot in self.slots.values_mut() {
             slot.repair = None;
+            slot.check = None;
         }
         self.running.clear();
+        self.checking.clear();
         self.cleanup.stop();
         for device in std::mem::take(&mut self.devices).into_orderly_stop() {
             let path = device.path().display().to_string();

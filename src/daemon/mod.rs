@@ -28,6 +28,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod checks;
 mod children;
 mod lifecycle;
 
@@ -51,6 +52,8 @@ struct Slot {
     pidfd: Option<OwnedFd>,
     /// Boxed: most rules never run one, and a slot is kept for each.
     repair: Option<Box<Running>>,
+    /// A command rule's check runs (`checks`).
+    check: Option<Box<checks::Checker>>,
 }
 
 /// Who a slot of the poll set belongs to.
@@ -61,6 +64,8 @@ enum Owner {
     Process(RuleId),
     RepairExit(RuleId),
     RepairOutput(RuleId),
+    CheckExit(RuleId),
+    CheckOutput(RuleId),
 }
 
 /// The running daemon.
@@ -76,6 +81,8 @@ pub struct Daemon {
     /// The rules whose slot holds a running repair, so that a turn looks
     /// at those and not at every slot.
     running: Vec<RuleId>,
+    /// The rules whose command check is running.
+    checking: Vec<RuleId>,
     pollfds: Vec<libc::pollfd>,
     owners: Vec<Owner>,
     poll_dirty: bool,
@@ -152,6 +159,8 @@ impl Daemon {
                 Owner::Process(id) => self.tell(Event::ProcessDied(id), now),
                 Owner::RepairOutput(id) => self.repair_output(id, now),
                 Owner::RepairExit(id) => self.repair_exited(id, now),
+                Owner::CheckOutput(id) => self.check_output(id, now),
+                Owner::CheckExit(id) => self.check_exited(id, now),
             }
             if control == Control::Stop || self.poll_dirty {
                 // A reload or a changed poll set invalidates the slots.
@@ -194,7 +203,9 @@ impl Daemon {
             deadline = deadline.min(at);
         }
         let repairs = self.running.iter().filter_map(|id| self.slots.get(id));
-        for r in repairs.filter_map(|s| s.repair.as_ref()) {
+        let checks = self.checking.iter().filter_map(|id| self.slots.get(id));
+        let checks = checks.filter_map(|s| s.check.as_ref()).map(|c| &c.running);
+        for r in repairs.filter_map(|s| s.repair.as_deref()).chain(checks) {
             if let Some(at) = r.paused_until() {
                 deadline = deadline.min(at);
             }
@@ -261,7 +272,7 @@ impl Daemon {
                 Command::TerminateRepair(id) => self.with_repair(id, Running::terminate),
                 Command::KillRepair(id) => self.with_repair(id, Running::kill),
                 Command::AbandonRepair(id) => {
-                    if let Some(running) = self.take_repair(id) {
+                    if let Some(mut running) = self.take_repair(id) {
                         running.abandon(&mut self.cleanup);
                     }
                 }
@@ -271,6 +282,10 @@ impl Daemon {
                         self.cleanup.adopt(running, &rule);
                     }
                 }
+                Command::StartCommandCheck(id) => self.start_command_check(id, now),
+                Command::TerminateCommandCheck(id) => self.with_check(id, Running::terminate),
+                Command::KillCommandCheck(id) => self.with_check(id, Running::kill),
+                Command::AbandonCommandCheck(id) => self.abandon_command_check(id),
                 Command::SaveRecord { wait } => {
                     if let (Some(state), Some(record)) = (&self.reboot_state, self.engine.record())
                     {
@@ -302,20 +317,32 @@ impl Daemon {
             .copied()
             .collect();
         for id in gone {
-            if let Some(running) = self.slots.remove(&id).and_then(|s| s.repair) {
+            let Some(slot) = self.slots.remove(&id) else {
+                continue;
+            };
+            if let Some(running) = slot.repair {
                 let rule = running.rule().to_string();
                 self.cleanup.adopt(*running, &rule);
             }
+            if let Some(checker) = slot.check
+                && checker.running.is_running()
+            {
+                let rule = checker.running.rule().to_string();
+                self.cleanup.adopt(checker.running, &rule);
+            }
         }
+        self.checking.retain(|id| ids.contains(id));
         self.running.retain(|id| ids.contains(id));
         for &id in &ids {
             self.slots.entry(id).or_default();
         }
+        self.install_checkers();
         let n = ids.len();
         self.scratch = Vec::with_capacity(n);
         self.running.reserve(n.saturating_sub(self.running.len()));
+        self.checking.reserve(n.saturating_sub(self.checking.len()));
         self.prober.reserve(n);
-        let slots = 2 + n * 3;
+        let slots = 2 + n * 5;
         self.pollfds = Vec::with_capacity(slots);
         self.owners = Vec::with_capacity(slots);
         self.poll_dirty = true;
@@ -370,6 +397,7 @@ impl Daemon {
     fn tend(&mut self, now: Now) {
         self.cleanup.tend(now.mono);
         self.tend_repairs(now);
+        self.tend_checks(now);
         if let Some(n) = self.pending_save {
             self.record_answered(n, now);
         }
@@ -428,6 +456,16 @@ impl Daemon {
                 }
                 if let Some(fd) = r.output_to_poll() {
                     add(fd.as_raw_fd(), Owner::RepairOutput(id), &mut self.pollfds);
+                }
+            }
+            if let Some(c) = slot.check.as_ref().map(|c| &c.running)
+                && c.is_running()
+            {
+                if let Some(fd) = &c.pidfd {
+                    add(fd.as_raw_fd(), Owner::CheckExit(id), &mut self.pollfds);
+                }
+                if let Some(fd) = c.output_to_poll() {
+                    add(fd.as_raw_fd(), Owner::CheckOutput(id), &mut self.pollfds);
                 }
             }
         }

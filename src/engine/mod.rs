@@ -12,6 +12,7 @@
 //! Everything the steady state needs is allocated when the configuration
 //! is installed: a turn of a healthy or failing host allocates nothing.
 
+mod command;
 mod escalation;
 mod reboot_path;
 mod rules;
@@ -20,6 +21,7 @@ mod status;
 pub use reboot_path::State as RebootState;
 
 // The types the engine's events, commands and views are made of.
+pub use crate::command::FirstLine;
 pub use crate::health::{Cause, Health};
 pub use crate::interface::{Carrier, OperState, Reading as InterfaceReading};
 pub use crate::ladder::State as LadderState;
@@ -114,6 +116,9 @@ pub enum Event {
     ProcessDied(RuleId),
     /// The rule's repair ended, or could not start.
     RepairExited(RuleId, Ending),
+    /// The rule's command check ended, or could not start
+    /// (`Command::StartCommandCheck`), with the first line it printed.
+    CommandExited(RuleId, Ending, FirstLine),
     /// The reboot reason's write answered (`Command::SaveRecord { wait }`).
     ReasonWritten,
     /// The orderly reboot command could not be started.
@@ -153,6 +158,16 @@ pub enum Command {
     /// The rule's new ladder does not want its running repair: kill it,
     /// reap it later.
     DiscardRepair(RuleId),
+    /// Run the rule's command check (`Engine::command_argv`) once; answer
+    /// with `Event::CommandExited`.
+    StartCommandCheck(RuleId),
+    /// The command check is past its `Timeout=`: SIGTERM to its group.
+    TerminateCommandCheck(RuleId),
+    /// It outlived SIGTERM by the kill grace: SIGKILL.
+    KillCommandCheck(RuleId),
+    /// It outlived SIGKILL by the kill grace: give up on it, reap it if
+    /// it dies; the next run may start.
+    AbandonCommandCheck(RuleId),
     /// Write `Engine::record`; `wait`: answer with `Event::ReasonWritten`.
     SaveRecord { wait: bool },
     /// Run the orderly reboot command (`Config.reboot.command`).
@@ -359,6 +374,11 @@ impl Engine {
                     self.repair_exited(index, ending, now);
                 }
             }
+            Event::CommandExited(id, ending, first) => {
+                if let Some(&index) = self.ids.get(&id) {
+                    self.command_exited(index, ending, first, now);
+                }
+            }
             Event::ReasonWritten => self.step_reboot(reboot_path::Event::ReasonWritten, now),
             Event::OrderlyNotStarted => {
                 self.step_reboot(reboot_path::Event::OrderlyNotStarted, now)
@@ -437,6 +457,16 @@ impl Engine {
     pub fn repair_spec(&self, id: RuleId) -> Option<(&str, &RepairSpec)> {
         let w = &self.rules[*self.ids.get(&id)?];
         Some((&w.rule.name, w.rule.ladder.repair.as_ref()?))
+    }
+
+    /// The program a `Command::StartCommandCheck` names; the shell also
+    /// prepares its runs from it when a command rule is installed.
+    pub fn command_argv(&self, id: RuleId) -> Option<(&str, &crate::config::Argv)> {
+        let w = &self.rules[*self.ids.get(&id)?];
+        match &w.rule.watch {
+            crate::config::Watch::Command(spec) => Some((&w.rule.name, &spec.run)),
+            _ => None,
+        }
     }
 
     /// The rule a command names, for messages.

@@ -24,7 +24,7 @@ pub(super) struct Watched {
     pub id: RuleId,
     pub rule: Rule,
     subject: SubjectRef,
-    check: Check,
+    pub(super) check: Check,
     pub health: Health,
     pub since: Instant,
     pub since_wall: i64,
@@ -62,13 +62,16 @@ enum SubjectRef {
     Process(Arc<Target>),
     Interface(Arc<interface::Paths>),
     System(Arc<system::Source>),
+    /// A command check: the shell runs it (`Command::StartCommandCheck`).
+    Program,
 }
 
-enum Check {
+pub(super) enum Check {
     Heartbeat(Heartbeat),
     Process(ProcessWatch),
     Interface(InterfaceWatch),
     System(SystemWatch),
+    Command(super::command::CommandCheck),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -249,6 +252,10 @@ impl Engine {
                 Check::System(SystemWatch::new(spec)),
                 SubjectRef::System(Arc::new(system_source(&spec.measure))),
             ),
+            Watch::Command(spec) => (
+                Check::Command(super::command::CommandCheck::new(spec)),
+                SubjectRef::Program,
+            ),
         };
         let ladder = Ladder::new(rule.ladder.clone(), self.random.next_u64());
         Watched {
@@ -277,7 +284,7 @@ impl Engine {
         self.push_check(index, at);
     }
 
-    fn push_check(&mut self, index: usize, at: Instant) {
+    pub(super) fn push_check(&mut self, index: usize, at: Instant) {
         let w = &mut self.rules[index];
         w.seq = w.seq.wrapping_add(1);
         let rules = &self.rules;
@@ -302,6 +309,10 @@ impl Engine {
     pub(super) fn run_due_checks(&mut self, now: Now) {
         while let Some((index, seq)) = self.checks.pop_due(now.mono) {
             if self.rules[index].seq != seq {
+                continue;
+            }
+            if let Check::Command(_) = self.rules[index].check {
+                self.command_due(index, now);
                 continue;
             }
             match self.rules[index].probe {
@@ -336,6 +347,7 @@ impl Engine {
             }
             SubjectRef::Interface(paths) => Subject::Interface(Arc::clone(paths)),
             SubjectRef::System(source) => Subject::System(Arc::clone(source)),
+            SubjectRef::Program => return,
         };
         self.commands.push_back(Command::StartCheck(w.id, subject));
         let until = now.mono + self.config.daemon.check_timeout;

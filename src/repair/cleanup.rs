@@ -24,7 +24,8 @@ impl Cleanup {
     /// A repair whose rule went away (reload): killed now, reaped later.
     pub fn adopt(&mut self, mut running: Running, rule: &str) {
         log::warn!(
-            "rule {rule}: the rule changed or was removed while its repair (pid {}) ran; killing it",
+            "rule {rule}: the rule changed or was removed while its {} (pid {}) ran; killing it",
+            running.what,
             running.pid()
         );
         if let Some(pid) = running.kill_now() {
@@ -37,16 +38,23 @@ impl Cleanup {
     /// at once when the repair was killed at its timeout (they had their
     /// SIGTERM then). A process that left the group (`setsid`) is not
     /// reached: that is how a repair starts a daemon.
-    pub(super) fn after_exit(&mut self, group: Pid, timed_out: bool, rule: &str, now: Instant) {
+    pub(super) fn after_exit(
+        &mut self,
+        group: Pid,
+        timed_out: bool,
+        rule: &str,
+        what: &str,
+        now: Instant,
+    ) {
         if timed_out {
             if signal_group(group, Signal::SIGKILL, rule) {
-                log::warn!("rule {rule}: killed what was left of its repair's process group");
+                log::warn!("rule {rule}: killed what was left of its {what}'s process group");
             }
             return;
         }
         if signal_group(group, Signal::SIGTERM, rule) {
             log::warn!(
-                "rule {rule}: its repair left processes in its process group {group}; sending them SIGTERM, SIGKILL in {} (a process meant to outlive the repair must leave the group: setsid, or better systemd-run)",
+                "rule {rule}: its {what} left processes in its process group {group}; sending them SIGTERM, SIGKILL in {} (a process meant to outlive the {what} must leave the group: setsid, or better systemd-run)",
                 DurationText(KILL_GRACE)
             );
             self.groups.push(Leftover {

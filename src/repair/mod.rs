@@ -24,17 +24,20 @@ mod output;
 pub use cleanup::Cleanup;
 use output::OutputLog;
 
+use crate::command::FirstLine;
 use crate::config::{Argv, COMMAND_PATH, DurationText};
 use crate::sys::proc::pidfd_open;
 use crate::sys::signal::pidfd_send_signal;
+use crate::sys::spawn::{Prepared, spawn};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -64,10 +67,12 @@ pub const OUTPUT_PAUSE: Duration = Duration::from_millis(10);
 /// at the groups of finished repairs that still had processes in them.
 const CLEANUP_LOOK: Duration = Duration::from_millis(100);
 
-/// A repair command that is running.
+/// A repair command that is running, or a command check's run (which is
+/// started again and again in the same `Running`, see [`Running::idle`]).
 #[derive(Debug)]
 pub struct Running {
-    child: Child,
+    /// Also its process group's ID.
+    pid: Pid,
     pub pidfd: Option<OwnedFd>,
     pub output: Option<OwnedFd>,
     stage: Stage,
@@ -76,6 +81,13 @@ pub struct Running {
     paused_until: Option<Instant>,
     /// The rule's name, for what `Drop` logs.
     rule: String,
+    /// What runs, for messages: "repair" or "check".
+    what: &'static str,
+    /// The first line of its output (what a failing check's cause quotes).
+    first: FirstLine,
+    /// Where a run started by `rerun` says why its exec failed
+    /// (`sys::spawn::exec_error`), read once it has exited.
+    exec_errors: Option<OwnedFd>,
 }
 
 /// Where a running command stands with its timeout.
@@ -178,40 +190,107 @@ pub fn start(argv: &Argv, rule: &str) -> Result<Running, Ending> {
         .stderr(Stdio::from(writer2))
         .process_group(0);
     crate::sys::signal::reset_before_exec(&mut command);
+    // The handle is dropped at once (it holds no descriptor here): the
+    // loop waits for the PID itself, as for a check (`Running::rerun`).
     let child = command
         .spawn()
         .map_err(|e| Ending::NotStarted(e.raw_os_error().unwrap_or(0)))?;
-    let pidfd = match pidfd_open(child.id() as i32) {
-        Ok(fd) => Some(fd),
-        // Before Linux 5.3 (said once at start): looked for every 100 ms.
-        Err(Errno::ENOSYS) => None,
-        Err(e) => {
-            log::warn!(
-                "rule {rule}: no pidfd for its repair (pid {}): {e}; its exit is looked for every 100 ms",
-                child.id()
-            );
-            None
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut running = Running::idle(rule, "repair");
+    running.began(pid, reader);
+    Ok(running)
+}
+
+/// What a command check's runs need, made once at load: the argv as the
+/// kernel takes it, with the environment a repair gets.
+pub fn prepare(argv: &Argv) -> Option<Prepared> {
+    let args: Vec<&[u8]> = argv.args.iter().map(|a| a.as_bytes()).collect();
+    let path = format!("PATH={COMMAND_PATH}");
+    Prepared::new(
+        argv.program.as_os_str().as_bytes(),
+        &args,
+        &[path.as_bytes()],
+    )
+}
+
+impl Running {
+    /// A `Running` with nothing running yet, for a command check to start
+    /// runs in (`rerun`): what a run needs is allocated here, once.
+    pub fn idle(rule: &str, what: &'static str) -> Running {
+        Running {
+            pid: Pid::from_raw(0),
+            pidfd: None,
+            output: None,
+            stage: Stage::Ended,
+            log: OutputLog::new(what),
+            paused_until: None,
+            rule: rule.to_string(),
+            what,
+            first: FirstLine::default(),
+            exec_errors: None,
         }
-    };
-    Ok(Running {
-        child,
-        pidfd,
-        output: Some(reader),
-        stage: Stage::Running,
-        log: OutputLog::new(),
-        paused_until: None,
-        rule: rule.to_string(),
-    })
+    }
+
+    /// Starts a new run of `command` in this `Running`, whose last run
+    /// has ended. Allocates nothing (see `sys::spawn`).
+    pub fn rerun(&mut self, command: &Prepared) -> Result<(), Ending> {
+        debug_assert_eq!(self.stage, Stage::Ended);
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Ending::NotStarted(e as i32))?;
+        nix::fcntl::fcntl(
+            reader.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| Ending::NotStarted(e as i32))?;
+        let (pid, exec_errors) =
+            spawn(command, writer.as_fd()).map_err(|e| Ending::NotStarted(e as i32))?;
+        self.log.reset();
+        self.first = FirstLine::default();
+        self.exec_errors = Some(exec_errors);
+        self.began(pid, reader);
+        Ok(())
+    }
+
+    /// The command `pid` started, its output on `reader`.
+    fn began(&mut self, pid: Pid, reader: OwnedFd) {
+        self.pid = pid;
+        self.pidfd = match pidfd_open(pid.as_raw()) {
+            Ok(fd) => Some(fd),
+            // Before Linux 5.3 (said once at start): looked for every 100 ms.
+            Err(Errno::ENOSYS) => None,
+            Err(e) => {
+                log::warn!(
+                    "rule {}: no pidfd for its {} (pid {pid}): {e}; its exit is looked for every 100 ms",
+                    self.rule,
+                    self.what
+                );
+                None
+            }
+        };
+        self.output = Some(reader);
+        self.stage = Stage::Running;
+        self.paused_until = None;
+    }
+
+    /// The first line of the last run's output.
+    pub fn first_line(&self) -> FirstLine {
+        self.first
+    }
+
+    /// Whether a run is under way (not yet reaped or given up on).
+    pub fn is_running(&self) -> bool {
+        self.stage != Stage::Ended
+    }
 }
 
 impl Running {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid.as_raw() as u32
     }
 
     /// The command's PID, which is also its process group's ID.
     fn leader(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        self.pid
     }
 
     /// When `resume_output` must next be called, if the output is paused.
@@ -246,9 +325,10 @@ impl Running {
     /// command itself is signalled too, in case it left its group.
     pub fn terminate(&mut self) {
         log::warn!(
-            "rule {}: repair (pid {}) ran past its timeout; sending SIGTERM to its process group",
+            "rule {}: {} (pid {}) ran past its timeout; sending SIGTERM to its process group",
             self.rule,
-            self.child.id()
+            self.what,
+            self.pid
         );
         self.signal(Signal::SIGTERM, &self.rule);
         self.stage = Stage::Terminated;
@@ -257,8 +337,9 @@ impl Running {
     /// The command outlived SIGTERM by [`KILL_GRACE`]: SIGKILL.
     pub fn kill(&mut self) {
         log::warn!(
-            "rule {}: repair still running; sending SIGKILL to its process group",
-            self.rule
+            "rule {}: {} still running; sending SIGKILL to its process group",
+            self.rule,
+            self.what
         );
         self.signal(Signal::SIGKILL, &self.rule);
         self.stage = Stage::Killed;
@@ -266,11 +347,12 @@ impl Running {
 
     /// Gives up on a command that SIGKILL did not end: its PID goes to
     /// `cleanup`, which reaps it if it ever dies.
-    pub fn abandon(mut self, cleanup: &mut Cleanup) {
+    pub fn abandon(&mut self, cleanup: &mut Cleanup) {
         log::error!(
-            "rule {}: its repair (pid {}) is still running {} after SIGKILL (in D state? a hung device or mount); giving up on it, the ladder goes on",
+            "rule {}: its {} (pid {}) is still running {} after SIGKILL (in D state? a hung device or mount); giving up on it, the rule goes on",
             self.rule,
-            self.child.id(),
+            self.what,
+            self.pid,
             DurationText(KILL_GRACE)
         );
         self.stage = Stage::Ended;
@@ -293,8 +375,9 @@ impl Running {
         match result {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => log::error!(
-                "rule {rule}: cannot send {signal} to its repair (pid {}): {e}",
-                self.child.id()
+                "rule {rule}: cannot send {signal} to its {} (pid {}): {e}",
+                self.what,
+                self.pid
             ),
         }
     }
@@ -320,12 +403,13 @@ impl Running {
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
                 Err(e) => {
-                    log::error!("rule {rule}: cannot read its repair's output: {e}");
+                    log::error!("rule {rule}: cannot read its {}'s output: {e}", self.what);
                     self.output = None;
                     return;
                 }
             };
             read += n;
+            self.first.take(&buf[..n]);
             self.log.take(&buf[..n], rule);
         }
         self.paused_until = Some(now + OUTPUT_PAUSE);
@@ -335,25 +419,41 @@ impl Running {
     /// read once more (within the bound) and then no longer: whatever is
     /// still in its group is handed to `cleanup` to be stopped.
     pub fn try_finish(&mut self, now: Instant, cleanup: &mut Cleanup) -> Option<Ending> {
+        if self.stage == Stage::Ended {
+            // Reaped or given up on: its PID may be another process's now.
+            return None;
+        }
         if test_hook("HEARTWATCH_TEST_UNKILLABLE_REPAIRS") {
             // Its exit is never seen; no pidfd to wake the loop for nothing.
             self.pidfd = None;
             return None;
         }
         let waited = if test_hook("HEARTWATCH_TEST_LOSE_REPAIRS") {
-            Err(std::io::Error::from_raw_os_error(libc::ECHILD))
+            Err(Errno::ECHILD)
         } else {
-            self.child.try_wait()
+            waitpid(self.pid, Some(WaitPidFlag::WNOHANG))
         };
-        let status: Result<ExitStatus, Errno> = match waited {
-            Ok(None) => return None,
-            Ok(Some(status)) => Ok(status),
-            Err(e) => {
-                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+        // A run of `rerun` whose exec failed exits at once, having said why.
+        let exec_failed = match waited {
+            Ok(WaitStatus::Exited(..)) => self
+                .exec_errors
+                .take()
+                .and_then(|fd| crate::sys::spawn::exec_error(fd.as_fd())),
+            _ => None,
+        };
+        let status: Result<Ending, Errno> = match waited {
+            Ok(WaitStatus::Exited(..)) if let Some(errno) = exec_failed => {
+                Ok(Ending::NotStarted(errno as i32))
+            }
+            Ok(WaitStatus::Exited(_, code)) => Ok(Ending::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Ending::Signalled(sig as i32)),
+            Ok(_) => return None,
+            Err(errno) => {
                 log::error!(
-                    "rule {}: cannot learn how its repair (pid {}) ended: {errno}; the attempt counts as failed",
+                    "rule {}: cannot learn how its {} (pid {}) ended: {errno}; it counts as failed",
                     self.rule,
-                    self.child.id()
+                    self.what,
+                    self.pid
                 );
                 Err(errno)
             }
@@ -367,14 +467,11 @@ impl Running {
             self.log.unread = true;
         }
         self.log.finish(&self.rule);
-        cleanup.after_exit(self.leader(), timed_out, &self.rule, now);
+        cleanup.after_exit(self.leader(), timed_out, &self.rule, self.what, now);
         Some(match status {
             Err(errno) => Ending::Lost(errno as i32),
             Ok(_) if timed_out => Ending::TimedOut,
-            Ok(status) => match status.code() {
-                Some(code) => Ending::Exited(code),
-                None => Ending::Signalled(status.signal().unwrap_or(0)),
-            },
+            Ok(ending) => ending,
         })
     }
 
@@ -387,8 +484,8 @@ impl Running {
         self.signal(Signal::SIGKILL, &self.rule);
         self.stage = Stage::Ended;
         self.log.finish(&self.rule);
-        match self.child.try_wait() {
-            Ok(None) => Some(self.leader()),
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => Some(self.leader()),
             _ => None,
         }
     }
@@ -405,9 +502,10 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.stage != Stage::Ended {
             log::warn!(
-                "rule {}: killing its repair (pid {}) on the way out",
+                "rule {}: killing its {} (pid {}) on the way out",
                 self.rule,
-                self.child.id()
+                self.what,
+                self.pid
             );
         }
         if let Some(pid) = self.kill_now() {

@@ -15,10 +15,12 @@ pub(super) struct OutputLog {
     dropped_bytes: u64,
     /// The output had not ended when the run did: the rest was not read.
     pub(super) unread: bool,
+    /// Whose output: "repair" or "check", for the log.
+    label: &'static str,
 }
 
 impl OutputLog {
-    pub(super) fn new() -> OutputLog {
+    pub(super) fn new(label: &'static str) -> OutputLog {
         OutputLog {
             line: Vec::with_capacity(LINE_MAX),
             line_bytes: 0,
@@ -26,7 +28,18 @@ impl OutputLog {
             dropped_lines: 0,
             dropped_bytes: 0,
             unread: false,
+            label,
         }
+    }
+
+    /// Empty again for the next run, keeping its buffer.
+    pub(super) fn reset(&mut self) {
+        self.line.clear();
+        self.line_bytes = 0;
+        self.logged = 0;
+        self.dropped_lines = 0;
+        self.dropped_bytes = 0;
+        self.unread = false;
     }
 
     pub(super) fn take(&mut self, mut bytes: &[u8], rule: &str) {
@@ -74,10 +87,15 @@ impl OutputLog {
         }
         let cut = self.line_bytes - self.line.len() as u64;
         if cut == 0 {
-            log::info!("rule {rule}: repair output: {}", Printable(&self.line));
+            log::info!(
+                "rule {rule}: {} output: {}",
+                self.label,
+                Printable(&self.line)
+            );
         } else {
             log::info!(
-                "rule {rule}: repair output: {}… (line cut at {LINE_MAX} bytes)",
+                "rule {rule}: {} output: {}… (line cut at {LINE_MAX} bytes)",
+                self.label,
                 Printable(&self.line)
             );
         }
@@ -90,14 +108,15 @@ impl OutputLog {
     /// The last partial line, then what was not logged, if anything.
     pub(super) fn finish(&mut self, rule: &str) {
         self.end_line(rule);
+        let label = self.label;
         let unread = if self.unread {
-            "; the output had not ended when the repair exited, the rest was not read"
+            "; the output had not ended when the command exited, the rest was not read"
         } else {
             ""
         };
         if self.dropped_lines > 0 || self.dropped_bytes > 0 || self.unread {
             log::info!(
-                "rule {rule}: repair output: {} more lines not logged, {} bytes dropped in all (at most {LOG_LINES} lines of {LINE_MAX} bytes are logged per run){unread}",
+                "rule {rule}: {label} output: {} more lines not logged, {} bytes dropped in all (at most {LOG_LINES} lines of {LINE_MAX} bytes are logged per run){unread}",
                 self.dropped_lines,
                 self.dropped_bytes
             );
@@ -146,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_output_log_cuts_long_lines_and_counts_past_its_budget() {
-        let mut log = OutputLog::new();
+        let mut log = OutputLog::new("repair");
         log.take(&[b'x'; 2000], "r");
         log.take(b"\n", "r");
         assert_eq!((log.logged, log.dropped_bytes), (1, 2000 - LINE_MAX as u64));

@@ -395,10 +395,16 @@ impl Status {
             self.rules.len()
         )?;
         let width = self.rules.iter().map(|r| r.name.len()).max().unwrap_or(4);
+        let kinds = self
+            .rules
+            .iter()
+            .map(|r| r.kind.word().len())
+            .max()
+            .unwrap_or(4);
         for r in &self.rules {
             write!(
                 out,
-                "  {:<width$}  {}  {}  since {}",
+                "  {:<width$}  {:<8}  {:<kinds$}  since {}",
                 r.name,
                 r.health.word(),
                 r.kind.word(),
@@ -557,7 +563,7 @@ pub(super) mod tests {
                 },
                 RuleStatus {
                     name: "late".into(),
-                    kind: RuleKind::System,
+                    kind: RuleKind::Command,
                     health: RuleHealth::Starting,
                     since: 1_795_000_000,
                     ..RuleStatus::default()
@@ -589,9 +595,9 @@ reboot budget: 1 of 3 used (starts again after 1h healthy)
 REBOOTING: rule nginx: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
 REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead
 rules: 3 (1 healthy, 1 failing, 1 starting)
-  backup  healthy  heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
-  nginx   failing  process  since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
-  late    starting  system  since 2026-11-18 11:06:40 UTC
+  backup  healthy   heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
+  nginx   failing   process    since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
+  late    starting  command    since 2026-11-18 11:06:40 UTC
 "
         );
         let mut stopped = full();

@@ -559,7 +559,7 @@ mod tests {
                 "unknown format",
             ),
             ("heartwatch-status 2\n", "", "does not begin with"),
-            ("\tsystem\n", "\tsensor\n", "unknown kind"),
+            ("\tcommand\n", "\tsensor\n", "unknown kind"),
             (
                 "heartwatch-status 2\n",
                 "heartwatch-status 1\n",

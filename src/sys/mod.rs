@@ -25,6 +25,7 @@ pub mod proc;
 pub mod random;
 pub mod regular;
 pub mod signal;
+pub mod spawn;
 pub mod stat;
 pub mod watchdog;
 

@@ -24,7 +24,7 @@ pub fn reset_before_exec(command: &mut Command) {
 
 /// In the child before exec: an empty signal mask and the default
 /// disposition for every signal, whatever the daemon blocked or inherited.
-fn reset_signals() -> std::io::Result<()> {
+pub(super) fn reset_signals() -> std::io::Result<()> {
     nix::sys::signal::SigSet::empty().thread_set_mask()?;
     for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {

@@ -5,8 +5,9 @@
 //! it hangs for as long as the filesystem lives, like one on a dead NFS or
 //! FUSE server; or every look-up of a name (a daemon's first read of its
 //! state hangs); or every request that would create or change a file (the
-//! directory opens and looks empty, its first write hangs); or `statfs`
-//! (a filesystem rule's `statvfs` hangs).
+//! directory opens and looks empty, its first write hangs); `statfs`
+//! (a filesystem rule's `statvfs` hangs); or the `open` of an executable
+//! `heartbeat` (a program on the mount hangs in `execve`).
 //!
 //! The filesystem is mounted inside a private mount namespace of the
 //! process under test (see [`HangFs::mount_in_child`]), so nothing is left
@@ -34,6 +35,7 @@ const FUSE_FORGET: u32 = 2;
 const FUSE_GETATTR: u32 = 3;
 const FUSE_UNLINK: u32 = 10;
 const FUSE_STATFS: u32 = 17;
+const FUSE_OPEN: u32 = 14;
 const FUSE_INIT: u32 = 26;
 const FUSE_OPENDIR: u32 = 27;
 const FUSE_RELEASEDIR: u32 = 29;
@@ -79,6 +81,9 @@ pub enum Fault {
     Writes,
     /// `statfs` (what `statvfs(3)` asks): a filesystem check hangs.
     Statfs,
+    /// The `open` of `heartbeat`, an executable file here (mode 0755):
+    /// it can be looked at, but running it hangs in `execve`.
+    Opens,
 }
 
 /// The server side: the `/dev/fuse` descriptor the mount will use.
@@ -221,7 +226,9 @@ fn serve(mut device: File, fault: Fault, seen: &Seen, stop: &AtomicBool) {
             Fault::Lookups => opcode == FUSE_LOOKUP,
             Fault::Writes => WRITES.contains(&opcode),
             Fault::Statfs => opcode == FUSE_STATFS,
+            Fault::Opens => opcode == FUSE_OPEN,
         };
+        let heartbeat_mode = if fault == Fault::Opens { 0o755 } else { 0o644 };
         let reply = match opcode {
             _ if hang => {
                 seen.hung.fetch_add(1, Ordering::SeqCst);
@@ -244,18 +251,26 @@ fn serve(mut device: File, fault: Fault, seen: &Seen, stop: &AtomicBool) {
             FUSE_LOOKUP => {
                 seen.lookups.fetch_add(1, Ordering::SeqCst);
                 let name = body.split(|&b| b == 0).next().unwrap_or(b"");
-                if nodeid == ROOT && name == NAME.as_bytes() && fault == Fault::HeartbeatGetattr {
+                let served = matches!(fault, Fault::HeartbeatGetattr | Fault::Opens);
+                if nodeid == ROOT && name == NAME.as_bytes() && served {
                     let mut out = Vec::with_capacity(128);
                     out.extend(HEARTBEAT.to_ne_bytes()); // nodeid
                     out.extend(0u64.to_ne_bytes()); // generation
                     out.extend(0u64.to_ne_bytes()); // entry_valid: look up every time
                     out.extend(0u64.to_ne_bytes()); // attr_valid: getattr every time
                     out.extend([0u8; 8]); // the two _nsec fields
-                    out.extend(attr(HEARTBEAT, libc::S_IFREG | 0o644, 1));
+                    out.extend(attr(HEARTBEAT, libc::S_IFREG | heartbeat_mode, 1));
                     Some(Ok(out))
                 } else {
                     Some(Err(libc::ENOENT))
                 }
+            }
+            FUSE_GETATTR if nodeid == HEARTBEAT && fault == Fault::Opens => {
+                let mut out = Vec::with_capacity(104);
+                out.extend(0u64.to_ne_bytes()); // attr_valid
+                out.extend([0u8; 8]); // attr_valid_nsec, dummy
+                out.extend(attr(HEARTBEAT, libc::S_IFREG | heartbeat_mode, 1));
+                Some(Ok(out))
             }
             FUSE_GETATTR if nodeid == HEARTBEAT => {
                 // The fault under test: never answered.

@@ -46,7 +46,8 @@ use heartwatch::engine::{
     Stamp, Subject, Target,
 };
 use heartwatch::engine::{
-    Command, DeviceInfo, Engine, Event, KILL_GRACE, Now, Options, RebootState, RuleId, World,
+    Command, DeviceInfo, Engine, Event, FirstLine, KILL_GRACE, Now, Options, RebootState, RuleId,
+    World,
 };
 use nix::errno::Errno;
 use std::cmp::Ordering;
@@ -261,6 +262,7 @@ enum Ev {
     Answer(u64, RuleId, Finding),
     Died(u64, RuleId),
     RepairEnd(u64, RuleId, u64, Ending),
+    CommandEnd(u64, RuleId, u64, Ending),
     ReasonWritten(u64),
 }
 
@@ -317,6 +319,7 @@ struct Stats {
     reloads: u64,
     refused_reloads: u64,
     repairs: u64,
+    command_runs: u64,
     suppressed: u64,
     publishes: u64,
 }
@@ -369,6 +372,9 @@ struct Sim {
     tracked: BTreeMap<RuleId, (usize, Incarnation)>,
     offered: Option<(usize, Incarnation)>,
     repairs: BTreeMap<RuleId, RunningRepair>,
+    /// Command checks running, as the world runs them (a check is a
+    /// repair in all but name: it exits, or hangs until signalled).
+    command_checks: BTreeMap<RuleId, RunningRepair>,
     overdue: i64,
     stopped_feeding: bool,
 
@@ -472,6 +478,7 @@ impl Sim {
             tracked: BTreeMap::new(),
             offered: None,
             repairs: BTreeMap::new(),
+            command_checks: BTreeMap::new(),
             overdue: 0,
             stopped_feeding: false,
             tracks: Vec::new(),
@@ -691,6 +698,7 @@ fn simulation() {
                 total.reloads += s.reloads;
                 total.refused_reloads += s.refused_reloads;
                 total.repairs += s.repairs;
+                total.command_runs += s.command_runs;
                 total.suppressed += s.suppressed;
                 total.publishes += s.publishes;
                 if tracing {
@@ -709,7 +717,7 @@ fn simulation() {
     let real = started.elapsed();
     let cpu = thread_cpu().saturating_sub(cpu_started);
     println!(
-        "simulation: {} seeds ({} regression), {:.0} simulated hours, {} steps, {:.1} s real time ({:.1} s on the CPU); {} statuses checked, {} repairs, {} reboots decided, {} refused (budget or dry run), {} reboots ({} by the hardware watchdog), {} crashes, {} reloads ({} refused)",
+        "simulation: {} seeds ({} regression), {:.0} simulated hours, {} steps, {:.1} s real time ({:.1} s on the CPU); {} statuses checked, {} repairs, {} command check runs, {} reboots decided, {} refused (budget or dry run), {} reboots ({} by the hardware watchdog), {} crashes, {} reloads ({} refused)",
         seeds.len(),
         REGRESSION_SEEDS.len().min(seeds.len()),
         total.hours,
@@ -718,6 +726,7 @@ fn simulation() {
         cpu.as_secs_f64(),
         total.publishes,
         total.repairs,
+        total.command_runs,
         total.reboots_decided,
         total.suppressed,
         total.reboots,

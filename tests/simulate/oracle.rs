@@ -347,8 +347,14 @@ impl Sim {
                 );
             }
             let track = &self.tracks[i];
-            // A ladder waits at most its longest backoff, and a check's
-            // timeout for a fresh look: a hung check does not hold it.
+            // How long a fresh look may take: a check's timeout, or a
+            // command check's run to its timeout and its kill stages.
+            let check_timeout = match &track.rule.watch {
+                config::Watch::Command(spec) => spec.timeout + 2 * KILL_GRACE,
+                _ => check_timeout,
+            };
+            // A ladder waits at most its longest backoff, and a fresh
+            // look: a hung check does not hold it.
             if let (LadderState::Waiting(n), since) = track.ladder
                 && let Some(rp) = &track.rule.ladder.repair
                 && t >= since + rp.backoff_max + check_timeout
@@ -596,12 +602,27 @@ impl Sim {
                 }
                 self.deliver(Event::RepairExited(id, ending));
             }
+            Ev::CommandEnd(e, id, token, ending) if e == epoch && running => {
+                if self
+                    .command_checks
+                    .get(&id)
+                    .is_none_or(|run| run.token != token)
+                {
+                    return;
+                }
+                self.command_checks.remove(&id);
+                self.deliver(Event::CommandExited(id, ending, FirstLine::default()));
+            }
             Ev::ReasonWritten(e) if e == epoch && running => {
                 if matches!(self.engine().reboot_state(), RebootState::Recording { .. }) {
                     self.deliver(Event::ReasonWritten);
                 }
             }
-            Ev::Answer(..) | Ev::Died(..) | Ev::RepairEnd(..) | Ev::ReasonWritten(..) => {}
+            Ev::Answer(..)
+            | Ev::Died(..)
+            | Ev::RepairEnd(..)
+            | Ev::CommandEnd(..)
+            | Ev::ReasonWritten(..) => {}
         }
     }
 

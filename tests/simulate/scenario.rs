@@ -30,6 +30,13 @@ pub enum WatchSpec {
         pidfile: bool,
         interval: Duration,
     },
+    /// A check of the process `subject`'s service (a `curl` of its health
+    /// URL, say): it passes while the process is alive.
+    Command {
+        subject: usize,
+        interval: Duration,
+        timeout: Duration,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +142,15 @@ impl Scenario {
                 "[Process]\nExecutable=/sim/bin/{subject}\nCheckInterval={}\n",
                 dur(*interval)
             ),
+            WatchSpec::Command {
+                subject,
+                interval,
+                timeout,
+            } => format!(
+                "[Command]\nRun=/bin/true {subject}\nInterval={}\nTimeout={}\n",
+                dur(*interval),
+                dur(*timeout)
+            ),
         };
         if let Some(e) = &r.escalate {
             t.push_str("\n[Escalate]\n");
@@ -162,7 +178,10 @@ impl Scenario {
                 0 => t + "Frobnicate=1\n",
                 1 => t + "[Bogus]\n",
                 2 => t + "\n[Process]\nExecutable=/sim/bin/0\n",
-                3 => t.replace("CheckInterval=", "CheckInterval=5\n#"),
+                3 if t.contains("CheckInterval=") => {
+                    t.replace("CheckInterval=", "CheckInterval=5\n#")
+                }
+                3 => t.replace("\nInterval=", "\nInterval=5\n#"),
                 4 => t + "\n[Escalate]\nFinally=sometimes\n",
                 _ => t + "\n[Escalate]\nRepair=sim/relative\n",
             };
@@ -229,6 +248,15 @@ impl Gen<'_> {
     }
 
     pub fn watch(&mut self) -> WatchSpec {
+        if self.rng.chance(0.2) {
+            let interval = self.d(600.0, 3600.0);
+            let timeout = interval.mul_f64(0.05 + 0.45 * self.rng.unit()).max(ms(1));
+            return WatchSpec::Command {
+                subject: self.rng.below(PROCS as u64) as usize,
+                interval,
+                timeout,
+            };
+        }
         if self.rng.chance(0.5) {
             let max_age = self.d(3600.0, 12.0 * 3600.0);
             let interval = max_age.mul_f64(0.25 + 0.25 * self.rng.unit()).max(ms(1));

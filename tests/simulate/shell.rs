@@ -77,6 +77,7 @@ impl Sim {
         self.outstanding.clear();
         self.tracked.clear();
         self.repairs.clear();
+        self.command_checks.clear();
         self.overdue = 0;
         self.prev_reboot = RebootState::Up;
         self.orderly_deadline = None;
@@ -103,7 +104,9 @@ impl Sim {
             .expect("the rule is the scenario's");
         let subject = match spec.watch {
             WatchSpec::Heartbeat { file, .. } => SubjectKey::Hb(file),
-            WatchSpec::Process { subject, .. } => SubjectKey::Proc(subject),
+            WatchSpec::Process { subject, .. } | WatchSpec::Command { subject, .. } => {
+                SubjectKey::Proc(subject)
+            }
         };
         Track {
             name: rule.name.clone(),
@@ -133,6 +136,7 @@ impl Sim {
         self.stats.crashes += 1;
         self.epoch += 1;
         self.repairs.clear();
+        self.command_checks.clear();
         self.tracked.clear();
         self.outstanding.clear();
         self.healthy_since = None;
@@ -160,6 +164,7 @@ impl Sim {
         self.armed = false;
         self.refusing = false;
         self.repairs.clear();
+        self.command_checks.clear();
         self.tracked.clear();
         self.outstanding.clear();
         self.healthy_since = None;
@@ -290,6 +295,14 @@ impl Sim {
                 }
             }
             Command::Reconfigured => {}
+            Command::StartCommandCheck(id) => self.start_command_check(id),
+            Command::TerminateCommandCheck(id) => self.signal_command_check(id, true),
+            Command::KillCommandCheck(id) => self.signal_command_check(id, false),
+            Command::AbandonCommandCheck(id) => {
+                if self.command_checks.remove(&id).is_none() {
+                    fail!(self, "{command:?}: rule {id} has no check running");
+                }
+            }
         }
     }
 
@@ -371,6 +384,113 @@ impl Sim {
                 kind,
                 token,
             },
+        );
+    }
+
+    /// A run of a command check: it passes while the process it checks is
+    /// alive; with the hang fault some runs exit late, hang until SIGTERM
+    /// or SIGKILL, or cannot start.
+    pub fn start_command_check(&mut self, id: RuleId) {
+        if self.command_checks.contains_key(&id) {
+            fail!(self, "a second run of rule {id}'s command check");
+            return;
+        }
+        let Some(index) = self.engine().rules().position(|r| r.id == id) else {
+            fail!(self, "StartCommandCheck for unknown rule {id}");
+            return;
+        };
+        let track = &self.tracks[index];
+        let (subject, timeout) = match (&track.rule.watch, track.subject) {
+            (config::Watch::Command(spec), SubjectKey::Proc(i)) => (i, spec.timeout),
+            _ => {
+                fail!(self, "StartCommandCheck for rule {id}, not a command rule");
+                return;
+            }
+        };
+        self.stats.command_runs += 1;
+        let alive = self.procs[subject].alive.is_some();
+        let faulty = self.on(F_HANG);
+        let r = self.r(F_HANG);
+        let roll = if faulty { r.unit() } else { 0.5 };
+        let after = timeout.mul_f64(if roll < 0.1 {
+            1.0 + r.unit()
+        } else {
+            0.9 * r.unit()
+        });
+        let code = if alive { 0 } else { 1 };
+        let kind = match roll {
+            x if x < 0.02 => {
+                let now = self.now();
+                let event = Event::CommandExited(id, Ending::NotStarted(11), FirstLine::default());
+                self.engine().handle(event, now);
+                return;
+            }
+            x if x < 0.05 => RepairKind::Hangs {
+                term: r.chance(0.7),
+                kill: r.chance(0.95),
+            },
+            _ => RepairKind::Exits { code, fixes: false },
+        };
+        let token = self.seq + 1;
+        if let RepairKind::Exits { code, .. } = kind {
+            let at = self.t + after;
+            self.push(
+                at,
+                Ev::CommandEnd(self.epoch, id, token, Ending::Exited(code)),
+            );
+        }
+        self.command_checks.insert(
+            id,
+            RunningRepair {
+                subject: SubjectKey::Proc(subject),
+                started: self.t,
+                timeout,
+                terminated: None,
+                killed: None,
+                kind,
+                token,
+            },
+        );
+    }
+
+    pub fn signal_command_check(&mut self, id: RuleId, term: bool) {
+        let t = self.t;
+        let epoch = self.epoch;
+        let Some(run) = self.command_checks.get_mut(&id) else {
+            fail!(
+                self,
+                "a signal to rule {id}'s command check, which does not run"
+            );
+            return;
+        };
+        if t < run.started + run.timeout {
+            fail!(
+                self,
+                "rule {id}'s command check signalled before its timeout"
+            );
+        }
+        let dies = if term {
+            run.terminated = Some(t);
+            matches!(
+                run.kind,
+                RepairKind::Exits { .. } | RepairKind::Hangs { term: true, .. }
+            )
+        } else {
+            run.killed = Some(t);
+            matches!(run.kind, RepairKind::Hangs { kill: true, .. })
+        };
+        if !dies {
+            return;
+        }
+        let max = if term { ms(2500) } else { ms(4000) };
+        let delay = self.rng[3].between(ms(0), max);
+        let seq = self.seq + 1;
+        let run = self.command_checks.get_mut(&id).unwrap();
+        run.token = seq;
+        let signal = if term { 15 } else { 9 };
+        self.push(
+            t + delay,
+            Ev::CommandEnd(epoch, id, seq, Ending::Signalled(signal)),
         );
     }
 
@@ -504,6 +624,7 @@ impl Sim {
                 // Repairs of rules gone: the shell's cleanup kills them.
                 let ids: Vec<RuleId> = self.engine().rule_ids().collect();
                 self.repairs.retain(|id, _| ids.contains(id));
+                self.command_checks.retain(|id, _| ids.contains(id));
                 self.tracked.retain(|id, _| ids.contains(id));
                 let after: Vec<(String, Health, Instant, LadderState)> = self
                     .engine()
