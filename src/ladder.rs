@@ -272,6 +272,7 @@ mod tests {
             }),
             finally,
             recovery: Duration::from_secs(60),
+            drain: false,
         }
     }
 

@@ -12,6 +12,7 @@ commands:
   status                                   the running daemon's view of its rules
   beat [--] NAME                           touch heartbeat rule NAME's file
   memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
+  agent                                    one answer to HAProxy's agent check (socket-activated)
 options:
   --config DIR   configuration root (default /etc/heartwatch)
   --             what follows are words, not options (a rule named -x)
@@ -75,7 +76,7 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
 /// How many words `command` takes, where that is fixed.
 pub(super) fn words_wanted(command: &str) -> Option<usize> {
     match command {
-        "run" | "check" | "status" => Some(0),
+        "run" | "check" | "status" | "agent" => Some(0),
         "beat" => Some(1),
         _ => None,
     }

@@ -1,7 +1,8 @@
 //! The command line: parses arguments (`args`), runs a command (one file
-//! each: `run`, `check`, `status`, `beat`, `memtest`), and maps every error
+//! each: `run`, `check`, `status`, `beat`, `memtest`, `agent`), and maps every error
 //! to an exit code in one place (the codes are in `report`).
 
+mod agent;
 mod args;
 mod beat;
 mod check;
@@ -52,6 +53,7 @@ pub fn main() -> ExitCode {
         "status" => status::status(&args.root),
         "beat" => beat::beat(&args.root, &args.words[0]),
         "memtest" => memtest::memtest(&args.words),
+        "agent" => agent::agent(&args.root),
         #[cfg(feature = "test-hooks")]
         "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {

@@ -114,6 +114,7 @@ pub fn parse_settings(
         None => parse_argv("systemctl reboot").ok(),
     };
     let forced = keys.get("Forced", parse_bool).unwrap_or(true);
+    let drain = keys.get("Drain", parse_drain).unwrap_or(Duration::ZERO);
     keys.finish();
 
     if errors.is_empty() {
@@ -138,11 +139,27 @@ pub fn parse_settings(
                 orderly_timeout,
                 command,
                 forced,
+                drain,
             },
         ))
     } else {
         Err(errors)
     }
+}
+
+/// `[Reboot] Drain=`: `0` (the default: no drain) or a duration of at most
+/// an hour, which a reboot waits once decided.
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    let d = match text {
+        "0" => Duration::ZERO,
+        _ => parse_duration(text)?,
+    };
+    if d > Duration::from_secs(3600) {
+        return Err(format!(
+            "{text:?} is longer than an hour; a reboot that waits that long for the load balancer is a host that stays broken"
+        ));
+    }
+    Ok(d)
 }
 
 /// Parses one rule file; `name` comes from the file name.
@@ -200,6 +217,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             repair: None,
             finally: Finally::Log,
             recovery: Duration::from_secs(60),
+            drain: false,
         }),
     };
     match (watch, ladder) {
@@ -293,6 +311,7 @@ fn parse_ladder(keys: &mut Keys) -> Option<LadderSpec> {
             _ => Err(format!("{v:?} is not `log` or `reboot`")),
         })
         .unwrap_or(Finally::Log);
+    let drain = keys.get("Drain", parse_bool).unwrap_or(false);
     let recovery_line = keys.line_of("RecoveryPeriod");
     let recovery = keys.get("RecoveryPeriod", parse_positive_duration);
     let has_repair_keys = attempts.is_some()
@@ -342,6 +361,7 @@ fn parse_ladder(keys: &mut Keys) -> Option<LadderSpec> {
         repair,
         finally,
         recovery: recovery.unwrap_or(Duration::from_secs(60)),
+        drain,
     })
 }
 
