@@ -269,7 +269,12 @@ fn reboots_past_the_budget_are_refused_until_a_healthy_period() {
 }
 
 fn agent(b: &mut Bench) -> (crate::status::Answer, String) {
-    let a = b.engine.status(0).agent.clone().expect("the engine always answers");
+    let a = b
+        .engine
+        .status(0)
+        .agent
+        .clone()
+        .expect("the engine always answers");
     (a.answer, a.reason)
 }
 
@@ -282,11 +287,17 @@ fn a_drained_reboot_says_drain_then_records_and_reboots_after_the_drain() {
     b.run_to(S);
     b.answer(Outcome::Missing);
     assert!(b.engine.rebooting());
-    assert!(matches!(b.engine.reboot_state(), RebootState::Draining { .. }));
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Draining { .. }
+    ));
     let (answer, reason) = agent(&mut b);
     assert_eq!(answer, Answer::Drain);
     assert!(reason.starts_with("reboot for rule r: "), "{reason}");
-    assert!(b.engine.status(0).rebooting.is_some(), "the status says REBOOTING");
+    assert!(
+        b.engine.status(0).rebooting.is_some(),
+        "the status says REBOOTING"
+    );
     assert!(!b.took(|c| matches!(c, Command::SaveRecord { .. })));
     assert_eq!(
         b.engine.record().unwrap().count,
@@ -305,7 +316,10 @@ fn a_drained_reboot_says_drain_then_records_and_reboots_after_the_drain() {
     assert!(b.took(|c| matches!(c, Command::StartOrderlyReboot)));
     // A recovery now changes nothing.
     b.answer(found(1));
-    assert!(matches!(b.engine.reboot_state(), RebootState::Orderly { .. }));
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Orderly { .. }
+    ));
 }
 
 #[test]
@@ -315,7 +329,10 @@ fn a_rule_that_recovers_during_the_drain_cancels_the_reboot() {
     let mut b = Bench::new(conf, "[Escalate]\nFinally=reboot\n");
     b.run_to(S);
     b.answer(Outcome::Missing);
-    assert!(matches!(b.engine.reboot_state(), RebootState::Draining { .. }));
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Draining { .. }
+    ));
     b.run_to(5 * S);
     b.answer(found(1));
     b.beating = true;
@@ -324,16 +341,16 @@ fn a_rule_that_recovers_during_the_drain_cancels_the_reboot() {
     assert!(b.engine.status(0).rebooting.is_none());
     assert_eq!(agent(&mut b), (Answer::Up, String::new()));
     b.run_to(60 * S);
-    assert!(!b.took(|c| matches!(
-        c,
-        Command::SaveRecord { .. } | Command::StartOrderlyReboot
-    )));
+    assert!(!b.took(|c| matches!(c, Command::SaveRecord { .. } | Command::StartOrderlyReboot)));
     assert_eq!(b.engine.record().unwrap().count, 0, "no budget used");
     // It fails again: a new decision, a new drain.
     b.beating = false;
     b.run_to(61 * S);
     b.answer(Outcome::Missing);
-    assert!(matches!(b.engine.reboot_state(), RebootState::Draining { .. }));
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Draining { .. }
+    ));
 }
 
 #[test]

@@ -311,6 +311,7 @@ struct Stats {
     refused_reloads: u64,
     repairs: u64,
     suppressed: u64,
+    drains_cancelled: u64,
     publishes: u64,
 }
 
@@ -681,6 +682,7 @@ fn simulation() {
                 total.refused_reloads += s.refused_reloads;
                 total.repairs += s.repairs;
                 total.suppressed += s.suppressed;
+                total.drains_cancelled += s.drains_cancelled;
                 total.publishes += s.publishes;
                 if tracing {
                     for line in sim.trace.iter().flatten() {
@@ -698,7 +700,7 @@ fn simulation() {
     let real = started.elapsed();
     let cpu = thread_cpu().saturating_sub(cpu_started);
     println!(
-        "simulation: {} seeds ({} regression), {:.0} simulated hours, {} steps, {:.1} s real time ({:.1} s on the CPU); {} statuses checked, {} repairs, {} reboots decided, {} refused (budget or dry run), {} reboots ({} by the hardware watchdog), {} crashes, {} reloads ({} refused)",
+        "simulation: {} seeds ({} regression), {:.0} simulated hours, {} steps, {:.1} s real time ({:.1} s on the CPU); {} statuses checked, {} repairs, {} reboots decided, {} refused (budget or dry run), {} cancelled during their drain, {} reboots ({} by the hardware watchdog), {} crashes, {} reloads ({} refused)",
         seeds.len(),
         REGRESSION_SEEDS.len().min(seeds.len()),
         total.hours,
@@ -709,6 +711,7 @@ fn simulation() {
         total.repairs,
         total.reboots_decided,
         total.suppressed,
+        total.drains_cancelled,
         total.reboots,
         total.hardware_resets,
         total.crashes,
