@@ -76,7 +76,12 @@ impl Engine {
         };
         status::set_reason(&mut status.rebooting, self.rebooting_reason());
         status.suppressed.clone_from(&self.suppressed);
-        self.fill_agent(status.agent.get_or_insert_with(Agent::default));
+        // Room for any reason (a rule's name, at most a file name, and a
+        // bounded cause), so that a turn never grows it.
+        self.fill_agent(status.agent.get_or_insert_with(|| Agent {
+            answer: Answer::Up,
+            reason: String::with_capacity(1024),
+        }));
         status
             .rules
             .resize_with(self.rules.len(), RuleStatus::default);
