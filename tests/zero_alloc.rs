@@ -97,7 +97,11 @@ fn main() {
             format!(
                 "[Heartbeat]\nFile={}\nMaxAge=300ms\n{}",
                 file.display(),
-                if i % 2 == 0 { "[Escalate]\nDrain=yes\n" } else { "" }
+                if i % 2 == 0 {
+                    "[Escalate]\nDrain=yes\n"
+                } else {
+                    ""
+                }
             ),
         )
         .unwrap();

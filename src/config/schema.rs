@@ -489,4 +489,39 @@ mod tests {
                 .any(|e| e.contains("more than half of Timeout=10s"))
         );
     }
+
+    #[test]
+    fn drain_settings() {
+        let p = Path::new("/c/heartwatch.conf");
+        let drain =
+            |v: &str| parse_settings(p, &format!("[Reboot]\nDrain={v}\n")).map(|(_, _, r)| r.drain);
+        assert_eq!(parse_settings(p, "").unwrap().2.drain, Duration::ZERO);
+        assert_eq!(drain("0"), Ok(Duration::ZERO));
+        assert_eq!(drain("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(drain("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["2h", "5", "soon"] {
+            let errors = drain(bad).unwrap_err();
+            assert!(
+                errors[0]
+                    .to_string()
+                    .starts_with("/c/heartwatch.conf:2: Drain=: "),
+                "{bad}: {errors:?}"
+            );
+        }
+        assert!(
+            !rule("[Heartbeat]\nFile=/a\nMaxAge=1s\n")
+                .unwrap()
+                .ladder
+                .drain
+        );
+        assert!(
+            rule("[Heartbeat]\nFile=/a\nMaxAge=1s\n[Escalate]\nDrain=yes\n")
+                .unwrap()
+                .ladder
+                .drain
+        );
+        let errors =
+            rule("[Heartbeat]\nFile=/a\nMaxAge=1s\n[Escalate]\nDrain=maybe\n").unwrap_err();
+        assert!(errors[0].to_string().contains(":5: Drain=: "), "{errors:?}");
+    }
 }
