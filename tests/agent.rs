@@ -537,3 +537,26 @@ fn the_readme_shows_the_tested_haproxy_lines() {
         "the README's HAProxy snippet is not tests/agent/haproxy.cfg.in's backend:\n{snippet}"
     );
 }
+
+#[test]
+fn check_says_which_rules_drain_and_refuses_a_bad_drain() {
+    let s = Scratch::new("agent-check");
+    s.write_conf("[Reboot]\nDrain=2min\n");
+    s.write_rule(
+        "web",
+        "[Heartbeat]\nFile=/run/web\nMaxAge=1min\n[Escalate]\nDrain=yes\n",
+    );
+    let (code, out, err) = common::heartwatch(&s.conf(), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("heartwatch agent answers drain while it fails"),
+        "{out}"
+    );
+    s.write_conf("[Reboot]\nDrain=2h\n");
+    let (code, _, err) = common::heartwatch(&s.conf(), &["check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("heartwatch.conf:8: Drain=: \"2h\" is longer than an hour"),
+        "{err}"
+    );
+}
