@@ -212,6 +212,9 @@ pub fn explain(spec: &LadderSpec) -> String {
             DurationText(spec.recovery)
         ));
     }
+    if spec.drain {
+        words.push_str("; heartwatch agent answers drain while it fails");
+    }
     words
 }
 
@@ -272,6 +275,7 @@ mod tests {
             }),
             finally,
             recovery: Duration::from_secs(60),
+            drain: false,
         }
     }
 
@@ -398,6 +402,14 @@ mod tests {
         assert_eq!(
             explain(&spec(0, Finally::Reboot)),
             "reboot (within the reboot budget)"
+        );
+        let drains = LadderSpec {
+            drain: true,
+            ..spec(0, Finally::Log)
+        };
+        assert_eq!(
+            explain(&drains),
+            "log and do nothing more; heartwatch agent answers drain while it fails"
         );
     }
 }

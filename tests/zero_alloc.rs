@@ -1,6 +1,7 @@
 //! The steady state allocates nothing. A counting global allocator wraps
 //! the system one; the real daemon loop runs over 120 heartbeat rules (some
-//! kept fresh, some going stale, some recovering) and 20 process rules (ten
+//! kept fresh, some going stale, some recovering; half of them with
+//! `[Escalate] Drain=yes`, so the agent's answer changes as they do) and 20 process rules (ten
 //! alive, watched through pidfds and looked up every 100 ms; ten failing:
 //! a missing pidfile, garbage, a dead PID) with the `none` device,
 //! logging, systemd notification and the metrics file on, and two repairs running throughout,
@@ -120,7 +121,16 @@ fn main() {
         let file = dir.join(format!("beat-{i}"));
         std::fs::write(
             dir.join(format!("conf/rules.d/r{i:03}.rule")),
-            format!("[Heartbeat]\nFile={}\nMaxAge=300ms\n", file.display()),
+            // Half of them ask the agent to drain while they fail.
+            format!(
+                "[Heartbeat]\nFile={}\nMaxAge=300ms\n{}",
+                file.display(),
+                if i % 2 == 0 {
+                    "[Escalate]\nDrain=yes\n"
+                } else {
+                    ""
+                }
+            ),
         )
         .unwrap();
         let c = CString::new(file.as_os_str().as_bytes()).unwrap();
@@ -380,6 +390,10 @@ fn main() {
         .rule_health()
         .filter(|(n, h)| n.starts_with('p') && *n < "p010" && *h == Health::Healthy)
         .count();
+    // The agent's answer was in the record the loop wrote: the failing
+    // rules with Drain=yes (r040..r079, even) make it `drain`.
+    let record = std::fs::read_to_string(dir.join("run/status")).unwrap_or_default();
+    let drains = record.contains("\nagent drain\trule r0");
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "zero_alloc: {RULES} heartbeat, 20 process, 3 interface, {} system and 2 command rules ({commands_during} runs of one while counting), {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
@@ -463,6 +477,7 @@ fn main() {
         metrics_written,
         "heartwatch.prom was rewritten while counting ([Metrics] TextfileDirectory=)",
     );
+    check(drains, "the agent's answer in the record was drain");
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
     println!("{passed} passed, {failed} failed");

@@ -15,6 +15,7 @@ commands:
   import-watchdog-conf [FILE] --to DIR [--force]
                                            translate watchdog.conf (default
                                            /etc/watchdog.conf) into DIR
+  agent                                    one answer to HAProxy's agent check (socket-activated)
 options:
   --config DIR   configuration root (default /etc/heartwatch)
   --to DIR       where import-watchdog-conf writes (inside /etc only if named so)
@@ -91,7 +92,7 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
 /// How many words `command` takes, where that is fixed.
 pub(super) fn words_wanted(command: &str) -> Option<usize> {
     match command {
-        "run" | "check" | "status" => Some(0),
+        "run" | "check" | "status" | "agent" => Some(0),
         "beat" => Some(1),
         _ => None,
     }

@@ -1,8 +1,9 @@
 //! The command line: parses arguments (`args`), runs a command (one file
-//! each: `run`, `check`, `status`, `beat`, `memtest`,
-//! `import`), and maps every error
+//! each: `run`, `check`, `status`, `beat`, `memtest`, `import`, `agent`),
+//! and maps every error
 //! to an exit code in one place (the codes are in `report`).
 
+mod agent;
 mod args;
 mod beat;
 mod check;
@@ -55,6 +56,7 @@ pub fn main() -> ExitCode {
         "beat" => beat::beat(&args.root, &args.words[0]),
         "memtest" => memtest::memtest(&args.words),
         "import-watchdog-conf" => import::import(&args),
+        "agent" => agent::agent(&args.root),
         #[cfg(feature = "test-hooks")]
         "crash-test" => return crate::crash::crash_test_command(&args.words),
         other => {

@@ -108,7 +108,7 @@ fn runtime_dir(root: &Path) -> PathBuf {
 
 /// `RuntimeDirectory=` of a heartwatch.conf that does not validate, if it
 /// still reads as settings and the value is an absolute path.
-fn runtime_dir_of(text: &str) -> Option<PathBuf> {
+pub(super) fn runtime_dir_of(text: &str) -> Option<PathBuf> {
     let sections = crate::config::parse_ini(text).ok()?;
     let entry = sections
         .iter()
@@ -121,7 +121,7 @@ fn runtime_dir_of(text: &str) -> Option<PathBuf> {
 
 /// What the status says of its writer.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+pub(super) enum Verdict {
     Running,
     /// Probably running, but that could not be made sure of.
     Unverified(String),
@@ -130,7 +130,7 @@ enum Verdict {
 
 /// Whether the daemon that wrote `status` still runs: the process its
 /// identity names exists, started when it says, in this boot.
-fn judge(status: &Status) -> Verdict {
+pub(super) fn judge(status: &Status) -> Verdict {
     let pid = status.identity.pid as i32;
     if status.stopped.is_some() {
         return Verdict::NotRunning(format!("heartwatch stopped (an orderly stop of pid {pid})"));

@@ -115,6 +115,7 @@ pub fn parse_settings(
         None => parse_argv("systemctl reboot").ok(),
     };
     let forced = keys.get("Forced", parse_bool).unwrap_or(true);
+    let drain = keys.get("Drain", parse_drain).unwrap_or(Duration::ZERO);
     keys.finish();
 
     let mut keys = Keys::new(path, &metrics_section, &mut errors);
@@ -144,6 +145,7 @@ pub fn parse_settings(
                 orderly_timeout,
                 command,
                 forced,
+                drain,
             },
         ))
     } else {
@@ -153,6 +155,20 @@ pub fn parse_settings(
 
 /// The sections of which a rule has exactly one, for messages.
 const WATCH_SECTIONS: &str = "[Heartbeat], [Process], [Command], [System], [Interface]";
+/// `[Reboot] Drain=`: `0` (the default: no drain) or a duration of at most
+/// an hour, which a reboot waits once decided.
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    let d = match text {
+        "0" => Duration::ZERO,
+        _ => parse_duration(text)?,
+    };
+    if d > Duration::from_secs(3600) {
+        return Err(format!(
+            "{text:?} is longer than an hour; a reboot that waits that long for the load balancer is a host that stays broken"
+        ));
+    }
+    Ok(d)
+}
 
 /// Parses one rule file; `name` comes from the file name.
 pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<ConfigError>> {
@@ -215,6 +231,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             repair: None,
             finally: Finally::Log,
             recovery: Duration::from_secs(60),
+            drain: false,
         }),
     };
     match (watch, ladder) {
@@ -308,6 +325,7 @@ fn parse_ladder(keys: &mut Keys) -> Option<LadderSpec> {
             _ => Err(format!("{v:?} is not `log` or `reboot`")),
         })
         .unwrap_or(Finally::Log);
+    let drain = keys.get("Drain", parse_bool).unwrap_or(false);
     let recovery_line = keys.line_of("RecoveryPeriod");
     let recovery = keys.get("RecoveryPeriod", parse_positive_duration);
     let has_repair_keys = attempts.is_some()
@@ -357,6 +375,7 @@ fn parse_ladder(keys: &mut Keys) -> Option<LadderSpec> {
         repair,
         finally,
         recovery: recovery.unwrap_or(Duration::from_secs(60)),
+        drain,
     })
 }
 
@@ -488,5 +507,40 @@ mod tests {
                 .iter()
                 .any(|e| e.contains("more than half of Timeout=10s"))
         );
+    }
+
+    #[test]
+    fn drain_settings() {
+        let p = Path::new("/c/heartwatch.conf");
+        let drain =
+            |v: &str| parse_settings(p, &format!("[Reboot]\nDrain={v}\n")).map(|(_, _, r)| r.drain);
+        assert_eq!(parse_settings(p, "").unwrap().2.drain, Duration::ZERO);
+        assert_eq!(drain("0"), Ok(Duration::ZERO));
+        assert_eq!(drain("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(drain("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["2h", "5", "soon"] {
+            let errors = drain(bad).unwrap_err();
+            assert!(
+                errors[0]
+                    .to_string()
+                    .starts_with("/c/heartwatch.conf:2: Drain=: "),
+                "{bad}: {errors:?}"
+            );
+        }
+        assert!(
+            !rule("[Heartbeat]\nFile=/a\nMaxAge=1s\n")
+                .unwrap()
+                .ladder
+                .drain
+        );
+        assert!(
+            rule("[Heartbeat]\nFile=/a\nMaxAge=1s\n[Escalate]\nDrain=yes\n")
+                .unwrap()
+                .ladder
+                .drain
+        );
+        let errors =
+            rule("[Heartbeat]\nFile=/a\nMaxAge=1s\n[Escalate]\nDrain=maybe\n").unwrap_err();
+        assert!(errors[0].to_string().contains(":5: Drain=: "), "{errors:?}");
     }
 }

@@ -53,6 +53,9 @@ pub struct RebootSettings {
     pub command: Option<Argv>,
     /// Call `reboot(2)` when the orderly reboot has not happened in time.
     pub forced: bool,
+    /// How long a decided reboot reports `drain` to the load balancer's
+    /// agent (`heartwatch agent`) before it goes on; zero: not at all.
+    pub drain: Duration,
 }
 
 /// One rule: the file's name, what it watches and how it escalates.
@@ -135,6 +138,8 @@ pub struct LadderSpec {
     pub repair: Option<RepairSpec>,
     pub finally: Finally,
     pub recovery: Duration,
+    /// `Drain=yes`: while the rule fails, the agent answers `drain`.
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

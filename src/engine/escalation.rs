@@ -238,22 +238,28 @@ impl Engine {
             self.step_ladder(index, Event::RebootSuppressed, now);
             return;
         }
-        self.reboot_reason = Some(reason.clone());
+        if self.record.is_none() {
+            log::error!("no state directory: the reboot reason is only in this log");
+        }
+        // The reason goes to the record, and the reboot counts against the
+        // budget, when the path records it: after the drain, if there is
+        // one, so that a reboot cancelled during its drain uses none.
+        self.reboot_reason = Some(reason);
         self.counts.reboots_decided += 1;
-        let recorded = match &mut self.record {
-            Some(record) => {
-                record.count += 1;
-                record.last = Some(reason);
-                true
-            }
-            None => {
-                log::error!("no state directory: the reboot reason is only in this log");
-                false
-            }
-        };
         self.suppressed = None;
         self.dirty = true;
+        let recorded = self.record.is_some();
         self.step_reboot(reboot_path::Event::Decided { recorded }, now);
+    }
+
+    /// While a reboot drains, every rule that can reboot became healthy
+    /// again (or went in a reload): the reboot is cancelled.
+    pub(super) fn tend_drain(&mut self, now: Now) {
+        if self.failing_rebooters == 0
+            && matches!(self.path.state(), super::RebootState::Draining { .. })
+        {
+            self.step_reboot(reboot_path::Event::Recovered, now);
+        }
     }
 
     /// Moves a decided reboot on with time.
@@ -267,6 +273,7 @@ impl Engine {
     pub(super) fn step_reboot(&mut self, event: reboot_path::Event, now: Now) {
         let c = &self.config.reboot;
         let bounds = Bounds {
+            drain: c.drain,
             record: RECORD_BOUND,
             orderly: c.command.as_ref().map(|_| c.orderly_timeout),
         };
@@ -277,7 +284,23 @@ impl Engine {
         }
         match action {
             PathAction::Nothing => {}
-            PathAction::Record => self.commands.push_back(Command::SaveRecord { wait: true }),
+            PathAction::Drain => log::warn!(
+                "draining for {} before the reboot: heartwatch agent answers drain",
+                DurationText(self.config.reboot.drain)
+            ),
+            PathAction::Cancel => {
+                log::warn!(
+                    "every rule that can reboot is healthy again during the drain: the reboot is cancelled"
+                );
+                self.reboot_reason = None;
+            }
+            PathAction::Record => {
+                if let (Some(record), Some(reason)) = (&mut self.record, &self.reboot_reason) {
+                    record.count += 1;
+                    record.last = Some(reason.clone());
+                }
+                self.commands.push_back(Command::SaveRecord { wait: true });
+            }
             PathAction::RecordTimedOut => {
                 crate::critical!(
                     "cannot record the reboot reason in {}: no answer within {}; rebooting anyway, the reason is only in this log",

@@ -567,6 +567,7 @@ impl Engine {
             (false, None) => self.healthy_since = Some(now.mono),
             _ => {}
         }
+        self.tend_drain(now);
     }
 }
 

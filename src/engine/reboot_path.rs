@@ -1,6 +1,9 @@
 //! The reboot path once a reboot is decided, as an explicit state machine
 //! like the ladder: an enum of states, an enum of events, one `match`.
-//! The reason is recorded first (bounded: a state directory that does not
+//! With `[Reboot] Drain=`, the host first reports `drain` to the load
+//! balancer's agent for that long (`Draining`); if every rule that can
+//! reboot is healthy again meanwhile, the reboot is cancelled. Then the
+//! reason is recorded (bounded: a state directory that does not
 //! answer does not hold the reboot up), then the orderly reboot is asked
 //! for (bounded by `OrderlyTimeout=`), then `reboot(2)`, then feeding
 //! stops so that the hardware resets the host.
@@ -11,6 +14,11 @@ use std::time::{Duration, Instant};
 pub enum State {
     /// No reboot decided.
     Up,
+    /// The agent answers `drain` until `until`; then the reason is
+    /// recorded (`recorded`: there is a state directory) or the orderly
+    /// reboot begins. Nothing is recorded yet: a cancelled reboot uses no
+    /// budget.
+    Draining { until: Instant, recorded: bool },
     /// The reason is being written; the orderly reboot begins when it is,
     /// or at `until`.
     Recording { until: Instant },
@@ -29,6 +37,8 @@ pub enum Event {
     ReasonWritten,
     /// The orderly reboot command could not be started.
     OrderlyNotStarted,
+    /// Every rule whose ladder can reboot is healthy again.
+    Recovered,
     /// Time passed.
     Tick,
 }
@@ -36,6 +46,10 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Nothing,
+    /// Report `drain` and wait.
+    Drain,
+    /// The drain ended in a recovery: no reboot after all.
+    Cancel,
     /// Write the reason and wait for the writer's answer.
     Record,
     /// The writer did not answer in time: say so, go on.
@@ -50,6 +64,8 @@ pub enum Action {
 /// The bounds of each step.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
+    /// `[Reboot] Drain=`; zero: no drain.
+    pub drain: Duration,
     pub record: Duration,
     /// `None`: there is no orderly reboot command, so `reboot(2)` at once.
     pub orderly: Option<Duration>,
@@ -75,10 +91,15 @@ impl RebootPath {
         self.state != State::Up
     }
 
+    /// Whether the reboot is past its drain: it goes on whatever happens.
+    pub fn committed(&self) -> bool {
+        !matches!(self.state, State::Up | State::Draining { .. })
+    }
+
     /// When a `Tick` may next move the machine.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Recording { until } => Some(until),
+            State::Draining { until, .. } | State::Recording { until } => Some(until),
             State::Orderly { deadline } => Some(deadline),
             State::Up | State::FeedStopped => None,
         }
@@ -91,7 +112,22 @@ impl RebootPath {
         let orderly = || Orderly {
             deadline: bounds.orderly.map_or(now, |d| now + d),
         };
+        let record = || Recording {
+            until: now + bounds.record,
+        };
         let (next, action) = match (self.state, event) {
+            (Up, Decided { recorded }) if !bounds.drain.is_zero() => (
+                Draining {
+                    until: now + bounds.drain,
+                    recorded,
+                },
+                Action::Drain,
+            ),
+            (Draining { .. }, Recovered) => (Up, Action::Cancel),
+            (Draining { until, recorded }, Tick) if now >= until => match recorded {
+                true => (record(), Action::Record),
+                false => (orderly(), Action::BeginOrderly),
+            },
             (Up, Decided { recorded: true }) => (
                 Recording {
                     until: now + bounds.record,
@@ -115,6 +151,7 @@ mod tests {
     use super::*;
 
     const BOUNDS: Bounds = Bounds {
+        drain: Duration::ZERO,
         record: Duration::from_secs(5),
         orderly: Some(Duration::from_secs(60)),
     };
@@ -185,5 +222,85 @@ mod tests {
         p.on(Event::Decided { recorded: false }, t0, BOUNDS);
         p.on(Event::OrderlyNotStarted, t0, BOUNDS);
         assert_eq!(p.on(Event::Tick, t0, BOUNDS), Action::GiveUp);
+    }
+
+    const DRAIN: Bounds = Bounds {
+        drain: Duration::from_secs(30),
+        ..BOUNDS
+    };
+
+    #[test]
+    fn a_drained_reboot_reports_drain_then_goes_on_as_without_one() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        for recorded in [true, false] {
+            let mut p = RebootPath::default();
+            assert_eq!(p.on(Event::Decided { recorded }, t0, DRAIN), Action::Drain);
+            assert_eq!(
+                p.state(),
+                State::Draining {
+                    until: t0 + s(30),
+                    recorded
+                }
+            );
+            assert!(p.decided() && !p.committed());
+            assert_eq!(p.deadline(), Some(t0 + s(30)));
+            assert_eq!(p.on(Event::Tick, t0 + s(29), DRAIN), Action::Nothing);
+            assert_eq!(
+                p.on(Event::ReasonWritten, t0 + s(29), DRAIN),
+                Action::Nothing,
+                "nothing is written while draining"
+            );
+            assert_eq!(
+                p.on(Event::Decided { recorded }, t0 + s(29), DRAIN),
+                Action::Nothing
+            );
+            let (action, state) = match recorded {
+                true => (Action::Record, State::Recording { until: t0 + s(35) }),
+                false => (
+                    Action::BeginOrderly,
+                    State::Orderly {
+                        deadline: t0 + s(90),
+                    },
+                ),
+            };
+            assert_eq!(p.on(Event::Tick, t0 + s(30), DRAIN), action);
+            assert_eq!(p.state(), state);
+            assert!(p.committed());
+            assert_eq!(
+                p.on(Event::Recovered, t0 + s(31), DRAIN),
+                Action::Nothing,
+                "past the drain a recovery no longer cancels the reboot"
+            );
+            assert_eq!(p.state(), state);
+        }
+    }
+
+    #[test]
+    fn a_recovery_during_the_drain_cancels_the_reboot() {
+        let t0 = Instant::now();
+        let mut p = RebootPath::default();
+        assert_eq!(
+            p.on(Event::Recovered, t0, DRAIN),
+            Action::Nothing,
+            "nothing to cancel"
+        );
+        p.on(Event::Decided { recorded: true }, t0, DRAIN);
+        assert_eq!(
+            p.on(Event::Recovered, t0 + Duration::from_secs(1), DRAIN),
+            Action::Cancel
+        );
+        assert_eq!(p.state(), State::Up);
+        assert!(!p.decided());
+        assert_eq!(p.deadline(), None);
+        // A later decision drains again.
+        assert_eq!(
+            p.on(
+                Event::Decided { recorded: true },
+                t0 + Duration::from_secs(2),
+                DRAIN
+            ),
+            Action::Drain
+        );
     }
 }

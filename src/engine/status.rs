@@ -5,7 +5,7 @@ use super::{Engine, RebootState};
 use crate::health::Health;
 use crate::ladder;
 use crate::reboot::Reason;
-use crate::status::{self, DeviceStatus, Feeding, LastRepair, RuleStatus, Status};
+use crate::status::{self, Agent, Answer, DeviceStatus, Feeding, LastRepair, RuleStatus, Status};
 
 impl Engine {
     /// The reason of the reboot under way, if one is.
@@ -80,6 +80,12 @@ impl Engine {
             health_changes: self.changes,
             ..self.counts
         };
+        // Room for any reason (a rule's name, at most a file name, and a
+        // bounded cause), so that a turn never grows it.
+        self.fill_agent(status.agent.get_or_insert_with(|| Agent {
+            answer: Answer::Up,
+            reason: String::with_capacity(1024),
+        }));
         status
             .rules
             .resize_with(self.rules.len(), RuleStatus::default);
@@ -111,6 +117,45 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// What `heartwatch agent` answers: `down` once the reboot is past its
+    /// drain (or the daemon stopped), `drain` during the drain or while a
+    /// rule with `[Escalate] Drain=yes` fails (the first in configuration
+    /// order names the reason), `up` otherwise. Updated in place.
+    fn fill_agent(&self, agent: &mut Agent) {
+        let reason = self.reboot_reason.as_ref();
+        let draining = || {
+            self.rules.iter().find_map(|w| match w.health {
+                Health::Failing(cause) if w.rule.ladder.drain => Some((&w.rule.name, cause)),
+                _ => None,
+            })
+        };
+        agent.answer = if self.stopped_wall.is_some() {
+            status::set_text(&mut agent.reason, "heartwatch stopped");
+            Answer::Down
+        } else if self.path.committed() {
+            match reason {
+                Some(r) => status::set_text(
+                    &mut agent.reason,
+                    format_args!("rebooting for rule {}: {}", r.rule, r.cause),
+                ),
+                None => status::set_text(&mut agent.reason, "rebooting"),
+            }
+            Answer::Down
+        } else if let (true, Some(r)) = (self.path.decided(), reason) {
+            status::set_text(
+                &mut agent.reason,
+                format_args!("reboot for rule {}: {}", r.rule, r.cause),
+            );
+            Answer::Drain
+        } else if let Some((name, cause)) = draining() {
+            status::set_text(&mut agent.reason, format_args!("rule {name}: {cause}"));
+            Answer::Drain
+        } else {
+            agent.reason.clear();
+            Answer::Up
+        };
     }
 
     /// A buffer large enough for the status of the rules installed.

@@ -267,3 +267,124 @@ fn reboots_past_the_budget_are_refused_until_a_healthy_period() {
     assert_eq!(b.engine.record().unwrap().count, 0);
     assert!(b.took(|c| matches!(c, Command::SaveRecord { wait: false })));
 }
+
+fn agent(b: &mut Bench) -> (crate::status::Answer, String) {
+    let a = b
+        .engine
+        .status(0)
+        .agent
+        .clone()
+        .expect("the engine always answers");
+    (a.answer, a.reason)
+}
+
+#[test]
+fn a_drained_reboot_says_drain_then_records_and_reboots_after_the_drain() {
+    use crate::status::Answer;
+    let conf = "[Daemon]\nStartupGrace=0s\n[Reboot]\nDrain=30s\nCommand=/bin/true\n";
+    let mut b = Bench::new(conf, "[Escalate]\nFinally=reboot\n");
+    assert_eq!(agent(&mut b), (Answer::Up, String::new()));
+    b.run_to(S);
+    b.answer(Outcome::Missing);
+    assert!(b.engine.rebooting());
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Draining { .. }
+    ));
+    let (answer, reason) = agent(&mut b);
+    assert_eq!(answer, Answer::Drain);
+    assert!(reason.starts_with("reboot for rule r: "), "{reason}");
+    assert!(
+        b.engine.status(0).rebooting.is_some(),
+        "the status says REBOOTING"
+    );
+    assert!(!b.took(|c| matches!(c, Command::SaveRecord { .. })));
+    assert_eq!(
+        b.engine.record().unwrap().count,
+        0,
+        "nothing counts before the drain ends"
+    );
+    // It stays failing: the drain ends and the reboot goes on.
+    b.run_to(30 * S);
+    assert!(!b.took(|c| matches!(c, Command::SaveRecord { .. })));
+    b.run_to(31 * S);
+    assert!(b.took(|c| matches!(c, Command::SaveRecord { wait: true })));
+    assert_eq!(b.engine.record().unwrap().count, 1);
+    assert_eq!(b.engine.record().unwrap().last.as_ref().unwrap().rule, "r");
+    assert_eq!(agent(&mut b).0, Answer::Down, "past the drain: down");
+    b.tell(Event::ReasonWritten);
+    assert!(b.took(|c| matches!(c, Command::StartOrderlyReboot)));
+    // A recovery now changes nothing.
+    b.answer(found(1));
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Orderly { .. }
+    ));
+}
+
+#[test]
+fn a_rule_that_recovers_during_the_drain_cancels_the_reboot() {
+    use crate::status::Answer;
+    let conf = "[Daemon]\nStartupGrace=0s\n[Reboot]\nDrain=30s\nCommand=/bin/true\n";
+    let mut b = Bench::new(conf, "[Escalate]\nFinally=reboot\n");
+    b.run_to(S);
+    b.answer(Outcome::Missing);
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Draining { .. }
+    ));
+    b.run_to(5 * S);
+    b.answer(found(1));
+    b.beating = true;
+    assert_eq!(b.engine.reboot_state(), RebootState::Up);
+    assert!(!b.engine.rebooting());
+    assert!(b.engine.status(0).rebooting.is_none());
+    assert_eq!(agent(&mut b), (Answer::Up, String::new()));
+    b.run_to(60 * S);
+    assert!(!b.took(|c| matches!(c, Command::SaveRecord { .. } | Command::StartOrderlyReboot)));
+    assert_eq!(b.engine.record().unwrap().count, 0, "no budget used");
+    // It fails again: a new decision, a new drain.
+    b.beating = false;
+    b.run_to(61 * S);
+    b.answer(Outcome::Missing);
+    assert!(matches!(
+        b.engine.reboot_state(),
+        RebootState::Draining { .. }
+    ));
+}
+
+#[test]
+fn a_failing_rule_with_drain_yes_makes_the_agent_say_drain_until_it_recovers() {
+    use crate::status::Answer;
+    let mut b = Bench::new("[Daemon]\nStartupGrace=0s\n", "[Escalate]\nDrain=yes\n");
+    b.run_to(S);
+    b.answer(Outcome::Missing);
+    let (answer, reason) = agent(&mut b);
+    assert_eq!(answer, Answer::Drain);
+    assert!(reason.starts_with("rule r: "), "{reason}");
+    b.run_to(2 * S);
+    b.answer(found(1));
+    assert_eq!(b.health(), Health::Healthy);
+    assert_eq!(agent(&mut b), (Answer::Up, String::new()));
+    // Without Drain=yes a failing rule leaves the answer up.
+    let mut b = Bench::new("[Daemon]\nStartupGrace=0s\n", "");
+    b.run_to(S);
+    b.answer(Outcome::Missing);
+    assert_eq!(agent(&mut b).0, Answer::Up);
+}
+
+#[test]
+fn a_suppressed_or_dry_run_reboot_does_not_drain() {
+    use crate::status::Answer;
+    for conf in [
+        "[Daemon]\nStartupGrace=0s\n[Reboot]\nDrain=30s\nBudget=0\n",
+        "[Daemon]\nStartupGrace=0s\nDryRun=yes\n[Reboot]\nDrain=30s\n",
+    ] {
+        let mut b = Bench::new(conf, "[Escalate]\nFinally=reboot\n");
+        b.run_to(S);
+        b.answer(Outcome::Missing);
+        assert!(b.engine.suppressed().is_some(), "{conf}");
+        assert_eq!(b.engine.reboot_state(), RebootState::Up, "{conf}");
+        assert_eq!(agent(&mut b).0, Answer::Up, "{conf}");
+    }
+}

@@ -40,6 +40,9 @@ pub struct Status {
     pub rebooting: Option<Reason>,
     /// Why a reboot was not taken (past the budget, or dry run).
     pub suppressed: Option<String>,
+    /// What `heartwatch agent` answers the load balancer; `None` in a
+    /// record that has no `agent` line.
+    pub agent: Option<Agent>,
     pub rules: Vec<RuleStatus>,
     /// What the daemon counted since it started (not in the record).
     pub counts: Counts,
@@ -115,6 +118,39 @@ impl RepairEnd {
             RepairEnd::Lost => "lost",
             RepairEnd::DryRun => "dry_run",
         }
+    }
+}
+
+/// The answer for HAProxy's agent check, as the engine decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Agent {
+    pub answer: Answer,
+    /// Why, in a few words; empty when there is nothing to say.
+    pub reason: String,
+}
+
+/// `up`, `drain` or `down`: what the agent tells the load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Answer {
+    #[default]
+    Up,
+    Drain,
+    Down,
+}
+
+impl Answer {
+    pub fn word(self) -> &'static str {
+        match self {
+            Answer::Up => "up",
+            Answer::Drain => "drain",
+            Answer::Down => "down",
+        }
+    }
+
+    pub fn from_word(word: &str) -> Option<Answer> {
+        [Answer::Up, Answer::Drain, Answer::Down]
+            .into_iter()
+            .find(|a| a.word() == word)
     }
 }
 
@@ -388,6 +424,14 @@ impl Status {
         if let Some(text) = &self.suppressed {
             writeln!(out, "REBOOT SUPPRESSED: {text}")?;
         }
+        if let Some(agent) = self.agent.as_ref().filter(|a| a.answer != Answer::Up) {
+            writeln!(
+                out,
+                "load balancer agent: {}: {}",
+                agent.answer.word(),
+                agent.reason
+            )?;
+        }
         let [starting, healthy, failing] = self.counts();
         writeln!(
             out,
@@ -537,6 +581,10 @@ pub(super) mod tests {
             },
             rebooting: Some(reason("nginx")),
             suppressed: Some("dry run: would reboot for rule nginx: dead".into()),
+            agent: Some(Agent {
+                answer: Answer::Drain,
+                reason: "rule nginx: dead: the process exited".into(),
+            }),
             rules: vec![
                 RuleStatus {
                     name: "backup".into(),
@@ -594,6 +642,7 @@ last reboot by heartwatch: rule backup: stale: not modified for 2s (max age 1s) 
 reboot budget: 1 of 3 used (starts again after 1h healthy)
 REBOOTING: rule nginx: stale: not modified for 2s (max age 1s) (after 3 repair attempts), decided at 2026-11-18 11:06:40 UTC after 1235 s of uptime
 REBOOT SUPPRESSED: dry run: would reboot for rule nginx: dead
+load balancer agent: drain: rule nginx: dead: the process exited
 rules: 3 (1 healthy, 1 failing, 1 starting)
   backup  healthy   heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
   nginx   failing   process    since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
@@ -610,6 +659,7 @@ rules: 3 (1 healthy, 1 failing, 1 starting)
         stopped.last_reboot = None;
         stopped.rebooting = None;
         stopped.suppressed = None;
+        stopped.agent = None;
         stopped.dry_run = false;
         stopped.rules.clear();
         assert_eq!(

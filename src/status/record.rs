@@ -10,7 +10,10 @@
 //! An optional field is a line left out (a key line) or an empty field (in
 //! a tab-separated line). Any change to the format changes its version.
 
-use super::{Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleKind, RuleStatus, Status};
+use super::{
+    Agent, Answer, Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleKind, RuleStatus,
+    Status,
+};
 use crate::reboot::Reason;
 use std::fmt;
 use std::time::Duration;
@@ -88,6 +91,12 @@ impl Status {
         if let Some(text) = &self.suppressed {
             w.key("\nsuppressed");
             w.text(text);
+        }
+        if let Some(agent) = &self.agent {
+            w.key("\nagent");
+            w.raw(agent.answer.word());
+            w.tab();
+            w.text(&agent.reason);
         }
         for r in &self.rules {
             w.key("\nrule");
@@ -372,6 +381,15 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             once_opt(status.suppressed.is_some())?;
             status.suppressed = Some(unescape(value)?);
         }
+        "agent" => {
+            once_opt(status.agent.is_some())?;
+            let [answer, why] = fields(value)?;
+            status.agent = Some(Agent {
+                answer: Answer::from_word(answer)
+                    .ok_or_else(|| format!("unknown answer {answer:?}"))?,
+                reason: unescape(why)?,
+            });
+        }
         "rule" => {
             let [name, health, since, cause, ladder, repair, repair_at, kind] = fields(value)?;
             let last_repair = match (repair, repair_at) {
@@ -499,6 +517,7 @@ mod tests {
         sparse.last_reboot = None;
         sparse.rebooting = None;
         sparse.suppressed = None;
+        sparse.agent = None;
         sparse.rules.clear();
         assert_eq!(parse(&record(&sparse)), Ok(sparse.clone()));
         assert_eq!(
@@ -518,6 +537,7 @@ mod tests {
         status.root = "\\".into();
         status.rebooting.as_mut().unwrap().cause = hostile.into();
         status.devices[0].identity = "\t\t".into();
+        status.agent.as_mut().unwrap().reason = hostile.into();
         let bytes = record(&status);
         let text = String::from_utf8(bytes.clone()).unwrap();
         // One line per field: the hostile ones added none.
@@ -569,6 +589,8 @@ mod tests {
             ("\nbudget 1\t3\t", "\nbudget 1\t", "fewer than 3"),
             ("\tfed\n", "\tfed\textra\n", "more than 5"),
             ("\tfailing\t", "\tworried\t", "unknown health"),
+            ("\nagent drain\t", "\nagent maybe\t", "unknown answer"),
+            ("\nagent drain\t", "\nagent drain\n", "fewer than 2"),
             ("\npid 4321\n", "\npid -1\n", "not a number"),
             ("\npid 4321\n", "\npid 4321\npid 4321\n", "given twice"),
             ("\npid 4321\n", "\n\npid 4321\n", "line 3: not `key value`"),

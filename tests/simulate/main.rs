@@ -321,6 +321,7 @@ struct Stats {
     repairs: u64,
     command_runs: u64,
     suppressed: u64,
+    drains_cancelled: u64,
     publishes: u64,
 }
 
@@ -700,6 +701,7 @@ fn simulation() {
                 total.repairs += s.repairs;
                 total.command_runs += s.command_runs;
                 total.suppressed += s.suppressed;
+                total.drains_cancelled += s.drains_cancelled;
                 total.publishes += s.publishes;
                 if tracing {
                     for line in sim.trace.iter().flatten() {
@@ -717,7 +719,7 @@ fn simulation() {
     let real = started.elapsed();
     let cpu = thread_cpu().saturating_sub(cpu_started);
     println!(
-        "simulation: {} seeds ({} regression), {:.0} simulated hours, {} steps, {:.1} s real time ({:.1} s on the CPU); {} statuses checked, {} repairs, {} command check runs, {} reboots decided, {} refused (budget or dry run), {} reboots ({} by the hardware watchdog), {} crashes, {} reloads ({} refused)",
+        "simulation: {} seeds ({} regression), {:.0} simulated hours, {} steps, {:.1} s real time ({:.1} s on the CPU); {} statuses checked, {} repairs, {} command check runs, {} reboots decided, {} refused (budget or dry run), {} cancelled during their drain, {} reboots ({} by the hardware watchdog), {} crashes, {} reloads ({} refused)",
         seeds.len(),
         REGRESSION_SEEDS.len().min(seeds.len()),
         total.hours,
@@ -729,6 +731,7 @@ fn simulation() {
         total.command_runs,
         total.reboots_decided,
         total.suppressed,
+        total.drains_cancelled,
         total.reboots,
         total.hardware_resets,
         total.crashes,

@@ -80,7 +80,28 @@ impl Sim {
             }
             self.budget_count = 0;
         }
-        if self.prev_reboot == RebootState::Up && state != RebootState::Up {
+        // A reboot counts once it is past its drain (`[Reboot] Drain=`): one
+        // cancelled during the drain uses no budget.
+        let committed =
+            |s: RebootState| !matches!(s, RebootState::Up | RebootState::Draining { .. });
+        if let (RebootState::Draining { .. }, RebootState::Up) = (self.prev_reboot, state) {
+            self.stats.drains_cancelled += 1;
+            if failing_rebooter {
+                fail!(
+                    self,
+                    "a drain was cancelled while a rule that can reboot fails"
+                );
+            }
+        }
+        if let (RebootState::Up, RebootState::Draining { until, .. }) = (self.prev_reboot, state)
+            && until != self.base + t + self.active.settings.drain
+        {
+            fail!(
+                self,
+                "a drain until {until:?}, not Drain= after the decision"
+            );
+        }
+        if !committed(self.prev_reboot) && committed(state) {
             self.stats.reboots_decided += 1;
             if self.state_dir && self.budget_count >= budget {
                 fail!(
@@ -272,6 +293,7 @@ impl Sim {
             RebootState::Recording { .. } => 2,
             RebootState::Orderly { .. } => 3,
             RebootState::FeedStopped => 4,
+            RebootState::Draining { .. } => 5,
         });
         mix(engine.feeding_ok() as u64);
         mix(engine.suppressed().is_some() as u64);

@@ -16,6 +16,8 @@ pub struct Settings {
     pub healthy_uptime: Duration,
     pub orderly_timeout: Duration,
     pub forced: bool,
+    /// `[Reboot] Drain=`; zero: none.
+    pub drain: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +93,7 @@ impl Scenario {
             _ => "/dev/watchdog0 /dev/watchdog1",
         };
         let mut t = format!(
-            "[Watchdog]\nDevice={device}\nTimeout={}\nFeedInterval={}\n\n[Daemon]\nStartupGrace={}\nCheckTimeout={}\nDryRun={}\n\n[Reboot]\nBudget={}\nHealthyUptime={}\nOrderlyTimeout={}\nCommand=/bin/true\nForced={}\n",
+            "[Watchdog]\nDevice={device}\nTimeout={}\nFeedInterval={}\n\n[Daemon]\nStartupGrace={}\nCheckTimeout={}\nDryRun={}\n\n[Reboot]\nBudget={}\nHealthyUptime={}\nOrderlyTimeout={}\nCommand=/bin/true\nForced={}\nDrain={}\n",
             dur(s.timeout),
             dur(s.feed),
             dur(s.grace),
@@ -101,6 +103,7 @@ impl Scenario {
             dur(s.healthy_uptime),
             dur(s.orderly_timeout),
             if s.forced { "yes" } else { "no" },
+            dur(s.drain),
         );
         if let Some((0, kind)) = self.defect {
             t = match kind % 4 {
@@ -244,6 +247,11 @@ impl Gen<'_> {
             healthy_uptime: self.d(3600.0, 72.0 * 3600.0),
             orderly_timeout: self.d(60.0, 600.0),
             forced: self.rng.chance(0.8),
+            drain: if self.rng.chance(0.5) {
+                Duration::ZERO
+            } else {
+                self.d(1.0, 600.0)
+            },
         }
     }
 
