@@ -28,6 +28,7 @@ mod device;
 pub mod engine;
 pub mod health;
 mod heartbeat;
+pub mod history;
 mod identity;
 mod ladder;
 pub mod logger;

@@ -9,7 +9,7 @@ usage: heartwatch [--config DIR] COMMAND
 commands:
   run [--dry-run] [--syslog] [--verbose]   the daemon (what the systemd unit starts)
   check                                    validate the configuration and rules
-  status                                   the running daemon's view of its rules
+  status [--json]                          the running daemon's view of its rules
   beat [--] NAME                           touch heartbeat rule NAME's file
   memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
 options:
@@ -25,6 +25,8 @@ pub(super) struct Args {
     pub dry_run: bool,
     pub syslog: bool,
     pub verbose: bool,
+    /// `status --json`.
+    pub json: bool,
 }
 
 /// `--config`'s directory made absolute (against the working directory,
@@ -42,6 +44,7 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
         dry_run: false,
         syslog: false,
         verbose: false,
+        json: false,
     };
     let mut iter = raw.iter();
     let mut only_words = false;
@@ -58,6 +61,7 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--dry-run" => args.dry_run = true,
             "--syslog" => args.syslog = true,
             "--verbose" | "-v" => args.verbose = true,
+            "--json" => args.json = true,
             "--help" | "-h" => args.command = "help".into(),
             s if s.starts_with('-') && s.len() > 1 && args.command != "memtest" => {
                 return Err(format!("unknown option {s}"));
@@ -68,6 +72,9 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
     }
     if args.command.is_empty() {
         return Err("no command given".into());
+    }
+    if args.json && args.command != "status" {
+        return Err(format!("--json is for status, not {}", args.command));
     }
     Ok(args)
 }

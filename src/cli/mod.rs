@@ -49,7 +49,7 @@ pub fn main() -> ExitCode {
         }
         "run" => run::run(&args),
         "check" => check::check(&args.root),
-        "status" => status::status(&args.root),
+        "status" => status::status(&args.root, args.json),
         "beat" => beat::beat(&args.root, &args.words[0]),
         "memtest" => memtest::memtest(&args.words),
         #[cfg(feature = "test-hooks")]

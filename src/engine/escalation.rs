@@ -5,6 +5,7 @@ use super::reboot_path::{self, Action as PathAction, Bounds};
 use super::{Command, Engine, KILL_GRACE, Now, RECORD_BOUND};
 use crate::config::{DurationText, Finally};
 use crate::health::Health;
+use crate::history::Kind;
 use crate::ladder::{Action, Event};
 use crate::reboot::Reason;
 use crate::repair::{Ending, Outcome};
@@ -206,17 +207,6 @@ impl Engine {
         }
         let budget = self.config.reboot.budget;
         let count = self.reboot_count();
-        if count >= budget {
-            let text = format!(
-                "rule {name}: {cause}: reboot suppressed: {} without a healthy period (Budget={budget}); staying up, feeding, repairing",
-                Count(count.into(), "reboot")
-            );
-            crate::critical!("{text}");
-            self.suppressed = Some(text);
-            self.dirty = true;
-            self.step_ladder(index, Event::RebootSuppressed, now);
-            return;
-        }
         let reason = Reason {
             rule: name.clone(),
             cause: cause.clone(),
@@ -225,6 +215,18 @@ impl Engine {
             wall: now.wall,
             boot_id: self.world.boot_id.clone(),
         };
+        if count >= budget {
+            let text = format!(
+                "rule {name}: {cause}: reboot suppressed: {} without a healthy period (Budget={budget}); staying up, feeding, repairing",
+                Count(count.into(), "reboot")
+            );
+            crate::critical!("{text}");
+            self.remember(Kind::Suppressed, &reason);
+            self.suppressed = Some(text);
+            self.dirty = true;
+            self.step_ladder(index, Event::RebootSuppressed, now);
+            return;
+        }
         crate::critical!("rebooting: {reason}");
         if self.dry_run() {
             log::warn!(
@@ -235,6 +237,7 @@ impl Engine {
             self.step_ladder(index, Event::RebootSuppressed, now);
             return;
         }
+        self.remember(Kind::Reboot, &reason);
         self.reboot_reason = Some(reason.clone());
         let recorded = match &mut self.record {
             Some(record) => {
