@@ -158,6 +158,17 @@ fn main() {
         Some(notify_path.as_os_str()),
         Some(Duration::from_millis(100)),
     );
+    // A full reboot history: every status written in the loop carries it.
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let mut history = String::from("heartwatch-history 1\n");
+    for n in 0..16 {
+        history.push_str(&format!(
+            "entry {}\tan-earlier-boot\treboot\tr{n:03}\tmissing: the heartbeat file does not exist\tno repair configured\n",
+            1_795_000_000 + n
+        ));
+    }
+    history.push_str("end\n");
+    std::fs::write(dir.join("state/history"), history).unwrap();
     let config = config::load(&dir.join("conf")).unwrap();
     let mut daemon = Daemon::start(config, Options::default(), notifier).unwrap();
 
@@ -219,6 +230,7 @@ fn main() {
         .rule_health()
         .filter(|(n, h)| n.starts_with('p') && *n < "p010" && *h == Health::Healthy)
         .count();
+    let record = std::fs::read_to_string(dir.join("run/status")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "zero_alloc: {RULES} heartbeat and 20 process rules, {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
@@ -259,9 +271,13 @@ fn main() {
         chatty_before > 0 && chatty_during >= 10,
         "a repair printed lines while counting",
     );
+    check(
+        record.matches("\nhistory ").count() == 16,
+        "the status written carried the reboot history",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 9 - failed);
+    println!("{} passed, {failed} failed", 10 - failed);
     // Kills the chatty repair.
     daemon.stop();
     if failed > 0 {
