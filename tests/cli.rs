@@ -371,7 +371,9 @@ fn a_closed_pipe_ends_status_quietly() {
     // A status file larger than a pipe holds, left by a daemon that is gone.
     let mut text = gone_daemons_record().replace("end\n", "");
     for i in 0..5000 {
-        text.push_str(&format!("rule rule-{i:04}\thealthy\t1767225600\t\t\t\t\n"));
+        text.push_str(&format!(
+            "rule rule-{i:04}\theartbeat\thealthy\t1767225600\t\tidle\t\t0\t\t\t\n"
+        ));
     }
     text.push_str("end\n");
     std::fs::create_dir_all(s.path("run")).unwrap();
@@ -384,7 +386,7 @@ fn a_closed_pipe_ends_status_quietly() {
 /// A record as a daemon of this version writes it, with one healthy rule,
 /// written by a process that is gone.
 fn gone_daemons_record() -> String {
-    "heartwatch-status 1\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\nrule job\thealthy\t1767225600\t\t\t\t\nend\n".into()
+    "heartwatch-status 2\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\t\nrule job\theartbeat\thealthy\t1767225600\t\tidle\t\t0\t\t\t\nend\n".into()
 }
 
 #[test]
@@ -409,6 +411,9 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
         "{out}"
     );
     assert!(out.contains("without an orderly stop"), "{out}");
+    let (code, out, err) = heartwatch(&s.conf(), &["status", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("\"state\": \"gone\", \"state_detail\": \"the daemon that wrote this status (pid 2147483647) has exited without an orderly stop"), "{out}");
 
     for (what, bytes, needle) in [
         ("empty", Vec::new(), "is empty, not a status record"),
@@ -421,9 +426,16 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
         (
             "newer",
             gone_daemons_record()
-                .replace("heartwatch-status 1\n", "heartwatch-status 2\n")
+                .replace("heartwatch-status 2\n", "heartwatch-status 3\n")
                 .into_bytes(),
             "newer heartwatch",
+        ),
+        (
+            "older",
+            gone_daemons_record()
+                .replace("heartwatch-status 2\n", "heartwatch-status 1\n")
+                .into_bytes(),
+            "is in status format 1, written by an older heartwatch daemon; this one reads format 2: restart the daemon",
         ),
         (
             "prose of 0.2.0",
