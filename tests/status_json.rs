@@ -77,7 +77,9 @@ fn status_json(s: &Scratch, root: &Path, broken: bool) -> (i32, String, Vec<Stri
     let (code, doc, stderr) = heartwatch(root, &["status", "--json"]);
     let path = s.path("status.json");
     std::fs::write(&path, &doc).unwrap();
-    let mut python = Command::new("python3");
+    // Debian's interpreter, where python3-jsonschema is installed (not
+    // whatever python3 comes first on PATH).
+    let mut python = Command::new("/usr/bin/python3");
     python.arg("-c").arg(VALIDATE).arg(schema()).arg(&path);
     if broken {
         python.arg("broken");
