@@ -29,6 +29,7 @@ mod device;
 pub mod engine;
 pub mod health;
 mod heartbeat;
+pub mod history;
 mod identity;
 mod interface;
 mod ladder;

@@ -11,7 +11,7 @@
 
 use crate::atomic::Writer;
 use crate::device::Devices;
-use crate::status::{Feeding, RepairEnd, RuleHealth, Status};
+use crate::status::{Feeding, RepairTally, RuleHealth, Status};
 use std::fmt;
 use std::io::Write as _;
 use std::path::Path;
@@ -100,7 +100,7 @@ fn capacity(rules: usize, longest_name: usize, devices: &[DeviceMetric]) -> usiz
     // Each rule has 3 state lines, its since, its failures and a line per
     // repair outcome, each under 100 bytes besides its labels; a label
     // value escaped is at most twice as long.
-    let per_rule = (5 + RepairEnd::ALL.len()) * (100 + 2 * longest_name);
+    let per_rule = (5 + RepairTally::ALL.len()) * (100 + 2 * longest_name);
     let per_device: usize = devices.iter().map(|d| 2 * (100 + 2 * d.path.len())).sum();
     8192 + rules * per_rule + per_device
 }
@@ -238,7 +238,7 @@ fn render_into(
         "Repair commands of the rule that ended since the daemon started, by outcome.",
     )?;
     for r in &status.rules {
-        for end in RepairEnd::ALL {
+        for end in RepairTally::ALL {
             writeln!(
                 out,
                 "heartwatch_rule_repairs_total{{kind=\"{}\",outcome=\"{}\",rule=\"{}\"}} {}",
@@ -383,9 +383,9 @@ mod tests {
 
     /// The status the README's excerpt is rendered from.
     fn example() -> (Status, Vec<DeviceMetric>) {
-        let mut repairs = [0; RepairEnd::ALL.len()];
-        repairs[RepairEnd::Succeeded as usize] = 2;
-        repairs[RepairEnd::Failed as usize] = 1;
+        let mut repairs = [0; RepairTally::ALL.len()];
+        repairs[RepairTally::Succeeded as usize] = 2;
+        repairs[RepairTally::Failed as usize] = 1;
         let status = Status {
             version: "1.0.0".into(),
             started: 1_795_000_000,
@@ -398,6 +398,7 @@ mod tests {
                 used: 1,
                 of: 3,
                 healthy_uptime: Duration::from_secs(3600),
+                healthy_since: None,
             },
             rules: vec![
                 RuleStatus {
@@ -475,7 +476,7 @@ mod tests {
                 kind: RuleKind::Interface,
                 counts: RuleCounts {
                     failures: u64::MAX,
-                    repairs: [u64::MAX; RepairEnd::ALL.len()],
+                    repairs: [u64::MAX; RepairTally::ALL.len()],
                 },
                 since: i64::MIN,
                 ..RuleStatus::default()

@@ -90,6 +90,25 @@ impl fmt::Display for UtcTime {
     }
 }
 
+/// Seconds since the epoch as RFC 3339 in UTC: `2026-11-18T11:06:40Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub i64);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.0.div_euclid(86_400);
+        let secs = self.0.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
+    }
+}
+
 /// A count with its noun, which agrees with it: `1 rule`, `2 rules`, `0
 /// errors`. The plural adds `s` (`es` after an `s`: `passes`), which is
 /// all heartwatch's nouns need.
@@ -206,5 +225,7 @@ mod tests {
             "2026-11-18 11:06:40 UTC"
         );
         assert_eq!(UtcTime(951_782_400).to_string(), "2000-02-29 00:00:00 UTC");
+        assert_eq!(Rfc3339(1_795_000_000).to_string(), "2026-11-18T11:06:40Z");
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00Z");
     }
 }

@@ -372,7 +372,7 @@ fn a_closed_pipe_ends_status_quietly() {
     let mut text = gone_daemons_record().replace("end\n", "");
     for i in 0..5000 {
         text.push_str(&format!(
-            "rule rule-{i:04}\thealthy\t1767225600\t\t\t\t\theartbeat\n"
+            "rule rule-{i:04}\theartbeat\thealthy\t1767225600\t\tidle\t\t0\t\t\t\n"
         ));
     }
     text.push_str("end\n");
@@ -386,7 +386,7 @@ fn a_closed_pipe_ends_status_quietly() {
 /// A record as a daemon of this version writes it, with one healthy rule,
 /// written by a process that is gone.
 fn gone_daemons_record() -> String {
-    "heartwatch-status 2\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\nrule job\thealthy\t1767225600\t\t\t\t\theartbeat\nend\n".into()
+    "heartwatch-status 2\nversion 0.2.0\npid 2147483647\nstarted 1767225600\nupdated 1767225600\nroot /etc/heartwatch\ndry-run no\nbudget 0\t3\t3600000000000\t\nrule job\theartbeat\thealthy\t1767225600\t\tidle\t\t0\t\t\t\nend\n".into()
 }
 
 #[test]
@@ -411,6 +411,9 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
         "{out}"
     );
     assert!(out.contains("without an orderly stop"), "{out}");
+    let (code, out, err) = heartwatch(&s.conf(), &["status", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("\"state\": \"gone\", \"state_detail\": \"the daemon that wrote this status (pid 2147483647) has exited without an orderly stop"), "{out}");
 
     for (what, bytes, needle) in [
         ("empty", Vec::new(), "is empty, not a status record"),
@@ -428,6 +431,13 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
             "newer heartwatch",
         ),
         (
+            "older",
+            gone_daemons_record()
+                .replace("heartwatch-status 2\n", "heartwatch-status 1\n")
+                .into_bytes(),
+            "is in status format 1, written by an older heartwatch daemon; this one reads format 2: restart the daemon",
+        ),
+        (
             "prose of 0.2.0",
             b"heartwatch 0.2.0 pid 812 running since 2026-11-24 14:05:03 UTC, updated 2026-11-24 14:05:04 UTC\nidentity: pid 812 start 4711 boot x\nrules: 0 (0 healthy, 0 failing, 0 starting)\n".to_vec(),
             "written by an older heartwatch daemon (0.2.0), whose status is text this heartwatch does not read; restart the daemon",
@@ -441,7 +451,7 @@ fn status_refuses_what_is_not_a_status_record_and_says_what_it_is() {
 
     // Huge: read no further than the bound.
     let mut huge = gone_daemons_record().replace("end\n", "");
-    let line = "rule job\thealthy\t1767225600\t\t\t\t\theartbeat\n";
+    let line = "rule job\theartbeat\thealthy\t1767225600\t\tidle\t\t0\t\t\t\n";
     huge.push_str(&line.repeat((17 << 20) / line.len()));
     std::fs::write(&file, huge).unwrap();
     let err = refused("huge");

@@ -504,3 +504,96 @@ fn directories_the_daemon_creates_under_umask_0_are_trusted() {
     }
     stop(d);
 }
+
+/// Starts a daemon with a rule that reboots at once, `plant` having put
+/// something at `state/history`; the reboot goes ahead, and the history is
+/// written anew as a regular file with that reboot in it. Returns the log
+/// line about what was found at start.
+fn history_over(plant: impl FnOnce(&Path)) -> String {
+    need_root();
+    let s = Scratch::new("plant-history");
+    let (reboot, marker) = reboot_seam(&s);
+    s.write_conf(&reboot);
+    doomed_rule(&s);
+    std::fs::create_dir(s.path("state")).unwrap();
+    let history = s.path("state/history");
+    plant(&history);
+    let mut d = Daemon::start(&s.conf(), &[]);
+    let found = d.expect(&format!("{}: ", history.display()));
+    d.expect("ready: 1 rule");
+    d.expect("rebooting: rule doomed: missing");
+    d.expect("orderly reboot command succeeded (exit 0)");
+    assert!(std::fs::read_to_string(&marker).is_ok_and(|m| !m.is_empty()));
+    // The history is written off the loop: wait for it.
+    let start = Instant::now();
+    while !is_regular(&history) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(is_regular(&history), "the history is not a regular file");
+    let text = std::fs::read_to_string(&history).unwrap();
+    assert!(text.starts_with("heartwatch-history 1\nentry "), "{text}");
+    assert_eq!(text.matches("\nentry ").count(), 1, "{text}");
+    assert!(text.contains("\treboot\tdoomed\tmissing"), "{text}");
+    assert!(
+        s.wait_status("reboot history, newest first:\n  ")
+            .contains("  reboot      rule doomed: missing"),
+    );
+    found
+}
+
+#[test]
+fn a_fifo_planted_as_the_history_does_not_hang_the_start() {
+    let found = history_over(fifo);
+    assert!(
+        found.contains("is a FIFO, not a regular file; the reboot history starts afresh"),
+        "{found}"
+    );
+}
+
+#[test]
+fn a_symlink_planted_as_the_history_is_not_followed() {
+    let elsewhere = Scratch::new("history-victim");
+    let victim = elsewhere.path("history");
+    let planted = "heartwatch-history 1\nend\n";
+    std::fs::write(&victim, planted).unwrap();
+    let found = history_over(|p| symlink(&victim, p).unwrap());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), planted);
+    assert!(
+        found.contains("is a symbolic link, not a regular file; the reboot history starts afresh"),
+        "{found}"
+    );
+}
+
+#[test]
+fn a_damaged_history_is_refused_and_replaced() {
+    let found = history_over(|p| {
+        std::fs::write(p, "heartwatch-history 1\nentry 12\tboot\treboot\n").unwrap()
+    });
+    assert!(
+        found.contains(
+            "line 2: fewer than 6 tab-separated fields; the reboot history starts afresh"
+        ),
+        "{found}"
+    );
+    let found = history_over(|p| std::fs::write(p, "count=1\n").unwrap());
+    assert!(
+        found.contains("does not begin with `heartwatch-history 1`"),
+        "{found}"
+    );
+}
+
+#[test]
+fn a_huge_history_is_not_read() {
+    let found = history_over(|p| {
+        let mut text = String::from("heartwatch-history 1\n");
+        while text.len() <= 70_000 {
+            text.push_str("entry 1\tboot\treboot\trule\tcause\tstep\n");
+        }
+        text.push_str("end\n");
+        std::fs::write(p, text).unwrap()
+    });
+    assert!(
+        found.contains("is larger than 65536 bytes; the reboot history starts afresh"),
+        "{found}"
+    );
+}

@@ -288,6 +288,17 @@ fn main() {
         Some(notify_path.as_os_str()),
         Some(Duration::from_millis(100)),
     );
+    // A full reboot history: every status written in the loop carries it.
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let mut history = String::from("heartwatch-history 1\n");
+    for n in 0..16 {
+        history.push_str(&format!(
+            "entry {}\tan-earlier-boot\treboot\tr{n:03}\tmissing: the heartbeat file does not exist\tno repair configured\n",
+            1_795_000_000 + n
+        ));
+    }
+    history.push_str("end\n");
+    std::fs::write(dir.join("state/history"), history).unwrap();
     let config = config::load(&dir.join("conf")).unwrap();
     let mut daemon = Daemon::start(config, Options::default(), notifier).unwrap();
 
@@ -478,6 +489,10 @@ fn main() {
         "heartwatch.prom was rewritten while counting ([Metrics] TextfileDirectory=)",
     );
     check(drains, "the agent's answer in the record was drain");
+    check(
+        record.matches("\nhistory ").count() == 16,
+        "the status written carried the reboot history",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
     println!("{passed} passed, {failed} failed");

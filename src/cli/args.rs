@@ -9,7 +9,7 @@ usage: heartwatch [--config DIR] COMMAND
 commands:
   run [--dry-run] [--syslog] [--verbose]   the daemon (what the systemd unit starts)
   check                                    validate the configuration and rules
-  status                                   the running daemon's view of its rules
+  status [--json]                          the running daemon's view of its rules
   beat [--] NAME                           touch heartbeat rule NAME's file
   memtest SIZE [--passes N]                test SIZE of fresh memory (e.g. 64M, 1G)
   import-watchdog-conf [FILE] --to DIR [--force]
@@ -34,6 +34,8 @@ pub(super) struct Args {
     /// `import-watchdog-conf`'s directory, as written.
     pub to: Option<String>,
     pub force: bool,
+    /// `status --json`.
+    pub json: bool,
 }
 
 /// `--config`'s directory made absolute (against the working directory,
@@ -53,6 +55,7 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
         verbose: false,
         to: None,
         force: false,
+        json: false,
     };
     let mut iter = raw.iter();
     let mut only_words = false;
@@ -72,6 +75,7 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--dry-run" => args.dry_run = true,
             "--syslog" => args.syslog = true,
             "--verbose" | "-v" => args.verbose = true,
+            "--json" => args.json = true,
             "--help" | "-h" => args.command = "help".into(),
             s if s.starts_with('-') && s.len() > 1 && args.command != "memtest" => {
                 return Err(format!("unknown option {s}"));
@@ -85,6 +89,9 @@ pub(super) fn parse_args(raw: &[String]) -> Result<Args, String> {
     }
     if (args.to.is_some() || args.force) && args.command != "import-watchdog-conf" {
         return Err("--to and --force are options of import-watchdog-conf".into());
+    }
+    if args.json && args.command != "status" {
+        return Err(format!("--json is for status, not {}", args.command));
     }
     Ok(args)
 }

@@ -29,7 +29,19 @@ pub fn main() -> ExitCode {
     if let Err(e) = crate::process::default_sigchld() {
         complain!("heartwatch: cannot reset SIGCHLD to its default: {e}");
     }
-    let raw: Vec<String> = std::env::args().skip(1).collect();
+    // Arguments that are not UTF-8 (a --config directory, say) are a usage
+    // error, not a panic: the configuration's paths are all UTF-8 text.
+    let raw: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(raw) => raw,
+        Err(bad) => {
+            complain!("heartwatch: argument {bad:?} is not UTF-8\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let args = match args::parse_args(&raw) {
         Ok(args) => args,
         Err(message) => {
@@ -52,7 +64,7 @@ pub fn main() -> ExitCode {
         }
         "run" => run::run(&args),
         "check" => check::check(&args.root),
-        "status" => status::status(&args.root),
+        "status" => status::status(&args.root, args.json),
         "beat" => beat::beat(&args.root, &args.words[0]),
         "memtest" => memtest::memtest(&args.words),
         "import-watchdog-conf" => import::import(&args),

@@ -7,38 +7,35 @@ use crate::config;
 use crate::identity;
 use crate::regular::Symlink;
 use crate::report::{EXIT_FAILURE, Report, complain, say};
-use crate::status::{self, Status};
+use crate::status::{self, DaemonState, Status};
 use crate::text::Count;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub(super) fn status(root: &Path) -> Result<(), u8> {
+pub(super) fn status(root: &Path, json: bool) -> Result<(), u8> {
     let path = runtime_dir(root).join("status");
-    let bytes = read_regular_bounded(&path, Symlink::Refuse, status::MAX_RECORD)
-        .map_err(|e| {
-            complain!(
-                "heartwatch: {}: {}; is the daemon running?",
-                path.display(),
-                e.explain("heartwatch status reads only a regular file")
-            );
-            EXIT_FAILURE
-        })?
-        .ok_or_else(|| {
-            complain!(
-                "heartwatch: {}: larger than {} MiB: not a status record",
-                path.display(),
-                status::MAX_RECORD >> 20
-            );
-            EXIT_FAILURE
-        })?;
-    let status = status::parse(&bytes).map_err(|why| {
-        complain!("heartwatch: {}: {why}", path.display());
-        EXIT_FAILURE
-    })?;
-    let mut text = String::with_capacity(bytes.len() + 1024);
+    let status = match read_status(&path) {
+        Ok(status) => status,
+        Err(why) => {
+            complain!("heartwatch: {why}");
+            if json {
+                let mut doc = String::new();
+                status::write_unavailable(&why, &mut doc);
+                let mut report = Report::new();
+                report.text(&doc);
+                return report.finish(Err(EXIT_FAILURE));
+            }
+            return Err(EXIT_FAILURE);
+        }
+    };
+    let verdict = judge(&status);
+    if json {
+        return print_json(&status, &verdict);
+    }
+    let mut text = String::with_capacity(4096);
     let _ = status.render(&mut text);
     let mut report = Report::new();
-    let result = match judge(&status) {
+    let result = match verdict {
         Verdict::Running => {
             report.text(&text);
             Ok(())
@@ -55,6 +52,49 @@ pub(super) fn status(root: &Path) -> Result<(), u8> {
             Err(EXIT_FAILURE)
         }
     };
+    report.finish(result)
+}
+
+/// The status file read and parsed; what stops that, said in a sentence.
+fn read_status(path: &Path) -> Result<Status, String> {
+    let bytes = read_regular_bounded(path, Symlink::Refuse, status::MAX_RECORD)
+        .map_err(|e| {
+            format!(
+                "{}: {}; is the daemon running?",
+                path.display(),
+                e.explain("heartwatch status reads only a regular file")
+            )
+        })?
+        .ok_or_else(|| {
+            format!(
+                "{}: larger than {} MiB: not a status record",
+                path.display(),
+                status::MAX_RECORD >> 20
+            )
+        })?;
+    status::parse(&bytes).map_err(|why| format!("{}: {why}", path.display()))
+}
+
+/// `status --json`: the document, whose `daemon.state` is the verdict.
+/// The exit code is the text status's: 1 when the daemon is not running.
+fn print_json(status: &Status, verdict: &Verdict) -> Result<(), u8> {
+    let running = if status.rebooting.is_some() {
+        DaemonState::Rebooting
+    } else {
+        DaemonState::Running
+    };
+    let (state, detail, result) = match verdict {
+        Verdict::Running => (running, None, Ok(())),
+        Verdict::Unverified(why) => (running, Some(why.as_str()), Ok(())),
+        Verdict::NotRunning(why) if status.stopped.is_some() => {
+            (DaemonState::Stopped, Some(why.as_str()), Err(EXIT_FAILURE))
+        }
+        Verdict::NotRunning(why) => (DaemonState::Gone, Some(why.as_str()), Err(EXIT_FAILURE)),
+    };
+    let mut doc = String::with_capacity(4096 + status.rules.len() * 512);
+    status.write_json(state, detail, &mut doc);
+    let mut report = Report::new();
+    report.text(&doc);
     report.finish(result)
 }
 

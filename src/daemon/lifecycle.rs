@@ -8,6 +8,7 @@ use crate::config::{Config, ConfigError, DurationText};
 use crate::device::DeviceError;
 use crate::device::{self, Device, Devices};
 use crate::engine::{self, Engine, Options, World};
+use crate::history::{self, History, HistoryFile};
 use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::process;
@@ -78,7 +79,12 @@ impl Daemon {
                 "this kernel has no pidfd_open (Linux 5.3+): process deaths are found by periodic checks, not at once"
             );
         }
+        // The history's read and the reboot record's wait together, within
+        // one bound.
+        let history_deadline = std::time::Instant::now() + DIR_BOUND;
+        let history_opening = HistoryFile::start(&config.daemon.state_dir);
         let reboot_state = open_reboot_state(&config)?;
+        let (history_file, history) = open_history(&config, history_opening, history_deadline)?;
 
         device::wait_for_nodes(&config.watchdog.devices, device::NODE_WAIT, signals.as_fd());
         // From the first open on, every return with an error disarms the
@@ -86,6 +92,7 @@ impl Daemon {
         // start is complete.
         let mut devices = Devices::with_capacity(config.watchdog.devices.len());
         let mut boot_status = String::new();
+        let mut watchdog_reset = None;
         for path in &config.watchdog.devices {
             let opened =
                 Device::open(path, config.watchdog.timeout).map_err(DaemonError::Device)?;
@@ -96,6 +103,13 @@ impl Daemon {
                 .map_err(DaemonError::Device)?;
             let sentence = device::describe_boot_status(device.boot_status());
             log::info!("watchdog {}: {sentence}", path.display());
+            if watchdog_reset.is_none()
+                && device
+                    .boot_status()
+                    .is_some_and(|s| s & device::WDIOF_CARDRESET != 0)
+            {
+                watchdog_reset = Some(format!("watchdog {}: {sentence}", path.display()));
+            }
             if !boot_status.is_empty() {
                 boot_status.push_str("; ");
             }
@@ -128,6 +142,7 @@ impl Daemon {
                     path: d.path().to_path_buf(),
                     identity: d.identity().to_string(),
                     timeout: d.timeout(),
+                    boot_status: d.boot_status(),
                 })
                 .collect(),
             boot_status,
@@ -138,6 +153,8 @@ impl Daemon {
             ping_interval: notifier.ping_interval(),
             identity: crate::identity::this_process(),
             seed: crate::ladder::seed(),
+            history,
+            watchdog_reset,
         };
         let engine = Engine::new(config, options, world, now());
         let mut daemon = Daemon {
@@ -157,6 +174,7 @@ impl Daemon {
             status_file,
             status_buf: Vec::new(),
             reboot_state,
+            history_file,
             pending_save: None,
             orderly: None,
             offered: None,
@@ -226,6 +244,15 @@ impl Daemon {
                 DurationText(STOP_BOUND)
             );
         }
+        if let Some(history) = &self.history_file
+            && !history.flush(std::time::Instant::now() + STOP_BOUND)
+        {
+            log::error!(
+                "{}: the reboot history was not written within {}",
+                history.path().display(),
+                DurationText(STOP_BOUND)
+            );
+        }
         if !self.status_file.flush(STOP_BOUND) {
             log::error!(
                 "{}: the last status was not written within {}",
@@ -291,6 +318,34 @@ fn open_reboot_state(config: &Config) -> Result<Option<RebootState>, DaemonError
                 dir.display()
             );
             Ok(None)
+        }
+    }
+}
+
+/// Opens the reboot history. Like the reboot record, a state directory
+/// that cannot be used does not stop the daemon (the history is then not
+/// kept); one that others can write in is refused.
+fn open_history(
+    config: &Config,
+    opening: std::io::Result<history::Opening>,
+    deadline: std::time::Instant,
+) -> Result<(Option<HistoryFile>, History), DaemonError> {
+    let dir = &config.daemon.state_dir;
+    let opened = opening
+        .map_err(DirError::Io)
+        .and_then(|o| o.opened(deadline));
+    match opened {
+        Ok((file, history)) => Ok((Some(file), history)),
+        Err(DirError::Refused(why)) => Err(DaemonError::Io(
+            "state directory",
+            std::io::Error::other(format!("{}: {why}", dir.display())),
+        )),
+        Err(e) => {
+            log::error!(
+                "state directory {}: {e}; the reboot history will not be kept",
+                dir.display()
+            );
+            Ok((None, History::default()))
         }
     }
 }

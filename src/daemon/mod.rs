@@ -91,6 +91,7 @@ pub struct Daemon {
     status_file: Writer,
     status_buf: Vec<u8>,
     reboot_state: Option<RebootState>,
+    history_file: Option<crate::history::HistoryFile>,
     /// The reboot reason's write being waited for.
     pending_save: Option<u64>,
     /// The orderly reboot command, while it runs.
@@ -293,6 +294,11 @@ impl Daemon {
                         if wait {
                             self.pending_save = Some(n);
                         }
+                    }
+                }
+                Command::SaveHistory => {
+                    if let Some(file) = &self.history_file {
+                        file.save(self.engine.history()); // the writer logs a failure
                     }
                 }
                 Command::StartOrderlyReboot => self.start_orderly_reboot(now),

@@ -10,7 +10,7 @@ mod flags;
 use flags::WDIOF_MAGICCLOSE;
 #[cfg(feature = "test-hooks")]
 use flags::WDIOF_SETTIMEOUT;
-pub use flags::{Flags, describe_boot_status};
+pub use flags::{Flags, WDIOF_CARDRESET, describe_boot_status};
 
 use crate::sys::Errno;
 use crate::sys::watchdog::{self, WatchdogInfo};

@@ -5,6 +5,7 @@ use super::reboot_path::{self, Action as PathAction, Bounds};
 use super::{Command, Engine, KILL_GRACE, Now, RECORD_BOUND};
 use crate::config::{DurationText, Finally};
 use crate::health::Health;
+use crate::history::Kind;
 use crate::ladder::{Action, Event};
 use crate::reboot::Reason;
 use crate::repair::{Ending, Outcome};
@@ -174,7 +175,7 @@ impl Engine {
             _ => log::warn!("rule {}: repair {outcome}", w.rule.name),
         }
         w.last_repair = Some(outcome);
-        w.counts.repairs[crate::status::RepairEnd::of(ending) as usize] += 1;
+        w.counts.repairs[crate::status::RepairTally::of(ending) as usize] += 1;
         self.dirty = true;
         // Judge the repair on a fresh look, not on what was seen before it.
         if matches!(self.rules[index].probe, super::rules::Probe::Due(_)) {
@@ -207,18 +208,6 @@ impl Engine {
         }
         let budget = self.config.reboot.budget;
         let count = self.reboot_count();
-        if count >= budget {
-            let text = format!(
-                "rule {name}: {cause}: reboot suppressed: {} without a healthy period (Budget={budget}); staying up, feeding, repairing",
-                Count(count.into(), "reboot")
-            );
-            crate::critical!("{text}");
-            self.suppressed = Some(text);
-            self.counts.reboots_suppressed += 1;
-            self.dirty = true;
-            self.step_ladder(index, Event::RebootSuppressed, now);
-            return;
-        }
         let reason = Reason {
             rule: name.clone(),
             cause: cause.clone(),
@@ -227,6 +216,19 @@ impl Engine {
             wall: now.wall,
             boot_id: self.world.boot_id.clone(),
         };
+        if count >= budget {
+            let text = format!(
+                "rule {name}: {cause}: reboot suppressed: {} without a healthy period (Budget={budget}); staying up, feeding, repairing",
+                Count(count.into(), "reboot")
+            );
+            crate::critical!("{text}");
+            self.remember(Kind::Suppressed, &reason);
+            self.suppressed = Some(text);
+            self.counts.reboots_suppressed += 1;
+            self.dirty = true;
+            self.step_ladder(index, Event::RebootSuppressed, now);
+            return;
+        }
         crate::critical!("rebooting: {reason}");
         if self.dry_run() {
             log::warn!(
@@ -295,6 +297,10 @@ impl Engine {
                 self.reboot_reason = None;
             }
             PathAction::Record => {
+                // The history first: the reboot waits for the reason only.
+                if let Some(reason) = self.reboot_reason.clone() {
+                    self.remember(Kind::Reboot, &reason);
+                }
                 if let (Some(record), Some(reason)) = (&mut self.record, &self.reboot_reason) {
                     record.count += 1;
                     record.last = Some(reason.clone());

@@ -14,6 +14,7 @@
 
 mod command;
 mod escalation;
+mod history;
 mod reboot_path;
 mod rules;
 mod status;
@@ -65,6 +66,8 @@ pub struct DeviceInfo {
     pub path: PathBuf,
     pub identity: String,
     pub timeout: Duration,
+    /// `WDIOC_GETBOOTSTATUS`'s bits; `None` when the driver does not say.
+    pub boot_status: Option<u32>,
 }
 
 /// What the shell learned while starting, before the engine exists.
@@ -88,6 +91,11 @@ pub struct World {
     pub identity: Identity,
     /// Seeds the ladders' jitter.
     pub seed: u64,
+    /// The reboot history the state directory holds (empty without one).
+    pub history: crate::history::History,
+    /// What a device said when its boot status says the watchdog reset
+    /// the host; `None` when none did.
+    pub watchdog_reset: Option<String>,
 }
 
 /// A read-only view of one rule's runtime state (`Engine::rules`).
@@ -170,6 +178,8 @@ pub enum Command {
     AbandonCommandCheck(RuleId),
     /// Write `Engine::record`; `wait`: answer with `Event::ReasonWritten`.
     SaveRecord { wait: bool },
+    /// Write `Engine::history` (no answer is waited for).
+    SaveHistory,
     /// Run the orderly reboot command (`Config.reboot.command`).
     StartOrderlyReboot,
     /// Call `reboot(2)`.
@@ -211,6 +221,9 @@ pub struct Engine {
     suppressed: Option<String>,
     /// Since when no rule whose ladder can reboot has been failing.
     healthy_since: Option<Instant>,
+    /// The same, on the wall clock (for the status).
+    healthy_since_wall: Option<i64>,
+    history: crate::history::History,
     /// How many rules whose ladder ends in `reboot` are failing.
     failing_rebooters: usize,
     changes: u64,
@@ -241,6 +254,7 @@ impl Engine {
             next_feed: now.mono + config.watchdog.feed_interval,
             next_ping: world.ping_interval.map(|_| now.mono),
             record: world.record.clone(),
+            history: world.history.clone(),
             random: XorShift::new(world.seed),
             config,
             options,
@@ -259,6 +273,7 @@ impl Engine {
             reboot_reason: None,
             suppressed: None,
             healthy_since: Some(now.mono),
+            healthy_since_wall: Some(now.wall),
             failing_rebooters: 0,
             changes: 0,
             counts: crate::status::Counts::default(),
@@ -267,6 +282,7 @@ impl Engine {
             commands: VecDeque::new(),
             status: Status::default(),
         };
+        engine.note_watchdog_reset(now.wall);
         engine.install_rules(rules, Vec::new(), now);
         engine
     }
@@ -563,8 +579,14 @@ impl Engine {
     /// Tracks since when no rule that can reboot has been failing.
     fn update_healthy_since(&mut self, now: Now) {
         match (self.failing_rebooters > 0, self.healthy_since) {
-            (true, Some(_)) => self.healthy_since = None,
-            (false, None) => self.healthy_since = Some(now.mono),
+            (true, Some(_)) => {
+                self.healthy_since = None;
+                self.healthy_since_wall = None;
+            }
+            (false, None) => {
+                self.healthy_since = Some(now.mono);
+                self.healthy_since_wall = Some(now.wall);
+            }
             _ => {}
         }
         self.tend_drain(now);

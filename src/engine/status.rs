@@ -66,6 +66,7 @@ impl Engine {
                 (_, false) => Feeding::Fails,
                 _ => Feeding::Fed,
             };
+            to.boot_status = d.boot_status;
         }
         status.boot_status.clone_from(&self.world.boot_status);
         status::set_reason(&mut status.last_reboot, self.previous_reboot.as_ref());
@@ -73,6 +74,7 @@ impl Engine {
             used: self.reboot_count(),
             of: c.reboot.budget,
             healthy_uptime: c.reboot.healthy_uptime,
+            healthy_since: self.healthy_since_wall,
         };
         status::set_reason(&mut status.rebooting, self.rebooting_reason());
         status.suppressed.clone_from(&self.suppressed);
@@ -99,24 +101,44 @@ impl Engine {
                 Health::Failing(cause) => status::set_text(&mut to.cause, cause),
                 _ => to.cause.clear(),
             }
-            if w.ladder.state() == ladder::State::Idle {
+            let state = w.ladder.state();
+            to.step = state.into();
+            if state == ladder::State::Idle {
                 to.ladder.clear();
             } else {
                 status::set_text(&mut to.ladder, &w.ladder);
             }
+            to.repair_attempts = match state {
+                ladder::State::Idle => 0,
+                ladder::State::Repairing(n)
+                | ladder::State::Waiting(n)
+                | ladder::State::Recovering(n) => n,
+                ladder::State::Exhausted => w.rule.ladder.repair.as_ref().map_or(0, |r| r.attempts),
+            };
             match (&mut to.last_repair, &w.last_repair) {
                 (Some(to), Some(r)) => {
                     status::set_text(&mut to.text, r);
+                    to.end = r.ending.into();
                     to.at = r.ended_wall;
                 }
                 (to, r) => {
                     *to = r.map(|r| LastRepair {
                         text: r.to_string(),
+                        end: r.ending.into(),
                         at: r.ended_wall,
                     })
                 }
             }
         }
+        // Copied in place: an unchanged history costs no allocation.
+        status.history.truncate(self.history.len());
+        let kept = status.history.len();
+        for (to, from) in status.history.iter_mut().zip(self.history.iter()) {
+            to.copy_from(from);
+        }
+        status
+            .history
+            .extend(self.history.iter().skip(kept).cloned());
     }
 
     /// What `heartwatch agent` answers: `down` once the reboot is past its
@@ -166,6 +188,6 @@ impl Engine {
             .map(|w| w.rule.name.len())
             .max()
             .unwrap_or(0);
-        8192 + self.rules.len() * (300 + longest_name)
+        8192 + self.rules.len() * (300 + longest_name) + self.history.len() * 1024
     }
 }

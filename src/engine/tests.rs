@@ -55,6 +55,8 @@ impl Bench {
                 boot_id: Some("boot-1".into()),
             },
             seed: 7,
+            history: Default::default(),
+            watchdog_reset: None,
         };
         let t0 = Instant::now();
         let now = Now { mono: t0, wall: 0 };
@@ -387,4 +389,88 @@ fn a_suppressed_or_dry_run_reboot_does_not_drain() {
         assert_eq!(b.engine.reboot_state(), RebootState::Up, "{conf}");
         assert_eq!(agent(&mut b).0, Answer::Up, "{conf}");
     }
+}
+
+#[test]
+fn reboots_decided_and_refused_go_into_the_history() {
+    use crate::history::Kind;
+    let conf = "[Daemon]\nStartupGrace=0s\n[Reboot]\nBudget=1\nHealthyUptime=1h\nCommand=/bin/true\nForced=no\n";
+    let mut b = Bench::new(conf, "[Escalate]\nFinally=reboot\n");
+    b.run_to(S);
+    b.answer(Outcome::Missing);
+    // The history is handed over before the reason the reboot waits for.
+    let history_at = b.out.iter().position(|c| matches!(c, Command::SaveHistory));
+    let record_at = b
+        .out
+        .iter()
+        .position(|c| matches!(c, Command::SaveRecord { wait: true }));
+    assert!(history_at.unwrap() < record_at.unwrap(), "{:?}", b.out);
+    let newest = b.engine.history().newest().unwrap().clone();
+    assert_eq!(newest.kind, Kind::Reboot);
+    assert_eq!(
+        (newest.rule.as_str(), newest.boot_id.as_str()),
+        ("r", "boot-1")
+    );
+    assert!(newest.cause.starts_with("missing"), "{newest:?}");
+    assert_eq!(b.engine.status(5).history, vec![newest.clone()]);
+
+    // Over budget: refused, and said once however often the ladder climbs.
+    let record = b.engine.record().cloned();
+    let history = b.engine.history().clone();
+    let mut b = Bench::new(conf, "[Escalate]\nFinally=reboot\n");
+    b.engine.record = record;
+    b.engine.history = history;
+    b.run_to(S);
+    b.answer(Outcome::Missing);
+    assert!(b.engine.suppressed().is_some());
+    assert!(b.took(|c| matches!(c, Command::SaveHistory)));
+    let kinds: Vec<Kind> = b.engine.history().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [Kind::Reboot, Kind::Suppressed]);
+    let reason = b.engine.history().newest().unwrap();
+    let again = crate::reboot::Reason {
+        rule: reason.rule.clone(),
+        boot_id: reason.boot_id.clone(),
+        ..Default::default()
+    };
+    b.engine.remember(Kind::Suppressed, &again);
+    assert_eq!(b.engine.history().len(), 2);
+}
+
+#[test]
+fn a_watchdog_reset_is_added_once_per_boot() {
+    use crate::history::{Entry, History, Kind};
+    let mut b = Bench::new("[Daemon]\nStartupGrace=0s\n", "");
+    assert!(b.engine.history().is_empty(), "no reset: no entry");
+    b.engine.world.watchdog_reset = Some("watchdog /dev/watchdog0: reset".into());
+    // An earlier boot's reset does not stand for this one's.
+    b.engine.history = History::new([Entry {
+        kind: Kind::WatchdogReset,
+        boot_id: "boot-0".into(),
+        ..Entry::default()
+    }]);
+    b.out.clear();
+    b.engine.note_watchdog_reset(42);
+    b.drain();
+    assert!(b.took(|c| matches!(c, Command::SaveHistory)));
+    let newest = b.engine.history().newest().unwrap();
+    assert_eq!(
+        (
+            newest.kind,
+            newest.wall,
+            newest.boot_id.as_str(),
+            newest.cause.as_str()
+        ),
+        (
+            Kind::WatchdogReset,
+            42,
+            "boot-1",
+            "watchdog /dev/watchdog0: reset"
+        )
+    );
+    // The daemon restarted in the same boot: not again.
+    b.out.clear();
+    b.engine.note_watchdog_reset(43);
+    b.drain();
+    assert_eq!(b.engine.history().len(), 2);
+    assert!(!b.took(|c| matches!(c, Command::SaveHistory)));
 }

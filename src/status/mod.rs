@@ -5,11 +5,15 @@
 //! (`record`: [`Status::write_record`], [`parse`]). One struct, so the views
 //! cannot disagree, and `heartwatch status` reads fields, not prose.
 
+mod json;
 mod record;
 
+pub use json::{DaemonState, SCHEMA as JSON_SCHEMA, write_unavailable};
 pub use record::{MAX_RECORD, parse};
+pub(crate) use record::{escape, unescape};
 
 use crate::config::DurationText;
+use crate::history::Entry;
 use crate::reboot::Reason;
 use crate::text::{Count, UtcTime};
 use std::fmt::{self, Write as _};
@@ -44,6 +48,8 @@ pub struct Status {
     /// record that has no `agent` line.
     pub agent: Option<Agent>,
     pub rules: Vec<RuleStatus>,
+    /// The reboot history, oldest first (`crate::history`).
+    pub history: Vec<Entry>,
     /// What the daemon counted since it started (not in the record).
     pub counts: Counts,
 }
@@ -66,13 +72,14 @@ pub struct Counts {
 pub struct RuleCounts {
     /// Times it went from starting or healthy to failing.
     pub failures: u64,
-    /// Repairs that ended, by [`RepairEnd`] (its `as usize`).
-    pub repairs: [u64; RepairEnd::ALL.len()],
+    /// Repairs that ended, by [`RepairTally`] (its `as usize`).
+    pub repairs: [u64; RepairTally::ALL.len()],
 }
 
-/// How a repair ended, in the words the metrics count it by.
+/// How a repair ended, in the words the metrics count it by (an
+/// unkillable repair counts as timed out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RepairEnd {
+pub enum RepairTally {
     /// Exit status 0.
     Succeeded,
     /// Another exit status, or a signal.
@@ -87,36 +94,36 @@ pub enum RepairEnd {
     DryRun,
 }
 
-impl RepairEnd {
-    pub const ALL: [RepairEnd; 6] = [
-        RepairEnd::Succeeded,
-        RepairEnd::Failed,
-        RepairEnd::TimedOut,
-        RepairEnd::NotStarted,
-        RepairEnd::Lost,
-        RepairEnd::DryRun,
+impl RepairTally {
+    pub const ALL: [RepairTally; 6] = [
+        RepairTally::Succeeded,
+        RepairTally::Failed,
+        RepairTally::TimedOut,
+        RepairTally::NotStarted,
+        RepairTally::Lost,
+        RepairTally::DryRun,
     ];
 
-    pub fn of(ending: crate::repair::Ending) -> RepairEnd {
+    pub fn of(ending: crate::repair::Ending) -> RepairTally {
         use crate::repair::Ending;
         match ending {
-            Ending::Exited(0) => RepairEnd::Succeeded,
-            Ending::Exited(_) | Ending::Signalled(_) => RepairEnd::Failed,
-            Ending::TimedOut | Ending::Unkillable(_) => RepairEnd::TimedOut,
-            Ending::NotStarted(_) => RepairEnd::NotStarted,
-            Ending::Lost(_) => RepairEnd::Lost,
-            Ending::DryRun => RepairEnd::DryRun,
+            Ending::Exited(0) => RepairTally::Succeeded,
+            Ending::Exited(_) | Ending::Signalled(_) => RepairTally::Failed,
+            Ending::TimedOut | Ending::Unkillable(_) => RepairTally::TimedOut,
+            Ending::NotStarted(_) => RepairTally::NotStarted,
+            Ending::Lost(_) => RepairTally::Lost,
+            Ending::DryRun => RepairTally::DryRun,
         }
     }
 
     pub fn word(self) -> &'static str {
         match self {
-            RepairEnd::Succeeded => "succeeded",
-            RepairEnd::Failed => "failed",
-            RepairEnd::TimedOut => "timed_out",
-            RepairEnd::NotStarted => "not_started",
-            RepairEnd::Lost => "lost",
-            RepairEnd::DryRun => "dry_run",
+            RepairTally::Succeeded => "succeeded",
+            RepairTally::Failed => "failed",
+            RepairTally::TimedOut => "timed_out",
+            RepairTally::NotStarted => "not_started",
+            RepairTally::Lost => "lost",
+            RepairTally::DryRun => "dry_run",
         }
     }
 }
@@ -175,6 +182,9 @@ pub struct DeviceStatus {
     pub timeout: Duration,
     pub feed_interval: Duration,
     pub feeding: Feeding,
+    /// `WDIOC_GETBOOTSTATUS`'s `WDIOF_*` bits; `None` when the driver
+    /// does not say.
+    pub boot_status: Option<u32>,
 }
 
 /// How feeding a device stands.
@@ -196,6 +206,9 @@ pub struct Budget {
     pub used: u32,
     pub of: u32,
     pub healthy_uptime: Duration,
+    /// Since when (wall-clock seconds) no rule that can reboot has been
+    /// failing; `None` while one is.
+    pub healthy_since: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -208,8 +221,11 @@ pub struct RuleStatus {
     pub since: i64,
     /// Why it fails; empty unless failing.
     pub cause: String,
+    pub step: LadderStep,
     /// Where its ladder stands; empty while the ladder is idle.
     pub ladder: String,
+    /// Repair attempts made since the ladder last started at the bottom.
+    pub repair_attempts: u32,
     pub last_repair: Option<LastRepair>,
     /// Not in the record.
     pub counts: RuleCounts,
@@ -253,6 +269,110 @@ impl RuleKind {
 impl std::fmt::Display for RuleKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.word())
+    }
+}
+
+/// Where a rule's ladder stands (`crate::ladder::State`), as a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LadderStep {
+    #[default]
+    Idle,
+    Repairing,
+    Waiting,
+    Recovering,
+    Exhausted,
+}
+
+impl LadderStep {
+    pub const ALL: [LadderStep; 5] = [
+        LadderStep::Idle,
+        LadderStep::Repairing,
+        LadderStep::Waiting,
+        LadderStep::Recovering,
+        LadderStep::Exhausted,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            LadderStep::Idle => "idle",
+            LadderStep::Repairing => "repairing",
+            LadderStep::Waiting => "waiting",
+            LadderStep::Recovering => "recovering",
+            LadderStep::Exhausted => "exhausted",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<LadderStep> {
+        LadderStep::ALL.into_iter().find(|s| s.word() == word)
+    }
+}
+
+impl From<crate::ladder::State> for LadderStep {
+    fn from(state: crate::ladder::State) -> LadderStep {
+        use crate::ladder::State;
+        match state {
+            State::Idle => LadderStep::Idle,
+            State::Repairing(_) => LadderStep::Repairing,
+            State::Waiting(_) => LadderStep::Waiting,
+            State::Recovering(_) => LadderStep::Recovering,
+            State::Exhausted => LadderStep::Exhausted,
+        }
+    }
+}
+
+/// How a repair command ended (`crate::repair::Ending`), as a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepairEnd {
+    #[default]
+    Succeeded,
+    Failed,
+    TimedOut,
+    NotStarted,
+    Lost,
+    DryRun,
+    Unkillable,
+}
+
+impl RepairEnd {
+    pub const ALL: [RepairEnd; 7] = [
+        RepairEnd::Succeeded,
+        RepairEnd::Failed,
+        RepairEnd::TimedOut,
+        RepairEnd::NotStarted,
+        RepairEnd::Lost,
+        RepairEnd::DryRun,
+        RepairEnd::Unkillable,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            RepairEnd::Succeeded => "succeeded",
+            RepairEnd::Failed => "failed",
+            RepairEnd::TimedOut => "timed-out",
+            RepairEnd::NotStarted => "not-started",
+            RepairEnd::Lost => "lost",
+            RepairEnd::DryRun => "dry-run",
+            RepairEnd::Unkillable => "unkillable",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<RepairEnd> {
+        RepairEnd::ALL.into_iter().find(|e| e.word() == word)
+    }
+}
+
+impl From<crate::repair::Ending> for RepairEnd {
+    fn from(ending: crate::repair::Ending) -> RepairEnd {
+        use crate::repair::Ending;
+        match ending {
+            Ending::Exited(0) => RepairEnd::Succeeded,
+            Ending::Exited(_) | Ending::Signalled(_) => RepairEnd::Failed,
+            Ending::TimedOut => RepairEnd::TimedOut,
+            Ending::NotStarted(_) => RepairEnd::NotStarted,
+            Ending::Lost(_) => RepairEnd::Lost,
+            Ending::DryRun => RepairEnd::DryRun,
+            Ending::Unkillable(_) => RepairEnd::Unkillable,
+        }
     }
 }
 
@@ -300,9 +420,13 @@ impl From<crate::health::Health> for RuleHealth {
 pub struct LastRepair {
     /// The attempt and how it ended (`attempt 1 succeeded (exit 0) after 5ms`).
     pub text: String,
+    pub end: RepairEnd,
     /// When it ended (wall-clock seconds).
     pub at: i64,
 }
+
+/// How many history entries `heartwatch status` shows, newest first.
+const HISTORY_SHOWN: usize = 8;
 
 /// Replaces `text` with `value`, keeping its allocation.
 pub fn set_text(text: &mut String, value: impl fmt::Display) {
@@ -470,6 +594,20 @@ impl Status {
             }
             writeln!(out)?;
         }
+        if !self.history.is_empty() {
+            writeln!(out, "reboot history, newest first:")?;
+            for e in self.history.iter().rev().take(HISTORY_SHOWN) {
+                writeln!(out, "  {e}")?;
+            }
+            if let Some(older) = self.history.len().checked_sub(HISTORY_SHOWN)
+                && older > 0
+            {
+                writeln!(
+                    out,
+                    "  ... and {older} older (heartwatch status --json shows every entry)"
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -563,6 +701,7 @@ pub(super) mod tests {
                     timeout: Duration::from_secs(30),
                     feed_interval: Duration::from_millis(2500),
                     feeding: Feeding::Fed,
+                    boot_status: Some(0x20),
                 },
                 DeviceStatus {
                     path: "/dev/watchdog1".into(),
@@ -570,6 +709,7 @@ pub(super) mod tests {
                     timeout: Duration::from_secs(60),
                     feed_interval: Duration::from_millis(2500),
                     feeding: Feeding::Fails,
+                    boot_status: None,
                 },
             ],
             boot_status: "the last reset was not caused by the watchdog".into(),
@@ -578,6 +718,7 @@ pub(super) mod tests {
                 used: 1,
                 of: 3,
                 healthy_uptime: Duration::from_secs(3600),
+                healthy_since: Some(1_795_000_040),
             },
             rebooting: Some(reason("nginx")),
             suppressed: Some("dry run: would reboot for rule nginx: dead".into()),
@@ -592,9 +733,12 @@ pub(super) mod tests {
                     health: RuleHealth::Healthy,
                     since: 1_795_000_010,
                     cause: String::new(),
+                    step: LadderStep::Idle,
                     ladder: String::new(),
+                    repair_attempts: 0,
                     last_repair: Some(LastRepair {
                         text: "attempt 1 succeeded (exit 0) after 5ms".into(),
+                        end: RepairEnd::Succeeded,
                         at: 1_795_000_020,
                     }),
                     ..RuleStatus::default()
@@ -605,7 +749,9 @@ pub(super) mod tests {
                     health: RuleHealth::Failing,
                     since: 1_795_000_030,
                     cause: "dead: the process exited".into(),
+                    step: LadderStep::Waiting,
                     ladder: "waiting after repair attempt 1".into(),
+                    repair_attempts: 1,
                     last_repair: None,
                     ..RuleStatus::default()
                 },
@@ -618,6 +764,31 @@ pub(super) mod tests {
                 },
             ],
             counts: Counts::default(),
+            history: vec![
+                Entry {
+                    wall: 1_794_990_000,
+                    boot_id: "an-earlier-boot".into(),
+                    kind: crate::history::Kind::Reboot,
+                    rule: "backup".into(),
+                    cause: "stale: not modified for 2s (max age 1s)".into(),
+                    step: "after 3 repair attempts".into(),
+                },
+                Entry {
+                    wall: 1_794_990_100,
+                    boot_id: "0b5e6b3c-1b1c-4e3e-9e62-8c1a8f0e8a11".into(),
+                    kind: crate::history::Kind::WatchdogReset,
+                    cause: "last reset was caused by the watchdog (boot status cardreset)".into(),
+                    ..Entry::default()
+                },
+                Entry {
+                    wall: 1_795_000_050,
+                    boot_id: "0b5e6b3c-1b1c-4e3e-9e62-8c1a8f0e8a11".into(),
+                    kind: crate::history::Kind::Suppressed,
+                    rule: "nginx".into(),
+                    cause: "dead: the process exited".into(),
+                    step: "after 1 repair attempt".into(),
+                },
+            ],
         }
     }
 
@@ -647,6 +818,10 @@ rules: 3 (1 healthy, 1 failing, 1 starting)
   backup  healthy   heartbeat  since 2026-11-18 11:06:50 UTC; last repair: attempt 1 succeeded (exit 0) after 5ms at 2026-11-18 11:07:00 UTC
   nginx   failing   process    since 2026-11-18 11:07:10 UTC  dead: the process exited; ladder: waiting after repair attempt 1
   late    starting  command    since 2026-11-18 11:06:40 UTC
+reboot history, newest first:
+  2026-11-18 11:07:30 UTC  suppressed  rule nginx: dead: the process exited (after 1 repair attempt): past the budget, no reboot
+  2026-11-18 08:21:40 UTC  watchdog    last reset was caused by the watchdog (boot status cardreset)
+  2026-11-18 08:20:00 UTC  reboot      rule backup: stale: not modified for 2s (max age 1s) (after 3 repair attempts)
 "
         );
         let mut stopped = full();
@@ -662,6 +837,7 @@ rules: 3 (1 healthy, 1 failing, 1 starting)
         stopped.agent = None;
         stopped.dry_run = false;
         stopped.rules.clear();
+        stopped.history.clear();
         assert_eq!(
             rendered(&stopped),
             "\

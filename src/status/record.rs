@@ -9,11 +9,15 @@
 //! `\xHH`). Durations are in nanoseconds, times in seconds since the epoch.
 //! An optional field is a line left out (a key line) or an empty field (in
 //! a tab-separated line). Any change to the format changes its version.
+//! Format 2 added each rule's kind, ladder step and repair attempts, each
+//! repair's ending, each device's boot status, the budget's healthy-since
+//! and the reboot history (`history` lines, oldest first).
 
 use super::{
-    Agent, Answer, Budget, DeviceStatus, Feeding, LastRepair, RuleHealth, RuleKind, RuleStatus,
-    Status,
+    Agent, Answer, Budget, DeviceStatus, Feeding, LadderStep, LastRepair, RepairEnd, RuleHealth,
+    RuleKind, RuleStatus, Status,
 };
+use crate::history::Entry;
 use crate::reboot::Reason;
 use std::fmt;
 use std::time::Duration;
@@ -69,6 +73,10 @@ impl Status {
                 Feeding::Fails => "fails",
                 Feeding::Stopped => "stopped",
             });
+            w.tab();
+            if let Some(flags) = d.boot_status {
+                w.num(flags);
+            }
         }
         if !self.boot_status.is_empty() {
             w.key("\nboot-status");
@@ -84,6 +92,10 @@ impl Status {
         w.num(self.budget.of);
         w.tab();
         w.num(self.budget.healthy_uptime.as_nanos());
+        w.tab();
+        if let Some(since) = self.budget.healthy_since {
+            w.num(since);
+        }
         if let Some(r) = &self.rebooting {
             w.key("\nrebooting");
             w.reason(r);
@@ -102,25 +114,59 @@ impl Status {
             w.key("\nrule");
             w.text(&r.name);
             w.tab();
+            w.raw(r.kind.word());
+            w.tab();
             w.raw(r.health.word());
             w.tab();
             w.num(r.since);
             w.tab();
             w.text(&r.cause);
             w.tab();
+            w.raw(r.step.word());
+            w.tab();
             w.text(&r.ladder);
+            w.tab();
+            w.num(r.repair_attempts);
             w.tab();
             if let Some(repair) = &r.last_repair {
                 w.text(&repair.text);
                 w.tab();
+                w.raw(repair.end.word());
+                w.tab();
                 w.num(repair.at);
             } else {
                 w.tab();
+                w.tab();
             }
-            w.tab();
-            w.raw(r.kind.word());
+        }
+        for e in &self.history {
+            w.key("\nhistory");
+            e.write_fields(w.0);
         }
         w.raw("\nend\n");
+    }
+}
+
+/// Text with `\\`, tab, newline and every other control character
+/// escaped, so that it stays within its field.
+pub fn escape(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0..0x20 | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                ]);
+            }
+            _ => out.push(b),
+        }
     }
 }
 
@@ -147,27 +193,8 @@ impl Record<'_> {
         let _ = write!(self.0, "{n}");
     }
 
-    /// Text with `\`, tab, newline and every other control character
-    /// escaped, so that it stays within its field.
     fn text(&mut self, s: &str) {
-        for &b in s.as_bytes() {
-            match b {
-                b'\\' => self.raw("\\\\"),
-                b'\t' => self.raw("\\t"),
-                b'\n' => self.raw("\\n"),
-                b'\r' => self.raw("\\r"),
-                0..0x20 | 0x7f => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    self.0.extend_from_slice(&[
-                        b'\\',
-                        b'x',
-                        HEX[(b >> 4) as usize],
-                        HEX[(b & 15) as usize],
-                    ]);
-                }
-                _ => self.0.push(b),
-            }
-        }
+        escape(self.0, s);
     }
 
     fn reason(&mut self, r: &Reason) {
@@ -202,6 +229,11 @@ pub fn parse(bytes: &[u8]) -> Result<Status, String> {
     match first.split_once(' ') {
         Some((MAGIC, version)) => match version.parse::<u32>() {
             Ok(FORMAT) => {}
+            Ok(older @ 1..FORMAT) => {
+                return Err(format!(
+                    "is in status format {older}, written by an older heartwatch daemon; this one reads format {FORMAT}: restart the daemon (systemctl restart heartwatch)"
+                ));
+            }
             Ok(newer) if newer > FORMAT => {
                 return Err(format!(
                     "is in status format {newer}, written by a newer heartwatch; this one reads format {FORMAT}: run the heartwatch command that came with the running daemon"
@@ -342,7 +374,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             };
         }
         "device" => {
-            let [path, identity, timeout, feed, feeding] = fields(value)?;
+            let [path, identity, timeout, feed, feeding, boot] = fields(value)?;
             status.devices.push(DeviceStatus {
                 path: unescape(path)?,
                 identity: unescape(identity)?,
@@ -354,6 +386,7 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
                     "stopped" => Feeding::Stopped,
                     _ => return Err(format!("unknown feeding state {feeding:?}")),
                 },
+                boot_status: optional(boot)?,
             });
         }
         "boot-status" => {
@@ -366,11 +399,12 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
         }
         "budget" => {
             once(&mut seen.budget)?;
-            let [used, of, healthy] = fields(value)?;
+            let [used, of, healthy, since] = fields(value)?;
             status.budget = Budget {
                 used: number(used)?,
                 of: number(of)?,
                 healthy_uptime: nanos(healthy)?,
+                healthy_since: optional(since)?,
             };
         }
         "rebooting" => {
@@ -391,11 +425,25 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             });
         }
         "rule" => {
-            let [name, health, since, cause, ladder, repair, repair_at, kind] = fields(value)?;
-            let last_repair = match (repair, repair_at) {
-                ("", "") => None,
-                (text, at) => Some(LastRepair {
+            let [
+                name,
+                kind,
+                health,
+                since,
+                cause,
+                step,
+                ladder,
+                attempts,
+                repair,
+                end,
+                repair_at,
+            ] = fields(value)?;
+            let last_repair = match (repair, end, repair_at) {
+                ("", "", "") => None,
+                (text, end, at) => Some(LastRepair {
                     text: unescape(text)?,
+                    end: RepairEnd::from_word(end)
+                        .ok_or_else(|| format!("unknown repair ending {end:?}"))?,
                     at: number(at)?,
                 }),
             };
@@ -406,10 +454,19 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
                     .ok_or_else(|| format!("unknown health {health:?}"))?,
                 since: number(since)?,
                 cause: unescape(cause)?,
+                step: LadderStep::from_word(step)
+                    .ok_or_else(|| format!("unknown ladder step {step:?}"))?,
                 ladder: unescape(ladder)?,
+                repair_attempts: number(attempts)?,
                 last_repair,
                 ..RuleStatus::default()
             });
+        }
+        "history" => {
+            if status.history.len() == crate::history::MAX_ENTRIES {
+                return Err("more history lines than the history keeps".into());
+            }
+            status.history.push(Entry::read_fields(value)?);
         }
         _ => return Err("unknown key".into()),
     }
@@ -437,6 +494,15 @@ fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
         .map_err(|_| format!("not a number in range: {value:?}"))
 }
 
+/// A number, or nothing (an empty field).
+fn optional<T: std::str::FromStr>(value: &str) -> Result<Option<T>, String> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        number(value).map(Some)
+    }
+}
+
 fn nanos(value: &str) -> Result<Duration, String> {
     let n: u128 = number(value)?;
     let secs = u64::try_from(n / 1_000_000_000).map_err(|_| format!("too long: {value}"))?;
@@ -455,8 +521,8 @@ fn reason(value: &str) -> Result<Reason, String> {
     })
 }
 
-/// The inverse of [`Record::text`].
-fn unescape(value: &str) -> Result<String, String> {
+/// The inverse of [`escape`].
+pub fn unescape(value: &str) -> Result<String, String> {
     let mut out = Vec::with_capacity(value.len());
     let mut bytes = value.bytes();
     while let Some(b) = bytes.next() {
@@ -519,6 +585,8 @@ mod tests {
         sparse.suppressed = None;
         sparse.agent = None;
         sparse.rules.clear();
+        sparse.history.clear();
+        sparse.budget.healthy_since = None;
         assert_eq!(parse(&record(&sparse)), Ok(sparse.clone()));
         assert_eq!(
             parse(&record(&Status::default())),
@@ -538,6 +606,7 @@ mod tests {
         status.rebooting.as_mut().unwrap().cause = hostile.into();
         status.devices[0].identity = "\t\t".into();
         status.agent.as_mut().unwrap().reason = hostile.into();
+        status.history[0].cause = hostile.into();
         let bytes = record(&status);
         let text = String::from_utf8(bytes.clone()).unwrap();
         // One line per field: the hostile ones added none.
@@ -575,19 +644,22 @@ mod tests {
             ),
             (
                 "heartwatch-status 2\n",
+                "heartwatch-status 1\n",
+                "older heartwatch daemon",
+            ),
+            (
+                "heartwatch-status 2\n",
                 "heartwatch-status x\n",
                 "unknown format",
             ),
             ("heartwatch-status 2\n", "", "does not begin with"),
-            ("\tcommand\n", "\tsensor\n", "unknown kind"),
-            (
-                "heartwatch-status 2\n",
-                "heartwatch-status 1\n",
-                "older heartwatch daemon",
-            ),
+            ("\tcommand\t", "\tsensor\t", "unknown kind"),
+            ("\twaiting\t", "\twondering\t", "unknown ladder step"),
+            ("\tsucceeded\t", "\tsort of\t", "unknown repair ending"),
+            ("\tsuppressed\t", "\tskipped\t", "unknown kind"),
             ("\nbudget ", "\nbudgie ", "unknown key"),
-            ("\nbudget 1\t3\t", "\nbudget 1\t", "fewer than 3"),
-            ("\tfed\n", "\tfed\textra\n", "more than 5"),
+            ("\nbudget 1\t3\t", "\nbudget 1\t", "fewer than 4"),
+            ("\tfed\t32\n", "\tfed\t32\textra\n", "more than 6"),
             ("\tfailing\t", "\tworried\t", "unknown health"),
             ("\nagent drain\t", "\nagent maybe\t", "unknown answer"),
             ("\nagent drain\t", "\nagent drain\n", "fewer than 2"),

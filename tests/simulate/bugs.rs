@@ -35,6 +35,8 @@ fn engine_at(
             boot_id: None,
         },
         seed: 1,
+        history: Default::default(),
+        watchdog_reset: None,
     };
     world(&mut w);
     let t0 = Instant::now();
@@ -73,6 +75,7 @@ fn a_refused_keepalive_does_not_make_the_loop_spin() {
             path: "/dev/watchdog0".into(),
             identity: "sim".into(),
             timeout: secs(60),
+            boot_status: None,
         });
         w.ping_interval = Some(secs(5));
     });

@@ -306,6 +306,7 @@ struct Track {
 /// The state directory: what `SaveRecord` wrote.
 struct Disk {
     record: Record,
+    history: heartwatch::history::History,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -466,6 +467,7 @@ impl Sim {
             last_ok_feed: T::ZERO,
             disk: Disk {
                 record: Record::default(),
+                history: Default::default(),
             },
             on_disk: scenario.clone(),
             last_valid: scenario.clone(),

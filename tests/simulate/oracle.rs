@@ -140,6 +140,15 @@ impl Sim {
         // The lines above the rules say what the host does.
         let split = text.find("\nrules: ").map_or(text.len(), |i| i + 1);
         let (head, rules) = text.split_at(split);
+        // The reboot history follows the rules: shown when there is one,
+        // newest first, at most 8 entries.
+        let (rules, history) = rules
+            .split_once("reboot history, newest first:\n")
+            .unwrap_or((rules, ""));
+        let entries = engine.history().len();
+        if history.lines().filter(|l| l.starts_with("  20")).count() != entries.min(8) {
+            problems.push(format!("reboot history lines, expected {}", entries.min(8)));
+        }
         let has = |s: &str| head.contains(s);
         let state = engine.reboot_state();
         if has("\nREBOOTING: ") != engine.rebooting() {

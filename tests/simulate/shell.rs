@@ -53,6 +53,7 @@ impl Sim {
                     path: p.clone(),
                     identity: "sim".into(),
                     timeout: config.watchdog.timeout,
+                    boot_status: None,
                 })
                 .collect(),
             boot_status: String::new(),
@@ -67,6 +68,12 @@ impl Sim {
                 boot_id: None,
             },
             seed: self.rng_misc.next(),
+            history: if self.state_dir {
+                self.disk.history.clone()
+            } else {
+                Default::default()
+            },
+            watchdog_reset: None,
         };
         let now = self.now();
         self.engine = Some(Engine::new(config.clone(), self.options, world, now));
@@ -274,6 +281,11 @@ impl Sim {
                         let at = self.t + delay;
                         self.push(at, Ev::ReasonWritten(self.epoch));
                     }
+                }
+            }
+            Command::SaveHistory => {
+                if self.state_dir {
+                    self.disk.history = self.engine().history().clone();
                 }
             }
             Command::StartOrderlyReboot => {

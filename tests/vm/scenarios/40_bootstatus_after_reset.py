@@ -4,7 +4,7 @@ QEMU resets the VM (-action watchdog=reset) instead of ending; a file on a
 host share counts the boots, so each boot knows which it is. The driver's
 own view (sysfs bootstatus, WDIOF_CARDRESET = 0x20) is checked beside
 what `heartwatch status` shows on every boot (and, after the reset, its log
-line). A third boot, after a plain `reboot -f`, is the control: not a
+line and the `watchdog-reset` entry of its reboot history). A third boot, after a plain `reboot -f`, is the control: not a
 watchdog reset, and neither the driver nor heartwatch may say it was.
 """
 
@@ -15,6 +15,7 @@ TIMEOUT = 5
 WDIOF_CARDRESET = 0x20
 CAUSED = "boot: last reset was caused by the watchdog"
 NOT_CAUSED = "boot: last reset was not caused by the watchdog"
+HISTORY_RESET = "watchdog    watchdog /dev/watchdog0: last reset was caused by the watchdog"
 
 GUEST = f"""
 vm_mount_host
@@ -59,7 +60,10 @@ def run(trial):
     first = vm.wait_mark("BOOT 1 ", 40)
     if bootstatus(first) & WDIOF_CARDRESET:
         raise Failed(f"first boot of a fresh VM already reports a watchdog reset: {first.text}")
-    expect_status(vm, first.t, [NOT_CAUSED])
+    _, shown = expect_status(vm, first.t, [NOT_CAUSED])
+    if any("reboot history" in line for line in shown):
+        raise Failed("a fresh VM's first boot already has a reboot history:\n    "
+                     + "\n    ".join(shown))
     kill = vm.wait_mark("KILL", 30, after=first.t)
     fired = vm.wait_event("WATCHDOG", TIMEOUT + 8, after=kill.t)
     if fired.data.get("action") != "reset":
@@ -74,8 +78,10 @@ def run(trial):
         raise Failed(f"the driver does not report WDIOF_CARDRESET after the reset: {second.text}")
     vm.wait_line("watchdog /dev/watchdog0: last reset was caused by the watchdog", 30,
                  after=second.t)
-    done, _ = expect_status(vm, second.t, [CAUSED])
-    trial.note("heartwatch logged and `status` showed: last reset was caused by the watchdog")
+    done, _ = expect_status(vm, second.t, [CAUSED, "reboot history, newest first:",
+                                           HISTORY_RESET])
+    trial.note("heartwatch logged and `status` showed: last reset was caused by the watchdog; "
+               "the reboot history has the watchdog reset")
 
     reboot = vm.wait_mark("REBOOT", 10, after=done.t)
     third = vm.wait_mark("BOOT 3 ", 40, after=reboot.t)
