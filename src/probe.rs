@@ -8,9 +8,11 @@
 //! Queues are allocated when the configuration is loaded and never grow in
 //! the steady state: at most one request per rule is in flight.
 
+use crate::heartbeat::Fallback;
 use crate::interface::{self, Reading};
 use crate::process::{self, Lookup, Target};
 use crate::sys::eventfd::EventFd;
+use crate::sys::inotify::{self, Inotify};
 use crate::sys::stat::{Outcome, stat};
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -26,6 +28,9 @@ pub enum Subject {
     Process(Arc<Target>, bool),
     /// Read a network interface's state and receive counter.
     Interface(Arc<interface::Paths>),
+    /// Decide whether a heartbeat directory's events can be trusted
+    /// (statfs) and watch it: off the loop, as statfs can hang on NFS.
+    WatchDir(Arc<Inotify>, Arc<CString>),
 }
 
 /// What was found.
@@ -34,6 +39,8 @@ pub enum Finding {
     File(Outcome),
     Process(Lookup),
     Interface(Reading),
+    /// The directory's watch descriptor, or why it is not watched.
+    Watch(Result<i32, Fallback>),
 }
 
 /// A finished probe, tagged with the ticket it was submitted under.
@@ -59,6 +66,8 @@ struct Shared {
 /// A pool of stat workers.
 pub struct Prober {
     shared: Arc<Shared>,
+    /// Requests of this turn, handed to the workers together (`flush`).
+    staged: VecDeque<Request>,
     workers: usize,
     stuck: usize,
 }
@@ -82,6 +91,7 @@ impl Prober {
         });
         let mut prober = Prober {
             shared,
+            staged: VecDeque::with_capacity(capacity),
             workers: 0,
             stuck: 0,
         };
@@ -93,6 +103,8 @@ impl Prober {
 
     /// Makes room for `capacity` requests in flight (on reload).
     pub fn reserve(&mut self, capacity: usize) {
+        let more = capacity.saturating_sub(self.staged.len());
+        self.staged.reserve(more);
         let mut requests = lock(&self.shared.requests);
         let more = capacity.saturating_sub(requests.len());
         requests.reserve(more);
@@ -107,7 +119,8 @@ impl Prober {
         self.shared.answered.raw_fd()
     }
 
-    /// Queues a probe of `subject`; the answer comes back with `ticket`.
+    /// Queues a probe of `subject` at once; the answer comes back with `ticket`.
+    #[cfg(test)]
     pub fn submit(&self, ticket: u64, subject: Subject) {
         let mut requests = lock(&self.shared.requests);
         requests.push_back(Request { ticket, subject });
@@ -115,7 +128,33 @@ impl Prober {
         self.shared.wake_worker.notify_one();
     }
 
+    /// Stages a probe of `subject`, for the next `flush`.
+    pub fn queue(&mut self, ticket: u64, subject: Subject) {
+        self.staged.push_back(Request { ticket, subject });
+    }
+
+    /// Hands the staged requests to the workers: one lock, one wake-up
+    /// (a worker that leaves requests behind wakes another).
+    pub fn flush(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let mut requests = lock(&self.shared.requests);
+        requests.extend(self.staged.drain(..));
+        drop(requests);
+        self.shared.wake_worker.notify_one();
+    }
+
+    /// Moves every answer into `out` (which must be empty, with the
+    /// capacity `reserve` gave): one lock, one eventfd read.
+    pub fn take_answers(&self, out: &mut VecDeque<Answer>) {
+        let mut answers = lock(&self.shared.answers);
+        std::mem::swap(&mut *answers, out);
+        self.shared.answered.clear();
+    }
+
     /// Takes the next answer, if any.
+    #[cfg(test)]
     pub fn next_answer(&self) -> Option<Answer> {
         let mut answers = lock(&self.shared.answers);
         let answer = answers.pop_front();
@@ -174,36 +213,77 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Requests a worker takes per lock.
+const TAKE: usize = 16;
+
 fn work(shared: &Shared) {
+    let mut taken: [Option<Request>; TAKE] = Default::default();
+    let mut found: [Option<Answer>; TAKE] = Default::default();
     loop {
-        let request = {
+        let n = {
             let mut requests = lock(&shared.requests);
-            loop {
-                if let Some(r) = requests.pop_front() {
-                    break r;
-                }
+            while requests.is_empty() {
                 requests = shared
                     .wake_worker
                     .wait(requests)
                     .unwrap_or_else(|p| p.into_inner());
             }
+            let n = requests.len().min(TAKE);
+            for slot in taken.iter_mut().take(n) {
+                *slot = requests.pop_front();
+            }
+            if !requests.is_empty() {
+                // More than one worker's share: wake another.
+                shared.wake_worker.notify_one();
+            }
+            n
         };
-        let finding = match &request.subject {
-            Subject::File(path) => Finding::File(stat(path)),
-            Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
-            Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
-        };
-        drop(request.subject);
+        for (request, answer) in taken.iter_mut().zip(found.iter_mut()).take(n) {
+            let Some(request) = request.take() else {
+                continue;
+            };
+            let finding = look(&request.subject);
+            drop(request.subject);
+            *answer = Some(Answer {
+                ticket: request.ticket,
+                finding,
+            });
+        }
         let mut answers = lock(&shared.answers);
-        answers.push_back(Answer {
-            ticket: request.ticket,
-            finding,
-        });
-        let first = answers.len() == 1;
+        let first = answers.is_empty();
+        answers.extend(found.iter_mut().take(n).filter_map(Option::take));
         drop(answers);
         if first {
             shared.answered.raise();
         }
+    }
+}
+
+fn look(subject: &Subject) -> Finding {
+    match subject {
+        Subject::File(path) => Finding::File(stat(path)),
+        Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
+        Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
+        Subject::WatchDir(ino, dir) => Finding::Watch(watch_dir(ino, dir)),
+    }
+}
+
+/// Watches a heartbeat directory if its filesystem delivers events.
+fn watch_dir(ino: &Inotify, dir: &CString) -> Result<i32, Fallback> {
+    use nix::errno::Errno;
+    let gone = |e: Errno| match e {
+        Errno::ENOENT | Errno::ENOTDIR => Fallback::NoDirectory,
+        Errno::ENOSPC => Fallback::WatchLimit,
+        e => Fallback::Error(e),
+    };
+    #[cfg(feature = "test-hooks")]
+    if crate::daemon::test_watch_limit() {
+        return Err(Fallback::WatchLimit);
+    }
+    match inotify::untrusted_filesystem(dir) {
+        Err(e) => Err(gone(e)),
+        Ok(Some(kind)) => Err(Fallback::Filesystem(kind)),
+        Ok(None) => ino.add_watch(dir, inotify::DIR_MASK).map_err(gone),
     }
 }
 

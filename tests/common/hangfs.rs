@@ -32,6 +32,7 @@ const FUSE_LOOKUP: u32 = 1;
 const FUSE_FORGET: u32 = 2;
 const FUSE_GETATTR: u32 = 3;
 const FUSE_UNLINK: u32 = 10;
+const FUSE_STATFS: u32 = 17;
 const FUSE_INIT: u32 = 26;
 const FUSE_OPENDIR: u32 = 27;
 const FUSE_RELEASEDIR: u32 = 29;
@@ -267,6 +268,8 @@ fn serve(mut device: File, fault: Fault, seen: &Seen, stop: &AtomicBool) {
             FUSE_OPENDIR => Some(Ok(vec![0u8; 16])), // fuse_open_out: fh 0, no flags
             FUSE_RELEASEDIR => Some(Ok(Vec::new())),
             FUSE_UNLINK => Some(Err(libc::ENOENT)),
+            FUSE_STATFS => Some(Ok(vec![0u8; 80])), // fuse_kstatfs, all zero
+
             FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT => None,
             _ => Some(Err(libc::ENOSYS)),
         };
