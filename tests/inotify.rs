@@ -38,7 +38,10 @@ fn replace(file: &Path) {
 /// The inotify watches the process holds (from its fdinfo).
 fn watch_count(pid: u32) -> usize {
     let mut n = 0;
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
         let Ok(target) = std::fs::read_link(fd.path()) else {
             continue;
         };
@@ -48,7 +51,10 @@ fn watch_count(pid: u32) -> usize {
                 fd.file_name().to_string_lossy()
             ))
             .unwrap();
-            n += info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+            n += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
         }
     }
     n
@@ -153,7 +159,9 @@ fn lost_events_are_rescanned_and_no_live_heartbeat_goes_stale() {
     // The delete's event is lost: only the rescan can report it within
     // the hour.
     std::fs::remove_file(&gone).unwrap();
-    d.expect("inotify queue overflowed: events were lost; 2 event-driven heartbeats looked at again");
+    d.expect(
+        "inotify queue overflowed: events were lost; 2 event-driven heartbeats looked at again",
+    );
     d.expect("rule gone: failing: missing");
     // The live one, beaten through more lost reads, never goes stale.
     for _ in 0..60 {

@@ -10,7 +10,8 @@
 //! with `Within=2s` stays healthy, one with `Within=300ms` flaps), and one
 //! on an interface that does not exist (missing); after a warm-up, every
 //! turn is counted and must not allocate, in the loop or in its stat
-//! workers.
+//! workers. The heartbeat files' directory is watched by inotify: the
+//! touches arrive as events, read and mapped to rules while counting.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -221,6 +222,7 @@ fn main() {
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     let changes = daemon.health_changes() - changes_before;
     let chatty_during = chatty_runs() - chatty_before;
+    let event_driven = daemon.event_driven_heartbeats();
 
     // The counter itself works: one deliberate allocation is seen.
     COUNTING.store(true, Ordering::SeqCst);
@@ -299,9 +301,13 @@ fn main() {
         missing == Health::Failing(heartwatch::health::Cause::InterfaceMissing),
         "the interface rule on an interface that does not exist was failing",
     );
+    check(
+        event_driven == RULES + 2,
+        "the heartbeat rules were seen by inotify events (the event path was counted)",
+    );
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
-    println!("{} passed, {failed} failed", 11 - failed);
+    println!("{} passed, {failed} failed", 12 - failed);
     // Kills the chatty repair.
     daemon.stop();
     if failed > 0 {

@@ -189,6 +189,14 @@ impl Daemon {
         self.engine.rule_health()
     }
 
+    /// How many heartbeat rules are seen by inotify events, for tests.
+    pub fn event_driven_heartbeats(&self) -> usize {
+        self.engine
+            .heartbeat_files()
+            .filter(|(_, _, mode)| *mode == engine::HeartbeatMode::Events)
+            .count()
+    }
+
     /// How many times any rule's health changed since start.
     pub fn health_changes(&self) -> u64 {
         self.engine.health_changes()

@@ -36,11 +36,14 @@ enum State {
     Fallback(Fallback),
 }
 
+/// A directory's file names and their rules.
+type Names = Vec<(Box<[u8]>, RuleId)>;
+
 struct Dir {
     path: Arc<CString>,
     state: State,
     /// The file names of its rules, sorted.
-    names: Vec<(Box<[u8]>, RuleId)>,
+    names: Names,
 }
 
 pub struct Watches {
@@ -95,7 +98,7 @@ impl Watches {
         prober: &mut Prober,
         notes: &mut Vec<Note>,
     ) {
-        let mut by_path: HashMap<Vec<u8>, Vec<(Box<[u8]>, RuleId)>> = HashMap::new();
+        let mut by_path: HashMap<Vec<u8>, Names> = HashMap::new();
         let mut n_rules = 0;
         for (id, file) in files {
             let bytes = file.to_bytes();
@@ -393,7 +396,7 @@ fn test_lose_read(n: u64) -> bool {
             .ok()
             .and_then(|s| s.parse().ok())
     }) {
-        Some(at) => n >= *at && (n - at) % 50 == 0,
+        Some(at) => n >= *at && (n - at).is_multiple_of(50),
         None => false,
     }
 }

@@ -172,7 +172,7 @@ pub fn remote_kind(f_type: u64) -> Option<&'static str> {
         0x5346_414F => "afs",
         0x6B41_4653 => "afs",
         0x0BD0_0BD0 => "lustre",
-        0x1161_970 => "gfs2",
+        0x0116_1970 => "gfs2",
         0x7461_636f => "ocfs2",
         0x564c => "ncp",
         0x6B41_4654 => "kafs",
