@@ -265,4 +265,63 @@ mod tests {
         // A file that comes back after a while counts as a change.
         assert_eq!(hb.observe(found(1), t0 + Duration::from_secs(30)).0, Ok(()));
     }
+
+    #[test]
+    fn events_beat_without_a_stat_and_the_deadline_stat_decides() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut hb = Heartbeat::new(&spec(), t0);
+        // The first stat comes before anything is postponed.
+        hb.mode = Mode::Events;
+        assert_eq!(hb.postpone(t0), None);
+        let (v, next) = hb.observe(found(5), t0);
+        assert_eq!(v, Ok(()));
+        assert_eq!(
+            next,
+            t0 + s(10),
+            "event-driven: the one look is at the deadline"
+        );
+        assert_eq!(hb.postpone(t0 + s(1)), Some(t0 + s(10)));
+        // A beat at 4 s: the deadline moves, no stat.
+        assert_eq!(hb.event(true, t0 + s(4)), Some(Ok(())));
+        assert_eq!(hb.postpone(t0 + s(10)), Some(t0 + s(14)));
+        // The deadline stat finds the stamp that beat left: already counted.
+        let (v, _) = hb.observe(found(6), t0 + s(14));
+        assert!(matches!(v, Err(Cause::Stale { .. })), "{v:?}");
+        // Stale: no look until an event (the safety net is an hour away).
+        let (_, next) = hb.observe(found(6), t0 + s(15));
+        assert_eq!(next, t0 + s(15) + EVENT_IDLE_LOOK);
+    }
+
+    #[test]
+    fn a_change_no_event_reported_is_a_beat_at_the_stat_that_finds_it() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut hb = Heartbeat::new(&spec(), t0);
+        hb.mode = Mode::Events;
+        assert_eq!(hb.observe(found(5), t0).0, Ok(()));
+        // An event, then a change whose event was lost (an overflow):
+        // the rescan makes the next stat decide alone.
+        assert_eq!(hb.event(true, t0 + s(2)), Some(Ok(())));
+        hb.rescan();
+        assert_eq!(hb.postpone(t0 + s(3)), None, "a rescan asks for a stat");
+        let (v, next) = hb.observe(found(7), t0 + s(3));
+        assert_eq!(v, Ok(()));
+        assert_eq!(
+            next,
+            t0 + s(13),
+            "the change counts from the stat that saw it"
+        );
+        // A delete asks for a stat; the answer says missing.
+        assert_eq!(hb.event(false, t0 + s(4)), None);
+        assert_eq!(hb.postpone(t0 + s(4)), None);
+        assert_eq!(
+            hb.observe(Outcome::Missing, t0 + s(4)).0,
+            Err(Cause::Missing)
+        );
+        // Events are ignored on the periodic stat.
+        hb.mode = Mode::Periodic(Fallback::WatchLimit);
+        assert_eq!(hb.event(true, t0 + s(5)), None);
+        assert_eq!(hb.postpone(t0 + s(5)), None);
+    }
 }

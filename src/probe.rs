@@ -269,7 +269,7 @@ fn look(subject: &Subject) -> Finding {
 }
 
 /// Watches a heartbeat directory if its filesystem delivers events.
-fn watch_dir(ino: &Inotify, dir: &CString) -> Result<i32, Fallback> {
+pub(crate) fn watch_dir(ino: &Inotify, dir: &CString) -> Result<i32, Fallback> {
     use nix::errno::Errno;
     let gone = |e: Errno| match e {
         Errno::ENOENT | Errno::ENOTDIR => Fallback::NoDirectory,

@@ -262,3 +262,27 @@ fn a_reload_moves_a_watch_without_leaking_the_old_one() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(watch_count(d.child.id()), 1);
 }
+
+#[test]
+fn check_says_which_heartbeats_fall_back_and_why() {
+    let s = Scratch::new("inotify-check");
+    s.write_conf("");
+    touch(&s.path("here.beat"));
+    s.write_rule("here", &rule(&s.path("here.beat"), "1h", "1h"));
+    s.write_rule("nodir", &rule(&s.path("no/such/dir/beat"), "1h", "1h"));
+    let (code, out, err) = heartwatch(&s.conf(), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("heartbeats: 1 seen by inotify events, 1 on the periodic stat every CheckInterval"),
+        "{out}"
+    );
+    assert!(out.contains("  nodir: periodic stat: directory does not exist"), "{out}");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(s.conf())
+        .env("HEARTWATCH_TEST_MAX_WATCHES", "0")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("  here: periodic stat: inotify watch limit reached"), "{out}");
+}

@@ -6,6 +6,7 @@
 mod args;
 mod beat;
 mod check;
+mod check_watches;
 mod files;
 mod import;
 mod memtest;
