@@ -82,7 +82,7 @@ fn delete_recreate_and_rename_over_are_seen_by_events() {
     let before = d.drain().len();
     replace(&file);
     d.expect_after(before, "rule a: healthy again");
-    let status = s.wait_status("healthy");
+    let status = s.wait_status("(1 healthy");
     assert!(rule_line(&status, "a").contains(" healthy "), "{status}");
 }
 
