@@ -134,7 +134,8 @@ impl Prober {
     }
 
     /// Hands the staged requests to the workers: one lock, one wake-up
-    /// (a worker that leaves requests behind wakes another).
+    /// (a worker that leaves requests behind wakes another; workers take
+    /// one request at a time, so that a hung stat holds up no other).
     pub fn flush(&mut self) {
         if self.staged.is_empty() {
             return;
@@ -213,45 +214,36 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Requests a worker takes per lock.
-const TAKE: usize = 16;
-
 fn work(shared: &Shared) {
-    let mut taken: [Option<Request>; TAKE] = Default::default();
-    let mut found: [Option<Answer>; TAKE] = Default::default();
     loop {
-        let n = {
+        // One request at a time: a stat that hangs must hold no other
+        // rule's request. The loop's batch wakes one worker; a worker that
+        // leaves requests behind wakes another, so a batch costs as many
+        // wake-ups as workers it needs, not one per request.
+        let request = {
             let mut requests = lock(&shared.requests);
-            while requests.is_empty() {
+            let request = loop {
+                if let Some(r) = requests.pop_front() {
+                    break r;
+                }
                 requests = shared
                     .wake_worker
                     .wait(requests)
                     .unwrap_or_else(|p| p.into_inner());
-            }
-            let n = requests.len().min(TAKE);
-            for slot in taken.iter_mut().take(n) {
-                *slot = requests.pop_front();
-            }
+            };
             if !requests.is_empty() {
-                // More than one worker's share: wake another.
                 shared.wake_worker.notify_one();
             }
-            n
+            request
         };
-        for (request, answer) in taken.iter_mut().zip(found.iter_mut()).take(n) {
-            let Some(request) = request.take() else {
-                continue;
-            };
-            let finding = look(&request.subject);
-            drop(request.subject);
-            *answer = Some(Answer {
-                ticket: request.ticket,
-                finding,
-            });
-        }
+        let finding = look(&request.subject);
+        drop(request.subject);
         let mut answers = lock(&shared.answers);
         let first = answers.is_empty();
-        answers.extend(found.iter_mut().take(n).filter_map(Option::take));
+        answers.push_back(Answer {
+            ticket: request.ticket,
+            finding,
+        });
         drop(answers);
         if first {
             shared.answered.raise();

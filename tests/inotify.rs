@@ -273,10 +273,15 @@ fn check_says_which_heartbeats_fall_back_and_why() {
     let (code, out, err) = heartwatch(&s.conf(), &["check"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("heartbeats: 1 seen by inotify events, 1 on the periodic stat every CheckInterval"),
+        out.contains(
+            "heartbeats: 1 seen by inotify events, 1 on the periodic stat every CheckInterval"
+        ),
         "{out}"
     );
-    assert!(out.contains("  nodir: periodic stat: directory does not exist"), "{out}");
+    assert!(
+        out.contains("  nodir: periodic stat: directory does not exist"),
+        "{out}"
+    );
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(s.conf())
@@ -284,5 +289,8 @@ fn check_says_which_heartbeats_fall_back_and_why() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
-    assert!(out.contains("  here: periodic stat: inotify watch limit reached"), "{out}");
+    assert!(
+        out.contains("  here: periodic stat: inotify watch limit reached"),
+        "{out}"
+    );
 }
