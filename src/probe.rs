@@ -146,12 +146,19 @@ impl Prober {
         self.shared.wake_worker.notify_one();
     }
 
-    /// Moves every answer into `out` (which must be empty, with the
-    /// capacity `reserve` gave): one lock, one eventfd read.
-    pub fn take_answers(&self, out: &mut VecDeque<Answer>) {
+    /// Moves up to `out.len()` answers into `out` under one lock and
+    /// returns how many; the eventfd is cleared (one read) once none is
+    /// left.
+    pub fn take_answers(&self, out: &mut [Option<Answer>]) -> usize {
         let mut answers = lock(&self.shared.answers);
-        std::mem::swap(&mut *answers, out);
-        self.shared.answered.clear();
+        let n = answers.len().min(out.len());
+        for slot in out.iter_mut().take(n) {
+            *slot = answers.pop_front();
+        }
+        if answers.is_empty() {
+            self.shared.answered.clear();
+        }
+        n
     }
 
     /// Takes the next answer, if any.

@@ -151,7 +151,6 @@ impl Daemon {
             offered: None,
             watches: watches::Watches::new(),
             notes: Vec::new(),
-            answers: std::collections::VecDeque::new(),
         };
         daemon.installed();
         daemon.tell_notes(now());

@@ -100,8 +100,6 @@ pub struct Daemon {
     watches: Watches,
     /// What the watches have to tell the engine, reused.
     notes: Vec<Note>,
-    /// The probe answers being handed to the engine, reused.
-    answers: std::collections::VecDeque<crate::probe::Answer>,
 }
 
 /// Loads the configuration, starts the daemon and runs it until stopped.
@@ -342,9 +340,6 @@ impl Daemon {
         let n = ids.len();
         self.scratch = Vec::with_capacity(n);
         self.running.reserve(n.saturating_sub(self.running.len()));
-        // A look per rule and a watch request per directory.
-        self.prober.reserve(2 * n);
-        self.answers = std::collections::VecDeque::with_capacity(2 * n + 16);
         self.watches.install(
             self.engine
                 .heartbeat_files()
@@ -352,6 +347,8 @@ impl Daemon {
             &mut self.prober,
             &mut self.notes,
         );
+        // A look per rule and a watch request per directory.
+        self.prober.reserve(n + self.watches.dir_count());
         self.prober.flush();
         let slots = 3 + n * 3;
         self.pollfds = Vec::with_capacity(slots);
@@ -387,26 +384,31 @@ impl Daemon {
     }
 
     fn take_answers(&mut self, now: Now) {
-        let mut answers = std::mem::take(&mut self.answers);
-        self.prober.take_answers(&mut answers);
-        for answer in answers.drain(..) {
-            if answer.ticket & WATCH_TICKET != 0 {
+        // In helpings, each taken under one lock.
+        let mut chunk: [Option<crate::probe::Answer>; 32] = Default::default();
+        loop {
+            let n = self.prober.take_answers(&mut chunk);
+            for answer in chunk.iter_mut().take(n).filter_map(Option::take) {
+                if answer.ticket & WATCH_TICKET != 0 {
+                    self.watches
+                        .answered(answer.ticket, answer.finding, &mut self.notes);
+                    continue;
+                }
                 self.watches
-                    .answered(answer.ticket, answer.finding, &mut self.notes);
-                continue;
+                    .stat_answered(answer.ticket, &answer.finding, &mut self.prober);
+                let mut finding = answer.finding;
+                if let Finding::Process(Lookup::Alive(found)) = &mut finding {
+                    // The engine judges the look-up; the shell keeps the pidfd
+                    // if the engine says to watch this process.
+                    self.offered = found.pidfd.take();
+                }
+                self.tell(Event::Answered(answer.ticket, finding), now);
+                self.offered = None;
             }
-            self.watches
-                .stat_answered(answer.ticket, &answer.finding, &mut self.prober);
-            let mut finding = answer.finding;
-            if let Finding::Process(Lookup::Alive(found)) = &mut finding {
-                // The engine judges the look-up; the shell keeps the pidfd
-                // if the engine says to watch this process.
-                self.offered = found.pidfd.take();
+            if n < chunk.len() {
+                break;
             }
-            self.tell(Event::Answered(answer.ticket, finding), now);
-            self.offered = None;
         }
-        self.answers = answers;
         self.tell_notes(now);
     }
 

@@ -84,6 +84,11 @@ impl Watches {
         }
     }
 
+    /// How many heartbeat directories there are.
+    pub fn dir_count(&self) -> usize {
+        self.dirs.len()
+    }
+
     /// The descriptor to poll, if inotify is there.
     pub fn fd(&self) -> Option<i32> {
         self.ino.as_ref().map(|i| i.raw_fd())
@@ -160,7 +165,7 @@ impl Watches {
             .enumerate()
             .flat_map(|(i, d)| d.names.iter().map(move |(_, id)| (*id, i)))
             .collect();
-        notes.reserve(1024 + 2 * n_rules);
+        notes.reserve(n_rules.max(1024) + 16);
         for d in &self.dirs {
             let mode = mode_of(d.state);
             for &(_, id) in &d.names {
