@@ -153,6 +153,8 @@ class Workload:
         self.children = {}
         # Rules of other kinds, by name: their text (heartwatch only).
         self.extra_rules = {}
+        # False: an idle host, whose heartbeat files are never touched.
+        self.touching = True
         os.makedirs(f"{self.dir}/files", exist_ok=True)
 
     def path(self, name):
@@ -173,7 +175,7 @@ class Workload:
                 write(self.path(p) + ".pid", f"{child.pid}\n")
 
     def toucher(self):
-        while not self.stop.is_set():
+        while self.touching and not self.stop.is_set():
             with self.lock:
                 for name in list(self.live):
                     try:
@@ -668,6 +670,13 @@ def main():
     ap.add_argument("--onfault-shim", default=f"{REPO}/target/bench/mlock_onfault.so",
                     help="LD_PRELOAD shim that adds MCL_ONFAULT to mlockall (benches/mlock_onfault.c)")
     ap.add_argument("--no-experiments", action="store_true", help="skip the RSS experiments")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="heartwatch alone: skip watchdog and monit")
+    ap.add_argument("--idle", action="store_true",
+                    help="also an idle host: 1 000 heartbeat rules whose files are never touched "
+                         "(CPU and wake-ups once every rule is stale)")
+    ap.add_argument("--intervals", default="1s,default",
+                    help="heartwatch CheckInterval= values run per size (default: 1s,default)")
     ap.add_argument("--no-mixed", action="store_true",
                     help="skip the mixed workload (1000 heartbeat, 100 system, 20 command rules)")
     args = ap.parse_args()
@@ -685,19 +694,34 @@ def main():
         for n in [int(x) for x in args.sizes.split(",") if x]:
             wl = Workload(f"hb{n}", n, 0)
             window = args.window if n < 10000 else args.window_large
-            daemons = [
-                Heartwatch(wl, "1s", args.binary),
-                Watchdog(wl),
-                Monit(wl),
-                Heartwatch(wl, None, args.binary, label="heartwatch-default"),
-            ]
+            intervals = [x for x in args.intervals.split(",") if x]
+            daemons = []
+            if "1s" in intervals:
+                daemons.append(Heartwatch(wl, "1s", args.binary))
+            if not args.no_peers:
+                daemons += [Watchdog(wl), Monit(wl)]
+            if "default" in intervals:
+                daemons.append(Heartwatch(wl, None, args.binary, label="heartwatch-default"))
+            for iv in intervals:
+                if iv not in ("1s", "default"):
+                    daemons.append(Heartwatch(wl, iv, args.binary, label=f"heartwatch-{iv}"))
             for d in daemons:
                 results.append(run_one(d, wl, args, window, breakdown=(d.label == "heartwatch" and n == 1000)))
-            if n == 1000:
+            if n == 1000 and not args.no_peers:
                 # Does the cost follow the checks, or the wakeups? A ten
                 # times finer interval, same rules.
                 d = Heartwatch(wl, "100ms", args.binary, label="heartwatch-100ms")
                 results.append(run_one(d, wl, args, window))
+            wl.cleanup()
+        if args.idle:
+            # An idle host: nothing touched; measured once every rule has
+            # gone stale, so what is left is the daemon's own rhythm.
+            wl = Workload("idle1000", 1000, 0)
+            wl.touching = False
+            idle_args = argparse.Namespace(**vars(args))
+            idle_args.warmup = MAX_AGE + 3.0
+            d = Heartwatch(wl, None, args.binary, label="heartwatch-idle")
+            results.append(run_one(d, wl, idle_args, args.window, stale=False))
             wl.cleanup()
         if not args.no_mixed:
             # What the other kinds add: the heartbeats of hb1000 beside 100

@@ -9,9 +9,11 @@
 //! Queues are allocated when the configuration is loaded and never grow in
 //! the steady state: at most one request per rule is in flight.
 
+use crate::heartbeat::Fallback;
 use crate::interface::{self, Reading};
 use crate::process::{self, Lookup, Target};
 use crate::sys::eventfd::EventFd;
+use crate::sys::inotify::{self, Inotify};
 use crate::sys::stat::{Outcome, stat};
 use crate::system;
 use std::collections::VecDeque;
@@ -30,6 +32,9 @@ pub enum Subject {
     Interface(Arc<interface::Paths>),
     /// Read a `[System]` rule's source (`/proc`, `/sys`, `statvfs`).
     System(Arc<system::Source>),
+    /// Decide whether a heartbeat directory's events can be trusted
+    /// (statfs) and watch it: off the loop, as statfs can hang on NFS.
+    WatchDir(Arc<Inotify>, Arc<CString>),
 }
 
 /// What was found.
@@ -39,6 +44,8 @@ pub enum Finding {
     Process(Lookup),
     Interface(Reading),
     System(Result<system::Reading, system::Unread>),
+    /// The directory's watch descriptor, or why it is not watched.
+    Watch(Result<i32, Fallback>),
 }
 
 /// A finished probe, tagged with the ticket it was submitted under.
@@ -64,6 +71,8 @@ struct Shared {
 /// A pool of stat workers.
 pub struct Prober {
     shared: Arc<Shared>,
+    /// Requests of this turn, handed to the workers together (`flush`).
+    staged: VecDeque<Request>,
     workers: usize,
     stuck: usize,
 }
@@ -87,6 +96,7 @@ impl Prober {
         });
         let mut prober = Prober {
             shared,
+            staged: VecDeque::with_capacity(capacity),
             workers: 0,
             stuck: 0,
         };
@@ -98,6 +108,8 @@ impl Prober {
 
     /// Makes room for `capacity` requests in flight (on reload).
     pub fn reserve(&mut self, capacity: usize) {
+        let more = capacity.saturating_sub(self.staged.len());
+        self.staged.reserve(more);
         let mut requests = lock(&self.shared.requests);
         let more = capacity.saturating_sub(requests.len());
         requests.reserve(more);
@@ -112,7 +124,8 @@ impl Prober {
         self.shared.answered.raw_fd()
     }
 
-    /// Queues a probe of `subject`; the answer comes back with `ticket`.
+    /// Queues a probe of `subject` at once; the answer comes back with `ticket`.
+    #[cfg(test)]
     pub fn submit(&self, ticket: u64, subject: Subject) {
         let mut requests = lock(&self.shared.requests);
         requests.push_back(Request { ticket, subject });
@@ -120,7 +133,41 @@ impl Prober {
         self.shared.wake_worker.notify_one();
     }
 
+    /// Stages a probe of `subject`, for the next `flush`.
+    pub fn queue(&mut self, ticket: u64, subject: Subject) {
+        self.staged.push_back(Request { ticket, subject });
+    }
+
+    /// Hands the staged requests to the workers: one lock, one wake-up
+    /// (a worker that leaves requests behind wakes another; workers take
+    /// one request at a time, so that a hung stat holds up no other).
+    pub fn flush(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let mut requests = lock(&self.shared.requests);
+        requests.extend(self.staged.drain(..));
+        drop(requests);
+        self.shared.wake_worker.notify_one();
+    }
+
+    /// Moves up to `out.len()` answers into `out` under one lock and
+    /// returns how many; the eventfd is cleared (one read) once none is
+    /// left.
+    pub fn take_answers(&self, out: &mut [Option<Answer>]) -> usize {
+        let mut answers = lock(&self.shared.answers);
+        let n = answers.len().min(out.len());
+        for slot in out.iter_mut().take(n) {
+            *slot = answers.pop_front();
+        }
+        if answers.is_empty() {
+            self.shared.answered.clear();
+        }
+        n
+    }
+
     /// Takes the next answer, if any.
+    #[cfg(test)]
     pub fn next_answer(&self) -> Option<Answer> {
         let mut answers = lock(&self.shared.answers);
         let answer = answers.pop_front();
@@ -181,9 +228,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn work(shared: &Shared) {
     loop {
+        // One request at a time: a stat that hangs must hold no other
+        // rule's request. The loop's batch wakes one worker; a worker that
+        // leaves requests behind wakes another, so a batch costs as many
+        // wake-ups as workers it needs, not one per request.
         let request = {
             let mut requests = lock(&shared.requests);
-            loop {
+            let request = loop {
                 if let Some(r) = requests.pop_front() {
                     break r;
                 }
@@ -191,25 +242,53 @@ fn work(shared: &Shared) {
                     .wake_worker
                     .wait(requests)
                     .unwrap_or_else(|p| p.into_inner());
+            };
+            if !requests.is_empty() {
+                shared.wake_worker.notify_one();
             }
+            request
         };
-        let finding = match &request.subject {
-            Subject::File(path) => Finding::File(stat(path)),
-            Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
-            Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
-            Subject::System(source) => Finding::System(system::read(source)),
-        };
+        let finding = look(&request.subject);
         drop(request.subject);
         let mut answers = lock(&shared.answers);
+        let first = answers.is_empty();
         answers.push_back(Answer {
             ticket: request.ticket,
             finding,
         });
-        let first = answers.len() == 1;
         drop(answers);
         if first {
             shared.answered.raise();
         }
+    }
+}
+
+fn look(subject: &Subject) -> Finding {
+    match subject {
+        Subject::File(path) => Finding::File(stat(path)),
+        Subject::Process(target, pidfd) => Finding::Process(process::lookup(target, *pidfd)),
+        Subject::Interface(paths) => Finding::Interface(interface::look(paths)),
+        Subject::System(source) => Finding::System(system::read(source)),
+        Subject::WatchDir(ino, dir) => Finding::Watch(watch_dir(ino, dir)),
+    }
+}
+
+/// Watches a heartbeat directory if its filesystem delivers events.
+pub(crate) fn watch_dir(ino: &Inotify, dir: &CString) -> Result<i32, Fallback> {
+    use nix::errno::Errno;
+    let gone = |e: Errno| match e {
+        Errno::ENOENT | Errno::ENOTDIR => Fallback::NoDirectory,
+        Errno::ENOSPC => Fallback::WatchLimit,
+        e => Fallback::Error(e),
+    };
+    #[cfg(feature = "test-hooks")]
+    if crate::daemon::test_watch_limit() {
+        return Err(Fallback::WatchLimit);
+    }
+    match inotify::untrusted_filesystem(dir) {
+        Err(e) => Err(gone(e)),
+        Ok(Some(kind)) => Err(Fallback::Filesystem(kind)),
+        Ok(None) => ino.add_watch(dir, inotify::DIR_MASK).map_err(gone),
     }
 }
 

@@ -270,7 +270,7 @@ fn down_on_either_side_and_deletion_are_causes_of_their_own() {
     );
     daemon.expect("rule link: failing: missing: no such network interface");
     let record = s.status_record();
-    assert!(record.contains("\tinterface\n"), "{record}");
+    assert!(record.contains("\tinterface\t"), "{record}");
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //! rules whose checks run every 100 ms throughout, one passing, one failing
 //! with output (each run is started, read, reaped and judged in the steady
 //! state); after a warm-up, every turn is counted and must not allocate, in
-//! the loop or in its stat workers.
+//! the loop or in its stat workers. The heartbeat files' directory is
+//! watched by inotify: the touches arrive as events, read and mapped to
+//! rules while counting.
 //!
 //! `harness = false`: libtest's own threads would allocate and be counted.
 
@@ -371,6 +373,7 @@ fn main() {
     let metrics_written = std::fs::read_to_string(&metrics_file)
         .is_ok_and(|t| t.contains(&format!("heartwatch_rules {rule_files}")));
     let commands_during = command_runs() - commands_before;
+    let event_driven = daemon.event_driven_heartbeats();
 
     // The counter itself works: one deliberate allocation is seen.
     COUNTING.store(true, Ordering::SeqCst);
@@ -487,6 +490,10 @@ fn main() {
     check(
         metrics_written,
         "heartwatch.prom was rewritten while counting ([Metrics] TextfileDirectory=)",
+    );
+    check(
+        event_driven == RULES + 2,
+        "the heartbeat rules were seen by inotify events (the event path was counted)",
     );
     check(drains, "the agent's answer in the record was drain");
     check(

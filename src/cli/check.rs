@@ -74,6 +74,7 @@ pub(super) fn check(root: &Path) -> Result<(), u8> {
             crate::ladder::explain(&rule.ladder)
         );
     }
+    super::check_watches::report_heartbeat_modes(&config, &mut report);
     report.finish(Ok(()))
 }
 

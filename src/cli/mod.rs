@@ -7,6 +7,7 @@ mod agent;
 mod args;
 mod beat;
 mod check;
+mod check_watches;
 mod files;
 mod import;
 mod memtest;

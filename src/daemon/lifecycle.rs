@@ -2,7 +2,7 @@
 //! the state directory read, the crash handler installed; at the end, the
 //! devices disarmed (or left armed) and the last status written.
 
-use super::{DIR_BOUND, Daemon, STOP_BOUND, feed, handled_signals, now};
+use super::{DIR_BOUND, Daemon, STOP_BOUND, feed, handled_signals, now, watches};
 use crate::atomic::DirError;
 use crate::config::{Config, ConfigError, DurationText};
 use crate::device::DeviceError;
@@ -179,8 +179,11 @@ impl Daemon {
             orderly: None,
             offered: None,
             metrics,
+            watches: watches::Watches::new(),
+            notes: Vec::new(),
         };
         daemon.installed();
+        daemon.tell_notes(now());
         daemon.publish();
         daemon.devices.take_over_feeding();
         daemon.notifier.ready();

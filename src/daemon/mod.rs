@@ -31,6 +31,11 @@ use std::time::{Duration, Instant};
 mod checks;
 mod children;
 mod lifecycle;
+mod watches;
+
+#[cfg(feature = "test-hooks")]
+pub(crate) use watches::test_watch_limit;
+use watches::{Note, WATCH_TICKET, Watches};
 
 pub use lifecycle::DaemonError;
 use lifecycle::{install_crash_handler, lock_memory};
@@ -61,6 +66,7 @@ struct Slot {
 enum Owner {
     Signals,
     Prober,
+    Inotify,
     Process(RuleId),
     RepairExit(RuleId),
     RepairOutput(RuleId),
@@ -100,6 +106,10 @@ pub struct Daemon {
     offered: Option<OwnedFd>,
     /// `heartwatch.prom`, with `[Metrics] TextfileDirectory=`.
     metrics: Option<crate::metrics::Metrics>,
+    /// The inotify watches of heartbeat directories.
+    watches: Watches,
+    /// What the watches have to tell the engine, reused.
+    notes: Vec<Note>,
 }
 
 /// Loads the configuration, starts the daemon and runs it until stopped.
@@ -157,6 +167,10 @@ impl Daemon {
             match self.owners[slot] {
                 Owner::Signals => control = self.take_signals(now),
                 Owner::Prober => self.take_answers(now),
+                Owner::Inotify => {
+                    self.watches.read(&mut self.notes);
+                    self.tell_notes(now);
+                }
                 Owner::Process(id) => self.tell(Event::ProcessDied(id), now),
                 Owner::RepairOutput(id) => self.repair_output(id, now),
                 Owner::RepairExit(id) => self.repair_exited(id, now),
@@ -188,6 +202,14 @@ impl Daemon {
     /// Health of each rule by name, for tests.
     pub fn rule_health(&self) -> impl Iterator<Item = (&str, Health)> {
         self.engine.rule_health()
+    }
+
+    /// How many heartbeat rules are seen by inotify events, for tests.
+    pub fn event_driven_heartbeats(&self) -> usize {
+        self.engine
+            .heartbeat_files()
+            .filter(|(_, _, mode)| *mode == engine::HeartbeatMode::Events)
+            .count()
     }
 
     /// How many times any rule's health changed since start.
@@ -254,7 +276,7 @@ impl Daemon {
                     crate::crash::stop_feeding();
                 }
                 Command::Ping => self.notifier.ping(),
-                Command::StartCheck(id, subject) => self.prober.submit(id, subject),
+                Command::StartCheck(id, subject) => self.prober.queue(id, subject),
                 Command::CheckOverdue => self.prober.request_timed_out(),
                 Command::OverdueSettled => self.prober.late_answer(),
                 Command::Track(id) => {
@@ -309,6 +331,23 @@ impl Daemon {
                 Command::Reconfigured => install_crash_handler(self.engine.config(), &self.devices),
             }
         }
+        // This turn's looks go to the workers together.
+        self.prober.flush();
+    }
+
+    /// Hands the engine what the inotify watches saw.
+    fn tell_notes(&mut self, now: Now) {
+        let mut notes = std::mem::take(&mut self.notes);
+        for note in notes.drain(..) {
+            let event = match note {
+                Note::Mode(id, mode) => Event::HeartbeatMode(id, mode),
+                Note::Changed { rule, beat } => Event::FileChanged { rule, beat },
+                Note::Overflow => Event::Rescan,
+            };
+            self.engine.handle(event, now);
+        }
+        self.notes = notes;
+        self.perform(now);
     }
 
     /// After a start or a reload: a slot for every rule, none for rules
@@ -347,8 +386,17 @@ impl Daemon {
         self.scratch = Vec::with_capacity(n);
         self.running.reserve(n.saturating_sub(self.running.len()));
         self.checking.reserve(n.saturating_sub(self.checking.len()));
-        self.prober.reserve(n);
-        let slots = 2 + n * 5;
+        self.watches.install(
+            self.engine
+                .heartbeat_files()
+                .map(|(id, file, _)| (id, file)),
+            &mut self.prober,
+            &mut self.notes,
+        );
+        // A look per rule and a watch request per directory.
+        self.prober.reserve(n + self.watches.dir_count());
+        self.prober.flush();
+        let slots = 3 + n * 5;
         self.pollfds = Vec::with_capacity(slots);
         self.owners = Vec::with_capacity(slots);
         self.poll_dirty = true;
@@ -379,22 +427,39 @@ impl Daemon {
             let loaded = config::load(&self.engine.config().root).map(Box::new);
             self.tell(Event::Reload(loaded), now);
             self.installed();
+            self.tell_notes(now);
             self.notifier.ready();
         }
         control
     }
 
     fn take_answers(&mut self, now: Now) {
-        while let Some(answer) = self.prober.next_answer() {
-            let mut finding = answer.finding;
-            if let Finding::Process(Lookup::Alive(found)) = &mut finding {
-                // The engine judges the look-up; the shell keeps the pidfd
-                // if the engine says to watch this process.
-                self.offered = found.pidfd.take();
+        // In helpings, each taken under one lock.
+        let mut chunk: [Option<crate::probe::Answer>; 32] = Default::default();
+        loop {
+            let n = self.prober.take_answers(&mut chunk);
+            for answer in chunk.iter_mut().take(n).filter_map(Option::take) {
+                if answer.ticket & WATCH_TICKET != 0 {
+                    self.watches
+                        .answered(answer.ticket, answer.finding, &mut self.notes);
+                    continue;
+                }
+                self.watches
+                    .stat_answered(answer.ticket, &answer.finding, &mut self.prober);
+                let mut finding = answer.finding;
+                if let Finding::Process(Lookup::Alive(found)) = &mut finding {
+                    // The engine judges the look-up; the shell keeps the pidfd
+                    // if the engine says to watch this process.
+                    self.offered = found.pidfd.take();
+                }
+                self.tell(Event::Answered(answer.ticket, finding), now);
+                self.offered = None;
             }
-            self.tell(Event::Answered(answer.ticket, finding), now);
-            self.offered = None;
+            if n < chunk.len() {
+                break;
+            }
         }
+        self.tell_notes(now);
     }
 
     /// What the shell looks after itself each turn: the cleanup, paused
@@ -452,6 +517,9 @@ impl Daemon {
         };
         add(self.signals.as_raw_fd(), Owner::Signals, &mut self.pollfds);
         add(self.prober.fd(), Owner::Prober, &mut self.pollfds);
+        if let Some(fd) = self.watches.fd() {
+            add(fd, Owner::Inotify, &mut self.pollfds);
+        }
         for (&id, slot) in &self.slots {
             if let Some(fd) = &slot.pidfd {
                 add(fd.as_raw_fd(), Owner::Process(id), &mut self.pollfds);

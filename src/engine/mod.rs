@@ -24,6 +24,7 @@ pub use reboot_path::State as RebootState;
 // The types the engine's events, commands and views are made of.
 pub use crate::command::FirstLine;
 pub use crate::health::{Cause, Health};
+pub use crate::heartbeat::{Fallback, Mode as HeartbeatMode};
 pub use crate::interface::{Carrier, OperState, Reading as InterfaceReading};
 pub use crate::ladder::State as LadderState;
 pub use crate::probe::{Finding, Subject};
@@ -122,6 +123,14 @@ pub enum Event {
     Answered(RuleId, Finding),
     /// The watched process of the rule exited (its pidfd became readable).
     ProcessDied(RuleId),
+    /// How the heartbeat rule's changes are seen (the shell's inotify
+    /// watch on its directory, or why it falls back to the periodic stat).
+    HeartbeatMode(RuleId, HeartbeatMode),
+    /// An inotify event for the heartbeat rule's file; `beat`: a touch, a
+    /// write, a rename over it, a create; else (a delete) a stat is wanted.
+    FileChanged { rule: RuleId, beat: bool },
+    /// The inotify queue overflowed: events were lost.
+    Rescan,
     /// The rule's repair ended, or could not start.
     RepairExited(RuleId, Ending),
     /// The rule's command check ended, or could not start
@@ -384,6 +393,23 @@ impl Engine {
                 if let Some(&index) = self.ids.get(&id) {
                     self.process_died(index, now);
                 }
+            }
+            Event::HeartbeatMode(id, mode) => {
+                if let Some(&index) = self.ids.get(&id) {
+                    self.heartbeat_mode(index, mode, now);
+                }
+            }
+            Event::FileChanged { rule, beat } => {
+                if let Some(&index) = self.ids.get(&rule) {
+                    self.file_changed(index, beat, now);
+                }
+            }
+            Event::Rescan => {
+                let n = self.rescan(now);
+                log::warn!(
+                    "inotify queue overflowed: events were lost; {} looked at again",
+                    Count::of(n, "event-driven heartbeat")
+                );
             }
             Event::RepairExited(id, ending) => {
                 if let Some(&index) = self.ids.get(&id) {

@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod inotify;
+
 /// A rule being watched, with its runtime state.
 pub(super) struct Watched {
     pub id: RuleId,
@@ -316,7 +318,10 @@ impl Engine {
                 continue;
             }
             match self.rules[index].probe {
-                Probe::Due(_) => self.start_check(index, now),
+                Probe::Due(_) => match self.postponed(index, now) {
+                    Some(at) => self.schedule_check(index, at),
+                    None => self.start_check(index, now),
+                },
                 Probe::InFlight { timer_waits, .. } => {
                     self.check_timed_out(index, timer_waits, now)
                 }
@@ -381,7 +386,11 @@ impl Engine {
             }
         };
         let (verdict, next) = match (&mut w.check, finding) {
-            (Check::Heartbeat(hb), Finding::File(outcome)) => hb.observe(outcome, now.mono),
+            (Check::Heartbeat(hb), Finding::File(outcome)) => {
+                let (verdict, next) = hb.observe(outcome, now.mono);
+                // An event asked for another look while this one ran.
+                (verdict, if hb.take_look() { now.mono } else { next })
+            }
             (Check::Interface(i), Finding::Interface(reading)) => i.observe(reading, now.mono),
             (Check::Process(p), Finding::Process(lookup)) => {
                 let before = p.tracked();

@@ -19,6 +19,7 @@
 
 pub mod eventfd;
 pub mod fs;
+pub mod inotify;
 pub mod memory;
 pub mod poll;
 pub mod proc;

@@ -287,6 +287,8 @@ fn serve(mut device: File, fault: Fault, seen: &Seen, stop: &AtomicBool) {
             FUSE_OPENDIR => Some(Ok(vec![0u8; 16])), // fuse_open_out: fh 0, no flags
             FUSE_RELEASEDIR => Some(Ok(Vec::new())),
             FUSE_UNLINK => Some(Err(libc::ENOENT)),
+            FUSE_STATFS => Some(Ok(vec![0u8; 80])), // fuse_kstatfs, all zero
+
             FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT => None,
             _ => Some(Err(libc::ENOSYS)),
         };

@@ -173,6 +173,26 @@ impl Daemon {
         }
     }
 
+    /// Like `expect`, for a line logged after the first `index` lines.
+    pub fn expect_after(&mut self, index: usize, needle: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            self.drain();
+            if let Some(line) = self.seen[index.min(self.seen.len())..]
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no line containing {needle:?} after line {index}; saw {:#?}",
+                self.seen
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything logged so far (drains what has arrived).
     pub fn drain(&mut self) -> &[String] {
         while let Ok(line) = self.lines.try_recv() {

@@ -219,6 +219,12 @@ impl Sim {
     /// What a look at `subject` finds now, and when it answers.
     pub fn look(&mut self, subject: &Subject) -> (Finding, Mount) {
         match subject {
+            // Only the real shell watches directories; the simulated one
+            // keeps every heartbeat on the periodic stat.
+            Subject::WatchDir(..) => (
+                Finding::Watch(Err(heartwatch::engine::Fallback::Unavailable)),
+                Mount::Ok,
+            ),
             Subject::File(path) => {
                 let i = index_of(path.to_bytes(), b"/sim/hb/");
                 let f = &self.hb[i];

@@ -1,0 +1,407 @@
+//! The shell's side of event-driven heartbeats: one inotify watch per
+//! heartbeat directory, shared by the rules whose files are in it, and the
+//! table that maps an event's (watch, name) to a rule without allocating
+//! (names sorted per directory, found by binary search).
+//!
+//! Whether a directory can be watched is decided off the loop, by a probe
+//! worker (`Subject::WatchDir`: statfs, then inotify_add_watch), because
+//! statfs can hang on a dead NFS mount. Until it answers, and for good
+//! where it cannot be trusted, the directory's rules keep the periodic
+//! stat. A directory that does not exist yet, or that went away, is tried
+//! again when one of its files is found by a stat, and at every reload.
+
+use crate::engine::{Fallback, HeartbeatMode, RuleId};
+use crate::probe::{Finding, Prober, Subject};
+use crate::sys::inotify::{self, EventBuf, Inotify};
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::sync::Arc;
+
+/// Tickets of directory watches: apart from rule identities.
+pub const WATCH_TICKET: u64 = 1 << 63;
+
+/// What the watches tell the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    Mode(RuleId, HeartbeatMode),
+    Changed { rule: RuleId, beat: bool },
+    Overflow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// A worker is deciding; its answer comes with this serial.
+    Pending(u32),
+    Watched(i32),
+    Fallback(Fallback),
+}
+
+/// A directory's file names and their rules.
+type Names = Vec<(Box<[u8]>, RuleId)>;
+
+struct Dir {
+    path: Arc<CString>,
+    state: State,
+    /// The file names of its rules, sorted.
+    names: Names,
+}
+
+pub struct Watches {
+    ino: Option<Arc<Inotify>>,
+    buf: Box<EventBuf>,
+    dirs: Vec<Dir>,
+    /// (watch descriptor, directory index), sorted.
+    by_wd: Vec<(i32, usize)>,
+    rule_dir: HashMap<RuleId, usize>,
+    serial: u32,
+    pending: usize,
+    #[cfg(feature = "test-hooks")]
+    reads: u64,
+}
+
+impl Watches {
+    pub fn new() -> Watches {
+        let ino = match Inotify::new() {
+            Ok(i) => Some(Arc::new(i)),
+            Err(e) => {
+                log::warn!(
+                    "inotify unavailable ({}): every heartbeat uses the periodic stat",
+                    e.desc()
+                );
+                None
+            }
+        };
+        Watches {
+            ino,
+            buf: Box::default(),
+            dirs: Vec::new(),
+            by_wd: Vec::new(),
+            rule_dir: HashMap::new(),
+            serial: 0,
+            pending: 0,
+            #[cfg(feature = "test-hooks")]
+            reads: 0,
+        }
+    }
+
+    /// How many heartbeat directories there are.
+    pub fn dir_count(&self) -> usize {
+        self.dirs.len()
+    }
+
+    /// The descriptor to poll, if inotify is there.
+    pub fn fd(&self) -> Option<i32> {
+        self.ino.as_ref().map(|i| i.raw_fd())
+    }
+
+    /// After a start or a reload: a directory for each heartbeat rule's
+    /// file; kept directories keep their watch, new ones are asked for,
+    /// gone ones lose theirs. `notes` gets every rule's mode.
+    pub fn install<'a>(
+        &mut self,
+        files: impl Iterator<Item = (RuleId, &'a CStr)>,
+        prober: &mut Prober,
+        notes: &mut Vec<Note>,
+    ) {
+        let mut by_path: HashMap<Vec<u8>, Names> = HashMap::new();
+        let mut n_rules = 0;
+        for (id, file) in files {
+            let bytes = file.to_bytes();
+            let (dir, name) = match bytes.iter().rposition(|&b| b == b'/') {
+                Some(0) => (&b"/"[..], &bytes[1..]),
+                Some(i) => (&bytes[..i], &bytes[i + 1..]),
+                None => (&b"."[..], bytes),
+            };
+            by_path
+                .entry(dir.to_vec())
+                .or_default()
+                .push((name.into(), id));
+            n_rules += 1;
+        }
+        let mut old: HashMap<Vec<u8>, Dir> = self
+            .dirs
+            .drain(..)
+            .map(|d| (d.path.to_bytes().to_vec(), d))
+            .collect();
+        let mut dirs = Vec::with_capacity(by_path.len());
+        let mut paths: Vec<_> = by_path.into_iter().collect();
+        paths.sort();
+        for (path, mut names) in paths {
+            names.sort();
+            let state = match old.remove(&path) {
+                Some(Dir {
+                    state: s @ (State::Watched(_) | State::Pending(_)),
+                    ..
+                }) => s,
+                _ => State::Pending(0),
+            };
+            dirs.push(Dir {
+                path: Arc::new(CString::new(path).expect("paths have no NUL")),
+                state,
+                names,
+            });
+        }
+        let ino = self.ino.clone();
+        for gone in old.into_values() {
+            if let (State::Watched(wd), Some(ino)) = (gone.state, &ino)
+                && !dirs.iter().any(|d| d.state == State::Watched(wd))
+            {
+                ino.rm_watch(wd);
+            }
+        }
+        self.dirs = dirs;
+        self.pending = 0;
+        for index in 0..self.dirs.len() {
+            match self.dirs[index].state {
+                State::Pending(serial) if serial != 0 => self.pending += 1,
+                State::Pending(_) => self.ask(index, prober),
+                _ => {}
+            }
+        }
+        self.reindex();
+        self.rule_dir = self
+            .dirs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.names.iter().map(move |(_, id)| (*id, i)))
+            .collect();
+        notes.reserve(n_rules.max(1024) + 16);
+        for d in &self.dirs {
+            let mode = mode_of(d.state);
+            for &(_, id) in &d.names {
+                notes.push(Note::Mode(id, mode));
+            }
+        }
+        if self.pending == 0 {
+            self.summary();
+        }
+    }
+
+    fn ask(&mut self, index: usize, prober: &mut Prober) {
+        let Some(ino) = &self.ino else {
+            self.dirs[index].state = State::Fallback(Fallback::Unavailable);
+            return;
+        };
+        self.serial = self.serial.wrapping_add(1).max(1);
+        self.dirs[index].state = State::Pending(self.serial);
+        self.pending += 1;
+        prober.queue(
+            WATCH_TICKET | u64::from(self.serial),
+            Subject::WatchDir(Arc::clone(ino), Arc::clone(&self.dirs[index].path)),
+        );
+    }
+
+    fn reindex(&mut self) {
+        self.by_wd.clear();
+        for (i, d) in self.dirs.iter().enumerate() {
+            if let State::Watched(wd) = d.state {
+                self.by_wd.push((wd, i));
+            }
+        }
+        self.by_wd.sort_unstable();
+    }
+
+    /// A worker answered a directory's watch request.
+    pub fn answered(&mut self, ticket: u64, finding: Finding, notes: &mut Vec<Note>) {
+        let serial = (ticket & !WATCH_TICKET) as u32;
+        let Finding::Watch(result) = finding else {
+            return;
+        };
+        let Some(index) = self
+            .dirs
+            .iter()
+            .position(|d| d.state == State::Pending(serial))
+        else {
+            // Its directory went in a reload meanwhile.
+            if let (Ok(wd), Some(ino)) = (result, &self.ino)
+                && !self.dirs.iter().any(|d| d.state == State::Watched(wd))
+            {
+                ino.rm_watch(wd);
+            }
+            return;
+        };
+        self.pending = self.pending.saturating_sub(1);
+        let dir = &mut self.dirs[index];
+        dir.state = match result {
+            Ok(wd) => State::Watched(wd),
+            Err(why) => State::Fallback(why),
+        };
+        let mode = mode_of(dir.state);
+        for &(_, id) in &dir.names {
+            notes.push(Note::Mode(id, mode));
+        }
+        if let State::Watched(_) = dir.state {
+            self.reindex();
+        }
+        if self.pending == 0 {
+            self.summary();
+        }
+    }
+
+    /// A rule's stat answered: a file found in a directory that was not
+    /// there is the moment to watch it again.
+    pub fn stat_answered(&mut self, rule: RuleId, finding: &Finding, prober: &mut Prober) {
+        let Finding::File(crate::engine::FileOutcome::Found(_)) = finding else {
+            return;
+        };
+        let Some(&index) = self.rule_dir.get(&rule) else {
+            return;
+        };
+        if let State::Fallback(Fallback::NoDirectory | Fallback::DirectoryGone) =
+            self.dirs[index].state
+        {
+            self.ask(index, prober);
+        }
+    }
+
+    /// Reads what the kernel queued and turns it into notes.
+    pub fn read(&mut self, notes: &mut Vec<Note>) {
+        let Some(ino) = self.ino.clone() else {
+            return;
+        };
+        match ino.read(&mut self.buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::error!("reading inotify events: {}", e.desc());
+                return;
+            }
+        }
+        #[cfg(feature = "test-hooks")]
+        {
+            self.reads += 1;
+            if test_lose_read(self.reads) {
+                // As the kernel does: the events are lost, an overflow says so.
+                notes.push(Note::Overflow);
+                return;
+            }
+        }
+        let mut last: Option<RuleId> = None;
+        let mut gone = false;
+        for ev in self.buf.events() {
+            if ev.mask & inotify::IN_Q_OVERFLOW != 0 {
+                notes.push(Note::Overflow);
+                continue;
+            }
+            let start = self.by_wd.partition_point(|&(wd, _)| wd < ev.wd);
+            for &(wd, index) in &self.by_wd[start..] {
+                if wd != ev.wd {
+                    break;
+                }
+                let dir = &mut self.dirs[index];
+                let lost = inotify::IN_IGNORED
+                    | inotify::IN_DELETE_SELF
+                    | inotify::IN_MOVE_SELF
+                    | inotify::IN_UNMOUNT;
+                if ev.mask & lost != 0 {
+                    if ev.mask & inotify::IN_MOVE_SELF != 0 {
+                        // Still watched, under another name: not ours.
+                        ino.rm_watch(wd);
+                    }
+                    if dir.state != State::Fallback(Fallback::DirectoryGone) {
+                        dir.state = State::Fallback(Fallback::DirectoryGone);
+                        gone = true;
+                        let mode = HeartbeatMode::Periodic(Fallback::DirectoryGone);
+                        for &(_, id) in &dir.names {
+                            notes.push(Note::Mode(id, mode));
+                        }
+                    }
+                    continue;
+                }
+                if ev.name.is_empty() || ev.mask & inotify::IN_ISDIR != 0 {
+                    continue;
+                }
+                let Ok(at) = dir.names.binary_search_by(|(n, _)| (**n).cmp(ev.name)) else {
+                    continue;
+                };
+                let rule = dir.names[at].1;
+                let beat = ev.mask
+                    & (inotify::IN_ATTRIB
+                        | inotify::IN_MODIFY
+                        | inotify::IN_CLOSE_WRITE
+                        | inotify::IN_MOVED_TO
+                        | inotify::IN_CREATE)
+                    != 0;
+                if beat && last == Some(rule) {
+                    // The same touch's next event (open, attrib, close).
+                    continue;
+                }
+                last = beat.then_some(rule);
+                notes.push(Note::Changed { rule, beat });
+            }
+        }
+        if gone {
+            self.reindex();
+        }
+    }
+
+    /// Which rules are event-driven, which fall back and why.
+    fn summary(&self) {
+        let mut events = 0;
+        let mut reasons: Vec<(String, usize)> = Vec::new();
+        for d in &self.dirs {
+            match d.state {
+                State::Watched(_) => events += d.names.len(),
+                State::Pending(_) => {}
+                State::Fallback(why) => {
+                    let why = why.to_string();
+                    match reasons.iter_mut().find(|(r, _)| *r == why) {
+                        Some((_, n)) => *n += d.names.len(),
+                        None => reasons.push((why, d.names.len())),
+                    }
+                }
+            }
+        }
+        if events > 0 {
+            log::info!(
+                "heartbeats: {} seen by inotify events",
+                crate::text::Count::of(events, "rule")
+            );
+        }
+        for (why, n) in reasons {
+            log::warn!(
+                "heartbeats: {} on the periodic stat: {why}",
+                crate::text::Count::of(n, "rule")
+            );
+        }
+    }
+}
+
+fn mode_of(state: State) -> HeartbeatMode {
+    match state {
+        State::Watched(_) => HeartbeatMode::Events,
+        State::Pending(_) => HeartbeatMode::Periodic(Fallback::Pending),
+        State::Fallback(why) => HeartbeatMode::Periodic(why),
+    }
+}
+
+/// `HEARTWATCH_TEST_MAX_WATCHES=N`: the (N+1)th directory watch and every
+/// later one meet the watch limit, as with fs.inotify.max_user_watches.
+#[cfg(feature = "test-hooks")]
+pub fn test_watch_limit() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WATCHES: AtomicU64 = AtomicU64::new(0);
+    let Some(max) = std::env::var("HEARTWATCH_TEST_MAX_WATCHES")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    WATCHES.fetch_add(1, Ordering::Relaxed) >= max
+}
+
+/// `HEARTWATCH_TEST_LOSE_READ=N`: the Nth read of events and every 50th
+/// after it lose their events and report an overflow.
+#[cfg(feature = "test-hooks")]
+fn test_lose_read(n: u64) -> bool {
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    match AT.get_or_init(|| {
+        std::env::var("HEARTWATCH_TEST_LOSE_READ")
+            .ok()
+            .and_then(|s| s.parse().ok())
+    }) {
+        Some(at) => n >= *at && (n - at).is_multiple_of(50),
+        None => false,
+    }
+}
