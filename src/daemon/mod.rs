@@ -100,6 +100,7 @@ pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
     handled_signals()
         .thread_block()
         .map_err(|e| DaemonError::Io("blocking signals", e.into()))?;
+    crate::sys::memory::malloc_settings();
     let config = config::load(root).map_err(DaemonError::Config)?;
     lock_memory();
     let mut daemon = Daemon::start(config, options, Notifier::from_env())?;
@@ -329,6 +330,8 @@ impl Daemon {
             let loaded = config::load(&self.engine.config().root).map(Box::new);
             self.tell(Event::Reload(loaded), now);
             self.installed();
+            // The old configuration is freed: its pages go back.
+            crate::sys::memory::release_free_memory();
             self.notifier.ready();
         }
         control

@@ -267,3 +267,23 @@ fn reboots_past_the_budget_are_refused_until_a_healthy_period() {
     assert_eq!(b.engine.record().unwrap().count, 0);
     assert!(b.took(|c| matches!(c, Command::SaveRecord { wait: false })));
 }
+
+#[test]
+fn footprint_sizes() {
+    use std::mem::size_of;
+    eprintln!(
+        "Watched {} Rule {} Watch {} LadderSpec {} Ladder {} Health {}",
+        size_of::<super::rules::Watched>(),
+        size_of::<crate::config::Rule>(),
+        size_of::<crate::config::Watch>(),
+        size_of::<crate::config::LadderSpec>(),
+        size_of::<crate::ladder::Ladder>(),
+        size_of::<crate::health::Health>(),
+    );
+    eprintln!(
+        "RepairRun {} Outcome {} Probe {}",
+        size_of::<Option<super::escalation::RepairRun>>(),
+        size_of::<Option<crate::repair::Outcome>>(),
+        size_of::<super::rules::Probe>(),
+    );
+}
