@@ -346,8 +346,7 @@ def instructions(args):
 def main():
     global BINARY
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", nargs="*", default=["reloads", "startup", "callgrind"],
-                    choices=["reloads", "startup", "callgrind"])
+    ap.add_argument("what", nargs="*", help="reloads, startup, callgrind (default: all three)")
     ap.add_argument("--binary", default=f"{REPO}/target/release/heartwatch")
     ap.add_argument("--out", default=f"{REPO}/target/bench/footprint.json")
     ap.add_argument("--reload-rules", type=int, default=10000)
@@ -358,6 +357,11 @@ def main():
     ap.add_argument("--cg-rules", type=int, default=1000)
     ap.add_argument("--window", type=float, default=30.0, help="callgrind: seconds per run")
     args = ap.parse_args()
+    kinds = ["reloads", "startup", "callgrind"]
+    if not args.what:
+        args.what = kinds
+    if any(w not in kinds for w in args.what):
+        ap.error(f"what: choose from {', '.join(kinds)}")
     BINARY = args.binary
 
     def on_signal(signum, frame):

@@ -9,7 +9,7 @@ use super::types::{Config, ConfigError, DaemonSettings, RebootSettings, Rule, Wa
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Largest configuration or rule file accepted.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -72,23 +72,26 @@ fn load_rules(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Rule> {
         errors.push(e);
         return Vec::new();
     }
-    let mut paths: Vec<PathBuf> = Vec::new();
+    // By file name: the same order as sorting the paths (one directory),
+    // without comparing them component by component (at 10 000 rules that
+    // was a third of the start-up's instructions).
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
     for entry in entries {
         match entry {
             Ok(entry) => {
-                let path = entry.path();
                 let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.ends_with(".rule") && !name.starts_with('.') {
-                    paths.push(path);
+                let text = name.to_string_lossy();
+                if text.ends_with(".rule") && !text.starts_with('.') {
+                    names.push(name);
                 }
             }
             Err(e) => errors.push(ConfigError::file(dir, format!("cannot list: {e}"))),
         }
     }
-    paths.sort();
-    let mut rules = Vec::with_capacity(paths.len());
-    for path in paths {
+    names.sort_unstable_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    let mut rules = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(name);
         let parsed = read_trusted(&path).map_err(|e| vec![e]).and_then(|text| {
             let name = rule_name(&path).map_err(|m| vec![ConfigError::file(&path, m)])?;
             parse_rule(&path, &name, &text)
