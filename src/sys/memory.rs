@@ -32,12 +32,14 @@ const EVERYTHING: u8 = 2;
 /// the C library is not glibc.
 pub fn malloc_settings() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt takes two integers; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-        libc::mallopt(libc::M_TOP_PAD, 0);
+    for (param, value) in [
+        (libc::M_ARENA_MAX, 1),
+        (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (libc::M_TOP_PAD, 0),
+    ] {
+        // SAFETY: mallopt takes two integers; called before any thread starts.
+        unsafe { libc::mallopt(param, value) };
     }
 }
 
