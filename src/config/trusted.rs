@@ -97,7 +97,14 @@ fn load_rules(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Rule> {
             parse_rule(&path, &name, &text)
         });
         match parsed {
-            Ok(rule) => rules.push(rule),
+            Ok(mut rule) => {
+                // Rules with the same ladder (most have none of their own:
+                // the default) share one copy of its settings.
+                if let Some(last) = rules.last().filter(|l: &&Rule| l.ladder == rule.ladder) {
+                    rule.ladder = std::sync::Arc::clone(&last.ladder);
+                }
+                rules.push(rule)
+            }
             // Removed since the directory was listed (a package upgrade,
             // an admin): it is simply not a rule any more. A dangling
             // symlink is still there, and still an error.
