@@ -183,6 +183,74 @@ def targets(results):
     return "\n".join(out)
 
 
+def targets14(results, fp):
+    """The targets of issue 14, met or missed, from one run (bench.py's
+    results and benches/footprint.py's)."""
+    out = ["| result | target (issue 14), measured |", "|---|---|"]
+    hw = find(results, "hb1000", "heartwatch")
+    hd = find(results, "hb1000", "heartwatch-default")
+    mo = find(results, "hb1000", "monit")
+    wd = find(results, "hb1000", "watchdog")
+    for r in (hw, hd):
+        if r and r.get("stale"):
+            med, mx = r["stale"]["median_ms"], r["stale"]["max_ms"]
+            ok = med <= 10 and mx <= 50 and not r.get("stale_timeouts")
+            out.append(verdict(ok, f"1 000 rules, staleness median ≤ 10 ms, max ≤ 50 ms, {NAMES[r['daemon']]}: "
+                               f"median {med:.0f} ms, max {mx:.0f} ms"
+                               + ("" if ok else f" (median {med / 10:.0f}× the target)")))
+    if hw and mo and wd:
+        c = hw["cpu_ms_per_s"]
+        ok = c <= mo["cpu_ms_per_s"] / 10 and c <= wd["cpu_ms_per_s"] / 100
+        out.append(verdict(ok, f"1 000 rules, CPU ≤ monit ÷ 10 and ≤ watchdog ÷ 100: heartwatch {c:.2f} ms/s = "
+                           f"monit ÷ {mo['cpu_ms_per_s'] / max(c, 1e-9):.1f}, watchdog ÷ "
+                           f"{wd['cpu_ms_per_s'] / max(c, 1e-9):.1f}"))
+    if hw:
+        peak = hw["rss_peak_kib"] / 1024
+        out.append(verdict(peak <= 2, f"1 000 rules, RSS ≤ 2 MiB: peak {peak:.2f} MiB"
+                           + ("" if peak <= 2 else f", {peak / 2:.2f}× the target")))
+    h10 = find(results, "hb10000", "heartwatch")
+    if h10:
+        peak = h10["rss_peak_kib"] / 1024
+        out.append(verdict(peak <= 8, f"10 000 rules, RSS ≤ 8 MiB: peak {peak:.2f} MiB"
+                           + ("" if peak <= 8 else f", {peak / 8:.2f}× the target")))
+    rl = fp.get("reloads")
+    if rl:
+        out.append(verdict(abs(rl["growth_pct"]) <= 10,
+                           f"{rl['rules']} rules, RSS within 10 % after {rl['reloads']} reloads: "
+                           f"{mib(rl['rss_before_kib'])} → {mib(rl['rss_after_kib'])} MiB ({rl['growth_pct']:+.1f} %)"))
+    st = fp.get("startup")
+    if st:
+        instr = f", {st['ready_instructions'] / 1e6:.0f} M instructions (callgrind)" if st.get("ready_instructions") else ""
+        out.append(verdict(st["ready_wall_median_ms"] <= 100,
+                           f"{st['rules']} rules, exec → READY=1 ≤ 100 ms: median {st['ready_wall_median_ms']:.0f} ms "
+                           f"wall over {st['runs']} runs, {st['ready_cpu_median_ms']:.0f} ms CPU{instr}"))
+    if hw and h10 and hw["cpu_ms_per_s"] > 0:
+        per = (h10["cpu_ms_per_s"] / 10000) / (hw["cpu_ms_per_s"] / 1000)
+        out.append(verdict(per <= 1.0, f"CPU per rule at 10 000 ≤ at 1 000: {per:.2f}× "
+                           f"({h10['cpu_ms_per_s']:.2f} vs {hw['cpu_ms_per_s']:.2f} ms/s)"))
+    return "\n".join(out)
+
+
+def instructions(fp):
+    cg = fp.get("callgrind")
+    if not cg:
+        return "(not run: `python3 benches/footprint.py callgrind`)"
+    rows = ["| run (1 000 heartbeat rules, MaxAge=2h) | instructions | seconds | checks (fstatat calls) | beats |",
+            "|---|---|---|---|---|"]
+    for name, what in (("idle", "idle: untouched, CheckInterval=1h"), ("checks", "checks: untouched, CheckInterval=1s"),
+                       ("beats", "beats: touched every 2 s, CheckInterval=1h")):
+        r = cg[name]
+        rows.append(f"| {what} | {r['instructions']:,} | {r['seconds']} | {r['statx_calls']:,} | {r['touches']:,} |")
+    fmt = lambda v: "n/a" if v is None else f"{v:,}"
+    rows.append("")
+    rows.append(f"**{fmt(cg['per_idle_second'])} instructions per idle second, {fmt(cg['per_check'])} per check, "
+                f"{fmt(cg['per_beat'])} per beat** (all threads summed; per check and per beat over the idle run's rate).")
+    st = fp.get("startup")
+    if st and st.get("ready_instructions"):
+        rows.append(f"Start-up at {st['rules']} rules: {st['ready_instructions']:,} instructions from exec to READY=1.")
+    return "\n".join(rows)
+
+
 def experiments(results):
     rows = ["| variant (1 000 rules, CheckInterval=1s) | RSS MiB | locked (VmLck) MiB | CPU ms per s "
             "| resident KiB by mapping |", "|---|---|---|---|---|"]
@@ -202,10 +270,18 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--zero-alloc", required=True)
     ap.add_argument("--command", default="benches/run")
+    ap.add_argument("--footprint", default=None, help="benches/footprint.py's results (JSON)")
     ap.add_argument("--out", default="BENCHMARKS.md")
     args = ap.parse_args()
     data = json.load(open(args.results))
     results = data["results"]
+    fp = {}
+    if args.footprint and os.path.exists(args.footprint):
+        fp = json.load(open(args.footprint))
+    rl = fp.get("reloads")
+    reload_line = (f"{rl['rules']} rules, RSS {rl['rss_before_kib']} KiB at start, "
+                   f"{rl['rss_after_kib']} KiB after {rl['reloads']} SIGHUP reloads, samples (reloads, KiB) "
+                   f"{rl['samples']}." if rl else "(not run).")
     za = open(args.zero_alloc).read() if os.path.exists(args.zero_alloc) else ""
     za_line = next((l for l in za.splitlines() if l.startswith("zero_alloc:")), "(zero_alloc did not run)")
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
@@ -262,9 +338,23 @@ Allocations per tick (`cargo test --release --test zero_alloc`, the real loop ov
 
 {ratios(results)}
 
-### Targets
+### Targets (issue 8)
 
 {targets(results)}
+
+### Targets (issue 14)
+
+{targets14(results, fp)}
+
+### Instructions (callgrind, `benches/footprint.py`)
+
+Counted by `valgrind --tool=callgrind`, which repeats from run to run where
+CPU time does not on a shared machine; each run is counted from READY=1 plus
+2 s to the end of its window (`callgrind_control --zero`, `--dump`), with
+`WATCHDOG_USEC` as the shipped unit sets it (pings every 5 s) and no watchdog
+device. Reloads: {reload_line}
+
+{instructions(fp)}
 
 ### Where heartwatch's memory goes (RSS experiments)
 

@@ -7,6 +7,7 @@
 use crate::config::{DurationText, Finally, LadderSpec};
 use crate::text::Count;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +56,13 @@ pub enum Action {
 /// for the jitter.
 #[derive(Debug, Clone)]
 pub struct Ladder {
-    spec: LadderSpec,
+    spec: Arc<LadderSpec>,
     state: State,
     random: XorShift,
 }
 
 impl Ladder {
-    pub fn new(spec: LadderSpec, seed: u64) -> Ladder {
+    pub fn new(spec: Arc<LadderSpec>, seed: u64) -> Ladder {
         Ladder {
             spec,
             state: State::Idle,
@@ -280,7 +281,7 @@ mod tests {
     }
 
     fn at(state: State, attempts: u32, finally: Finally) -> Ladder {
-        let mut l = Ladder::new(spec(attempts, finally), 7);
+        let mut l = Ladder::new(Arc::new(spec(attempts, finally)), 7);
         l.state = state;
         l
     }
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_whole_climb_ends_in_the_final_step() {
-        let mut l = Ladder::new(spec(2, Finally::Log), 1);
+        let mut l = Ladder::new(Arc::new(spec(2, Finally::Log)), 1);
         assert_eq!(l.on(Failed), Repair(1));
         assert!(matches!(l.on(RepairEnded), Wait(_)));
         assert_eq!(l.on(TimerFired), Repair(2));
@@ -372,7 +373,7 @@ mod tests {
         assert_eq!(backoff_bound(s(10), s(300), 6), s(300));
         assert_eq!(backoff_bound(s(10), s(300), 60), s(300));
         // Uniform over [0, bound]: all within, mean near half, spread wide.
-        let mut l = Ladder::new(spec(3, Finally::Log), 12345);
+        let mut l = Ladder::new(Arc::new(spec(3, Finally::Log)), 12345);
         for n in 1..=6u32 {
             let bound = backoff_bound(s(10), s(300), n).as_secs_f64();
             let samples: Vec<f64> = (0..20_000).map(|_| l.backoff(n).as_secs_f64()).collect();

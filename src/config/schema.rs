@@ -239,7 +239,7 @@ pub fn parse_rule(path: &Path, name: &str, text: &str) -> Result<Rule, Vec<Confi
             name: name.to_string(),
             source: path.to_path_buf(),
             watch,
-            ladder,
+            ladder: std::sync::Arc::new(ladder),
         }),
         _ => {
             if errors.is_empty() {
@@ -408,7 +408,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.ladder.finally, Finally::Reboot);
-        let repair = r.ladder.repair.unwrap();
+        let repair = r.ladder.repair.clone().unwrap();
         assert_eq!(repair.attempts, 2);
         assert_eq!(repair.backoff, Duration::from_secs(10));
     }

@@ -64,7 +64,8 @@ pub struct Rule {
     pub name: String,
     pub source: PathBuf,
     pub watch: Watch,
-    pub ladder: LadderSpec,
+    /// Shared with the rule's running ladder (one copy of the settings).
+    pub ladder: std::sync::Arc<LadderSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

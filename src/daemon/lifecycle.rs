@@ -275,7 +275,6 @@ impl Daemon {
 /// One malloc arena instead of one per thread: the stat workers allocate
 /// nothing, and each arena would reserve 64 MiB of locked address space.
 pub(super) fn lock_memory() {
-    crate::sys::memory::one_malloc_arena();
     if let Err(e) = crate::sys::memory::lock_all() {
         log::warn!("cannot lock memory ({e}); heartwatch may be paged out under memory pressure");
     }

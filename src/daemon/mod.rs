@@ -120,6 +120,7 @@ pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
     handled_signals()
         .thread_block()
         .map_err(|e| DaemonError::Io("blocking signals", e.into()))?;
+    crate::sys::memory::malloc_settings();
     let config = config::load(root).map_err(DaemonError::Config)?;
     lock_memory();
     let mut daemon = Daemon::start(config, options, Notifier::from_env())?;
@@ -428,6 +429,8 @@ impl Daemon {
             self.tell(Event::Reload(loaded), now);
             self.installed();
             self.tell_notes(now);
+            // The old configuration is freed: its pages go back.
+            crate::sys::memory::release_free_memory();
             self.notifier.ready();
         }
         control

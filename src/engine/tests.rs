@@ -474,3 +474,26 @@ fn a_watchdog_reset_is_added_once_per_boot() {
     assert_eq!(b.engine.history().len(), 2);
     assert!(!b.took(|c| matches!(c, Command::SaveHistory)));
 }
+
+/// One copy of each rule (issue 14): a rule's ladder shares its settings
+/// with the rule instead of holding a copy (it was 168 bytes, the whole
+/// LadderSpec inline; a Watched was 824 bytes), and the per-rule runtime
+/// state stays small and fixed-size.
+#[test]
+fn per_rule_state_is_small_and_shares_its_settings() {
+    use std::mem::size_of;
+    let watched = size_of::<super::rules::Watched>();
+    let ladder = size_of::<crate::ladder::Ladder>();
+    eprintln!(
+        "size_of: Watched {watched}, Ladder {ladder}, Rule {}",
+        size_of::<crate::config::Rule>()
+    );
+    assert!(
+        ladder <= 32,
+        "a Ladder is {ladder} bytes: does it copy its LadderSpec again?"
+    );
+    assert!(
+        watched <= 768,
+        "a Watched is {watched} bytes (712 with the five rule kinds and their counters)"
+    );
+}
