@@ -134,7 +134,33 @@ impl Health {
             (Health::Failing(Cause::System(a)), Health::Failing(Cause::System(b))) => {
                 a.same_kind(b)
             }
+            // A check that keeps failing with the same exit code is one
+            // failure, whatever its first line says each run (a time, a
+            // count): not a new warning, count and `since` every run.
+            (
+                Health::Failing(Cause::Command(crate::command::Failure::Exit(a, _))),
+                Health::Failing(Cause::Command(crate::command::Failure::Exit(b, _))),
+            ) => a == b,
             _ => self == other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Failure, FirstLine};
+
+    fn exit(code: i32, text: &str) -> Health {
+        let mut line = FirstLine::default();
+        line.take(text.as_bytes());
+        Health::Failing(Cause::Command(Failure::Exit(code, line)))
+    }
+
+    #[test]
+    fn a_check_failing_with_the_same_code_and_another_first_line_is_the_same_failure() {
+        assert!(exit(2, "took 1.3s\n").same_kind(&exit(2, "took 1.9s\n")));
+        assert!(!exit(2, "x\n").same_kind(&exit(3, "x\n")));
+        assert!(!exit(2, "x\n").same_kind(&Health::Healthy));
     }
 }

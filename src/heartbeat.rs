@@ -70,8 +70,11 @@ impl std::fmt::Display for Fallback {
 }
 
 /// How long an event-driven heartbeat that fails (stale, missing) goes
-/// without a stat: its events say when it comes back; this is a safety net.
-pub const EVENT_IDLE_LOOK: Duration = Duration::from_secs(3600);
+/// without a stat: its events say when it comes back; this is the safety
+/// net for an event no queue overflow reported (a mount over the
+/// directory, a symlinked parent swapped), so that a job beating again is
+/// seen within a minute, long before a ladder reboots for it.
+pub const EVENT_IDLE_LOOK: Duration = Duration::from_secs(60);
 
 impl Heartbeat {
     /// Starts watching at `now`: the file counts as fresh at that moment.
@@ -288,7 +291,7 @@ mod tests {
         // The deadline stat finds the stamp that beat left: already counted.
         let (v, _) = hb.observe(found(6), t0 + s(14));
         assert!(matches!(v, Err(Cause::Stale { .. })), "{v:?}");
-        // Stale: no look until an event (the safety net is an hour away).
+        // Stale: no look until an event (the safety net is a minute away).
         let (_, next) = hb.observe(found(6), t0 + s(15));
         assert_eq!(next, t0 + s(15) + EVENT_IDLE_LOOK);
     }

@@ -560,3 +560,32 @@ fn check_says_which_rules_drain_and_refuses_a_bad_drain() {
         "{err}"
     );
 }
+
+/// A stop during the drain cancels the reboot: nothing was recorded yet,
+/// so a device left armed would reset the host with no reason written and
+/// no budget counted. The daemon says so, and the record says no reboot.
+#[test]
+fn a_stop_during_the_drain_cancels_the_reboot() {
+    let s = Scratch::new("agent-stop-drain");
+    let host = s.path("host");
+    let marker = s.path("rebooted");
+    s.write_conf(&format!(
+        "[Reboot]\nDrain=1h\nCommand=sh -c 'echo reboot >> {}'\nForced=no\n",
+        marker.display()
+    ));
+    s.write_rule(
+        "host",
+        &format!(
+            "[Heartbeat]\nFile={}\nMaxAge=1h\nCheckInterval=100ms\n[Escalate]\nFinally=reboot\n",
+            host.display()
+        ),
+    );
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect("draining for 1h before the reboot");
+    d.signal(libc::SIGTERM);
+    d.expect("stopping during the drain before a reboot: the reboot is cancelled");
+    d.wait_exit(Duration::from_secs(30))
+        .expect("the daemon stops");
+    assert!(!marker.exists(), "no reboot ran");
+    assert!(!s.status_record().contains("\nlast-reboot"));
+}

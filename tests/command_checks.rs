@@ -430,3 +430,42 @@ fn a_check_whose_exec_hangs_on_a_hung_mount_does_not_hold_the_loop() {
     server.abort();
     wait_until("the hung run is gone", || held.gone(run));
 }
+
+/// A check program gets stdin, stdout and stderr and no other descriptor
+/// of the daemon's, its own or inherited (the /dev/null behind its stdin
+/// and what the test runner passed on were once left open):
+/// the test looks at a running check's descriptors from outside.
+#[test]
+fn a_check_inherits_only_its_three_standard_descriptors() {
+    let s = Scratch::new("cmd-fds");
+    s.write_conf("");
+    // A duration no other process on the machine sleeps for.
+    let nap = format!("{}.{}", 300 + std::process::id() % 100, std::process::id());
+    s.write_rule(
+        "fds",
+        &format!("[Command]\nRun=sleep {nap}\nInterval=1h\nTimeout=1h\n"),
+    );
+    let d = Daemon::start(&s.conf(), &[]);
+    let mut pid = None;
+    wait_until("the check runs", || {
+        pid = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            cmdline
+                .ends_with(format!("sleep\0{nap}\0").as_bytes())
+                .then(|| e.path())
+        });
+        pid.is_some()
+    });
+    let mut open: Vec<String> = std::fs::read_dir(pid.unwrap().join("fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    open.sort();
+    // The orderly stop kills the running check (its process group).
+    let mut d = d;
+    d.signal(libc::SIGTERM);
+    d.wait_exit(Duration::from_secs(30))
+        .expect("the daemon stops");
+    assert_eq!(open, ["0", "1", "2"], "the check's open descriptors");
+}

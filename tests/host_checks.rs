@@ -505,7 +505,7 @@ fn a_temperature_sensor_whose_value_changes() {
     d.expect("rule quick: healthy");
     d.expect("rule patient: healthy");
     let line = wait_rule(&s, "quick", "healthy", Duration::from_secs(30));
-    assert!(line.contains(" healthy  system  since "), "{line}");
+    assert!(line.contains(" healthy   system  since "), "{line}");
     std::fs::write(&path, "91250\n").unwrap();
     let line = wait_rule(&s, "quick", "failing", Duration::from_secs(30));
     assert!(

@@ -196,7 +196,15 @@ impl Daemon {
         self.notifier.stopping();
         let keep_armed_on_stop = self.engine.config().watchdog.keep_armed_on_stop;
         let next_stop = rundir::read_next_stop(&self.status_file, STOP_BOUND, keep_armed_on_stop);
-        let keep_armed = if self.engine.rebooting() {
+        if self.engine.rebooting() && !self.engine.reboot_committed() {
+            // Nothing is recorded before the drain ends: a device left
+            // armed here would reset the host with no reason written and
+            // no budget counted. Stopping cancels the reboot instead.
+            log::warn!(
+                "stopping during the drain before a reboot: the reboot is cancelled (nothing recorded, no budget used)"
+            );
+        }
+        let keep_armed = if self.engine.reboot_committed() {
             Some("a reboot is under way")
         } else if next_stop == Some(NextStop::KeepArmed) {
             Some("next-stop: keep-armed")

@@ -532,6 +532,12 @@ impl Engine {
         self.path.decided()
     }
 
+    /// Whether a decided reboot is past its drain: it goes on whatever
+    /// happens, and a stop leaves the devices armed for it.
+    pub fn reboot_committed(&self) -> bool {
+        self.path.committed()
+    }
+
     pub fn reboot_state(&self) -> RebootState {
         self.path.state()
     }

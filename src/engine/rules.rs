@@ -447,8 +447,10 @@ impl Engine {
         let event = match health {
             Health::Failing(cause) => {
                 log::warn!("rule {name}: failing: {cause}");
-                w.counts.failures += 1;
-                (!matches!(was, Health::Failing(_))).then_some(Event::Failed)
+                // A failure that changes its cause is still one failure.
+                let new = !matches!(was, Health::Failing(_));
+                w.counts.failures += u64::from(new);
+                new.then_some(Event::Failed)
             }
             Health::Healthy if matches!(was, Health::Failing(_)) => {
                 log::info!(

@@ -289,6 +289,10 @@ fn a_drained_reboot_says_drain_then_records_and_reboots_after_the_drain() {
     b.run_to(S);
     b.answer(Outcome::Missing);
     assert!(b.engine.rebooting());
+    assert!(
+        !b.engine.reboot_committed(),
+        "during the drain a stop cancels the reboot"
+    );
     assert!(matches!(
         b.engine.reboot_state(),
         RebootState::Draining { .. }
@@ -314,6 +318,7 @@ fn a_drained_reboot_says_drain_then_records_and_reboots_after_the_drain() {
     assert_eq!(b.engine.record().unwrap().count, 1);
     assert_eq!(b.engine.record().unwrap().last.as_ref().unwrap().rule, "r");
     assert_eq!(agent(&mut b).0, Answer::Down, "past the drain: down");
+    assert!(b.engine.reboot_committed(), "past the drain it goes on");
     b.tell(Event::ReasonWritten);
     assert!(b.took(|c| matches!(c, Command::StartOrderlyReboot)));
     // A recovery now changes nothing.

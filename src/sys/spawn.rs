@@ -113,6 +113,26 @@ fn child(command: &Prepared, output: i32) -> Errno {
             return Errno::last();
         }
     }
+    if null > 2 {
+        // SAFETY: our own descriptor, now copied to 0: the program gets
+        // stdin, not a second /dev/null.
+        unsafe { libc::close(null) };
+    }
+    // Every other descriptor the daemon has (or inherited from whoever
+    // started it) closes at the exec; the exec-error pipe is close-on-exec
+    // already. Kernels before 5.11 refuse the flag: nothing to do there
+    // beyond the daemon's own close-on-exec descriptors.
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: a raw system call on descriptor numbers; it changes flags
+    // only, and its failure is ignored on purpose.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
     // SAFETY: 0, 0: this process becomes the leader of a new group.
     if unsafe { libc::setpgid(0, 0) } < 0 {
         return Errno::last();
