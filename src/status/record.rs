@@ -239,11 +239,6 @@ pub fn parse(bytes: &[u8]) -> Result<Status, String> {
                     "is in status format {newer}, written by a newer heartwatch; this one reads format {FORMAT}: run the heartwatch command that came with the running daemon"
                 ));
             }
-            Ok(older) if older > 0 => {
-                return Err(format!(
-                    "is in status format {older}, written by an older heartwatch daemon; this one reads format {FORMAT}: restart the daemon (systemctl restart heartwatch)"
-                ));
-            }
             _ => {
                 return Err(format!(
                     "has an unknown format on its first line: {first:?}"
