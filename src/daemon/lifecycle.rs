@@ -188,6 +188,8 @@ impl Daemon {
         daemon.devices.take_over_feeding();
         daemon.notifier.ready();
         log::info!("ready: {}", Count::of(daemon.engine.rule_count(), "rule"));
+        // What loading touched and the loop does not use goes back.
+        crate::sys::memory::release_unused_memory();
         Ok(daemon)
     }
 

@@ -429,8 +429,9 @@ impl Daemon {
             self.tell(Event::Reload(loaded), now);
             self.installed();
             self.tell_notes(now);
-            // The old configuration is freed: its pages go back.
-            crate::sys::memory::release_free_memory();
+            // The old configuration is freed, and the parser's code is
+            // done with: their pages go back.
+            crate::sys::memory::release_unused_memory();
             self.notifier.ready();
         }
         control
