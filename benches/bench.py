@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,11 @@ ROOT = "/tmp/heartwatch-bench"
 MAX_AGE = 5  # seconds, the same for all three daemons
 TOUCH_PERIOD = 2.0  # every live heartbeat file is touched this often
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Runs a command where no inotify watch can be added (a user namespace of
+# its own whose max_inotify_watches is 0): heartwatch falls back to the
+# periodic stat, as it does on NFS or FUSE. The PID stays the command's.
+NO_INOTIFY = ["unshare", "--user", "--map-root-user", "sh", "-c",
+              'echo 0 > /proc/sys/user/max_inotify_watches && exec "$@"', "sh"]
 
 # Every process this harness starts, so that every one of them is stopped,
 # even when the harness fails.
@@ -155,6 +161,8 @@ class Workload:
         self.extra_rules = {}
         # False: an idle host, whose heartbeat files are never touched.
         self.touching = True
+        # MaxAge= of heartwatch's heartbeat rules, in seconds.
+        self.max_age = MAX_AGE
         os.makedirs(f"{self.dir}/files", exist_ok=True)
 
     def path(self, name):
@@ -323,13 +331,18 @@ class Daemon:
 
 
 class Heartwatch(Daemon):
-    def __init__(self, wl, interval, binary, env=None, label="heartwatch", wrapper=()):
+    def __init__(self, wl, interval, binary, env=None, label="heartwatch", wrapper=(), notify=False):
         self.label = label
         super().__init__(wl)
         self.interval = interval
         self.binary = binary
         self.env = env or {}
         self.wrapper = list(wrapper)
+        # True: a NOTIFY_SOCKET that the harness reads and throws away, so
+        # that heartwatch sends READY=1 and its watchdog pings as under
+        # systemd.
+        self.notify = notify
+        self.notify_sock = None
 
     def write_config(self):
         conf = f"{self.dir}/conf"
@@ -351,7 +364,7 @@ class Heartwatch(Daemon):
         for b in self.wl.beats + [self.wl.canary]:
             write(
                 f"{rules}/{b}.rule",
-                f"[Heartbeat]\nFile={self.wl.path(b)}\nMaxAge={MAX_AGE}s\n{interval}",
+                f"[Heartbeat]\nFile={self.wl.path(b)}\nMaxAge={self.wl.max_age}s\n{interval}",
             )
         for p in self.wl.procs:
             write(f"{rules}/{p}.rule", f"[Process]\nPidFile={self.wl.path(p)}.pid\n")
@@ -372,6 +385,14 @@ class Heartwatch(Daemon):
         env = dict(os.environ)
         env.pop("JOURNAL_STREAM", None)
         env.update(self.env)
+        if self.notify:
+            path = f"{self.dir}/notify"
+            if os.path.exists(path):
+                os.unlink(path)
+            self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.notify_sock.bind(path)
+            env["NOTIFY_SOCKET"] = path
+            threading.Thread(target=self.drain_notify, args=(self.notify_sock,), daemon=True).start()
         self.proc = popen(
             self.wrapper + [self.binary, "run", "--config", f"{self.dir}/conf"],
             stdin=subprocess.DEVNULL,
@@ -389,6 +410,7 @@ class Heartwatch(Daemon):
                 ts = time.time()  # on arrival
                 line = raw.decode(errors="replace")
                 out.write(f"{ts:.6f} {line}")
+                out.flush()
                 m = rule.search(line)
                 if m:
                     self.event(m.group(1), m.group(2), ts)
@@ -397,6 +419,32 @@ class Heartwatch(Daemon):
 
     def parse_reaction(self, words):
         pass
+
+    def drain_notify(self, sock):
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass  # closed by stop_daemon
+
+    def stop_daemon(self):
+        super().stop_daemon()
+        if self.notify_sock:
+            try:
+                self.notify_sock.shutdown(socket.SHUT_RDWR)  # wakes drain_notify
+            except OSError:
+                pass
+            self.notify_sock.close()
+            os.unlink(f"{self.dir}/notify")
+            self.notify_sock = None
+
+    def said(self, text):
+        """Whether heartwatch's stderr (kept in stderr.log) holds `text`."""
+        try:
+            with open(f"{self.dir}/stderr.log") as f:
+                return text in f.read()
+        except FileNotFoundError:
+            return False
 
 
 class Watchdog(Daemon):
@@ -643,6 +691,9 @@ def run_one(d, wl, args, window, stale=True, kills=0, breakdown=False):
         st = read_status(d.pid)
         result["rss_peak_kib"] = kib(st, "VmHWM")
         result["rss_end_kib"] = kib(st, "VmRSS")
+        # What the process owns (heap, stacks) and the program's own pages.
+        result["rss_anon_kib"] = kib(st, "RssAnon")
+        result["rss_file_kib"] = kib(st, "RssFile")
         result["loadavg"] = open("/proc/loadavg").read().split()[0]
     finally:
         d.stop_daemon()
@@ -666,15 +717,16 @@ def main():
                     help="seconds to wait for a daemon's first pass over its rules")
     ap.add_argument("--procs", type=int, default=100)
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--musl-binary", default=f"{REPO}/target/x86_64-unknown-linux-musl/release/heartwatch")
-    ap.add_argument("--onfault-shim", default=f"{REPO}/target/bench/mlock_onfault.so",
-                    help="LD_PRELOAD shim that adds MCL_ONFAULT to mlockall (benches/mlock_onfault.c)")
+    ap.add_argument("--dynamic-binary", default=f"{REPO}/target/dynamic/release/heartwatch",
+                    help="heartwatch linked against the shared glibc, for the RSS experiments")
     ap.add_argument("--no-experiments", action="store_true", help="skip the RSS experiments")
     ap.add_argument("--no-peers", action="store_true",
                     help="heartwatch alone: skip watchdog and monit")
-    ap.add_argument("--idle", action="store_true",
-                    help="also an idle host: 1 000 heartbeat rules whose files are never touched "
-                         "(CPU and wake-ups once every rule is stale)")
+    ap.add_argument("--no-idle", action="store_true",
+                    help="skip the idle host: 1 000 healthy heartbeat rules (MaxAge=2h) whose files are "
+                         "not touched, systemd's watchdog pings on")
+    ap.add_argument("--no-periodic", action="store_true",
+                    help="skip heartwatch on the periodic stat (as on NFS or FUSE) at 1 000 rules")
     ap.add_argument("--intervals", default="1s,default",
                     help="heartwatch CheckInterval= values run per size (default: 1s,default)")
     ap.add_argument("--no-mixed", action="store_true",
@@ -705,22 +757,34 @@ def main():
             for iv in intervals:
                 if iv not in ("1s", "default"):
                     daemons.append(Heartwatch(wl, iv, args.binary, label=f"heartwatch-{iv}"))
+            if n == 1000 and not args.no_periodic:
+                # The periodic stat that a rule on NFS or FUSE uses: here
+                # forced by an inotify watch limit of 0 in a user namespace
+                # of its own (heartwatch falls back rule by rule, and says so).
+                for iv, label in (("1s", "heartwatch-periodic"), (None, "heartwatch-periodic-default")):
+                    daemons.append(Heartwatch(wl, iv, args.binary, label=label, wrapper=NO_INOTIFY))
             for d in daemons:
                 results.append(run_one(d, wl, args, window, breakdown=(d.label == "heartwatch" and n == 1000)))
+                if d.label.startswith("heartwatch-periodic") and not d.said("on the periodic stat"):
+                    raise RuntimeError(f"{d.label}: heartwatch did not fall back to the periodic stat")
             if n == 1000 and not args.no_peers:
                 # Does the cost follow the checks, or the wakeups? A ten
                 # times finer interval, same rules.
                 d = Heartwatch(wl, "100ms", args.binary, label="heartwatch-100ms")
                 results.append(run_one(d, wl, args, window))
             wl.cleanup()
-        if args.idle:
-            # An idle host: nothing touched; measured once every rule has
-            # gone stale, so what is left is the daemon's own rhythm.
+        if not args.no_idle:
+            # An idle host: 1 000 healthy rules whose files nobody touches
+            # in the window, and systemd's watchdog as the shipped unit sets
+            # it (WatchdogSec=10s: a ping every 5 s). What is left is the
+            # daemon's own rhythm.
             wl = Workload("idle1000", 1000, 0)
             wl.touching = False
+            wl.max_age = 7200
             idle_args = argparse.Namespace(**vars(args))
-            idle_args.warmup = MAX_AGE + 3.0
-            d = Heartwatch(wl, None, args.binary, label="heartwatch-idle")
+            idle_args.warmup = 3.0
+            d = Heartwatch(wl, None, args.binary, label="heartwatch-idle",
+                           env={"WATCHDOG_USEC": "10000000"}, notify=True)
             results.append(run_one(d, wl, idle_args, args.window, stale=False))
             wl.cleanup()
         if not args.no_mixed:
@@ -746,21 +810,13 @@ def main():
             # heartbeat rules, CheckInterval=1s, back to back.
             wl = Workload("rss1000", 1000, 0)
             variants = [
-                ("as shipped (glibc, mlockall)", args.binary, {}, []),
-                ("MALLOC_ARENA_MAX=1", args.binary, {"MALLOC_ARENA_MAX": "1"}, []),
+                ("as shipped (static glibc, mlockall MCL_ONFAULT)", args.binary, {}, []),
                 ("no mlockall (CAP_IPC_LOCK dropped, RLIMIT_MEMLOCK=0)", args.binary, {},
                  ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock",
                   "prlimit", "--memlock=0:0"]),
             ]
-            if os.path.exists(args.onfault_shim):
-                variants += [
-                    ("mlockall with MCL_ONFAULT (LD_PRELOAD shim)", args.binary,
-                     {"LD_PRELOAD": args.onfault_shim}, []),
-                    ("MCL_ONFAULT + MALLOC_ARENA_MAX=1", args.binary,
-                     {"LD_PRELOAD": args.onfault_shim, "MALLOC_ARENA_MAX": "1"}, []),
-                ]
-            if os.path.exists(args.musl_binary):
-                variants.append(("static musl build (mlockall)", args.musl_binary, {}, []))
+            if os.path.exists(args.dynamic_binary):
+                variants.append(("linked against the shared glibc (ld.so, libc.so.6)", args.dynamic_binary, {}, []))
             for i, (label, binary, env, wrapper) in enumerate(variants):
                 d = Heartwatch(wl, "1s", binary, env=env, label=f"rss-{i}", wrapper=wrapper)
                 r = run_one(d, wl, args, 8.0, stale=False, breakdown=True)
