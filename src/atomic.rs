@@ -162,6 +162,10 @@ impl Dir {
         let (tx, rx) = sync_channel(1);
         std::thread::Builder::new()
             .name("read".into())
+            // Small, like the writers': under RLIMIT_MEMLOCK (no
+            // CAP_IPC_LOCK) a new stack is locked memory, and the default
+            // 2 MiB one could not start where the daemon otherwise fits.
+            .stack_size(WRITER_STACK)
             .spawn(move || {
                 let mut buf = Vec::new();
                 let read = self.read(name, &mut buf).map(|found| found.map(|()| buf));
@@ -288,7 +292,8 @@ fn regular(mode: libc::mode_t) -> Result<(), ReadError> {
     }
 }
 
-/// A writer's thread only opens, writes, renames and logs.
+/// A writer's thread (and the reader of `read_within`) only opens,
+/// reads or writes, renames and logs.
 const WRITER_STACK: usize = 128 * 1024;
 
 /// One file rewritten by a thread of its own, latest content wins.

@@ -54,3 +54,59 @@ fn reloads_leave_no_memory_behind() {
         "RSS grew from {before} to {after} KiB over {RELOADS} reloads"
     );
 }
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Without CAP_IPC_LOCK (a container, say) locked memory counts against
+/// RLIMIT_MEMLOCK, and with `mlockall(MCL_FUTURE)` every new mapping is
+/// locked memory, a thread's stack included. The orderly stop reads
+/// `next-stop` in a thread of its own; with the default 2 MiB stack that
+/// thread could not start within a limit the daemon otherwise fitted, and
+/// the stop logged `next-stop: EAGAIN` and ignored the request.
+#[test]
+fn the_stop_fits_the_locked_memory_the_daemon_ran_in() {
+    let s = Scratch::new("memlock");
+    s.write_conf("");
+    let file = s.path("beat");
+    std::fs::write(&file, "").unwrap();
+    s.write_rule(
+        "beat",
+        &format!("[Heartbeat]\nFile={}\nMaxAge=1h\n", file.display()),
+    );
+    let mut d = Daemon::start_with(
+        std::process::Command::new("setpriv")
+            .args(["--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"])
+            .arg(common::BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(s.conf()),
+    );
+    let limit = Duration::from_secs(60);
+    d.wait_for("ready:", limit).expect("the daemon started");
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = d.child.id();
+    let locked = status_kib(pid, "VmLck:");
+    assert!(locked > 0, "the daemon locked its memory");
+    // A limit 1 MiB above what it has locked.
+    let bytes = (locked + 1024) * 1024;
+    let set = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--memlock={bytes}:{bytes}"))
+        .status()
+        .unwrap();
+    assert!(set.success(), "prlimit set the daemon's RLIMIT_MEMLOCK");
+    d.signal(libc::SIGTERM);
+    d.wait_exit(Duration::from_secs(30))
+        .expect("the daemon stopped");
+    d.drain();
+    let complaints: Vec<_> = d.seen.iter().filter(|l| l.contains("next-stop")).collect();
+    assert!(
+        complaints.is_empty(),
+        "the stop could not read next-stop: {complaints:?}"
+    );
+    assert!(d.seen.iter().any(|l| l.contains("stopped")), "{:?}", d.seen);
+}
