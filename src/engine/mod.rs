@@ -298,7 +298,9 @@ impl Engine {
 
     /// The next command to carry out, oldest first.
     pub fn next_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        let command = self.commands.pop_front();
+        crate::sys::memory::rewind(&mut self.commands);
+        command
     }
 
     /// Whether the status changed since the last call: the shell then
