@@ -39,8 +39,10 @@ pub(super) struct Watched {
     /// Identifies the ladder's one valid timer in the timer heap.
     pub ladder_seq: u32,
     pub ladder_at: Option<Instant>,
-    pub repair: Option<super::escalation::RepairRun>,
-    pub last_repair: Option<repair::Outcome>,
+    /// Boxed, like `last_repair`.
+    pub repair: Option<Box<super::escalation::RepairRun>>,
+    /// Boxed: most rules never run a repair.
+    pub last_repair: Option<Box<repair::Outcome>>,
     /// Failures and repairs in this daemon run, for the metrics.
     pub counts: crate::status::RuleCounts,
 }
@@ -68,11 +70,13 @@ enum SubjectRef {
     Program,
 }
 
+/// The larger watches are boxed, so that a rule is as large as a
+/// heartbeat's state (most rules are heartbeats), not as the largest.
 pub(super) enum Check {
     Heartbeat(Heartbeat),
-    Process(ProcessWatch),
+    Process(Box<ProcessWatch>),
     Interface(InterfaceWatch),
-    System(SystemWatch),
+    System(Box<SystemWatch>),
     Command(super::command::CommandCheck),
 }
 
@@ -242,7 +246,7 @@ impl Engine {
                     }
                 };
                 (
-                    Check::Process(ProcessWatch::new(spec.check_interval)),
+                    Check::Process(Box::new(ProcessWatch::new(spec.check_interval))),
                     SubjectRef::Process(Arc::new(target)),
                 )
             }
@@ -251,7 +255,7 @@ impl Engine {
                 SubjectRef::Interface(Arc::new(interface::Paths::of(&spec.name))),
             ),
             Watch::System(spec) => (
-                Check::System(SystemWatch::new(spec)),
+                Check::System(Box::new(SystemWatch::new(spec))),
                 SubjectRef::System(Arc::new(system_source(&spec.measure))),
             ),
             Watch::Command(spec) => (
