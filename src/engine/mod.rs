@@ -523,6 +523,22 @@ impl Engine {
         self.rules.iter().map(|w| w.id)
     }
 
+    /// The rules that can own something in the shell: a process rule's
+    /// pidfd, a repair command, a command check. The others (most
+    /// heartbeats) need no slot there.
+    pub fn rules_with_children(&self) -> impl Iterator<Item = RuleId> + '_ {
+        self.rules
+            .iter()
+            .filter(|w| {
+                w.rule.ladder.repair.is_some()
+                    || matches!(
+                        w.rule.watch,
+                        crate::config::Watch::Process(_) | crate::config::Watch::Command(_)
+                    )
+            })
+            .map(|w| w.id)
+    }
+
     /// What the state directory is to hold (`Command::SaveRecord`).
     pub fn record(&self) -> Option<&Record> {
         self.record.as_ref()
