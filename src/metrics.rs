@@ -473,8 +473,8 @@ mod tests {
                 name: name.clone(),
                 kind: RuleKind::Interface,
                 counts: RuleCounts {
-                    failures: u64::MAX,
-                    repairs: [u64::MAX; RepairTally::ALL.len()],
+                    failures: u32::MAX,
+                    repairs: [u32::MAX; RepairTally::ALL.len()],
                 },
                 since: i64::MIN,
                 ..RuleStatus::default()

@@ -178,7 +178,8 @@ impl Engine {
             Some(last) => **last = outcome,
             None => w.last_repair = Some(Box::new(outcome)),
         }
-        w.counts.repairs[crate::status::RepairTally::of(ending) as usize] += 1;
+        let tally = &mut w.counts.repairs[crate::status::RepairTally::of(ending) as usize];
+        *tally = tally.saturating_add(1);
         self.dirty = true;
         // Judge the repair on a fresh look, not on what was seen before it.
         if matches!(self.rules[index].probe, super::rules::Probe::Due(_)) {

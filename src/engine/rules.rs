@@ -80,33 +80,51 @@ pub(super) enum Check {
     Command(super::command::CommandCheck),
 }
 
+/// 16 bytes: the time as nanoseconds from the heap's epoch (the
+/// engine's start), not as an `Instant` (16 bytes of its own); a heap
+/// holds up to three per rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Wakeup {
-    at: Instant,
+    at: u64,
     rule: u32,
     seq: u32,
 }
 
 /// Wakeups by time; entries whose sequence number is outdated are skipped.
 /// Its capacity is reserved at install: it never grows in the steady state.
-#[derive(Default)]
-pub(super) struct Heap(BinaryHeap<Reverse<Wakeup>>);
+pub(super) struct Heap {
+    epoch: Instant,
+    wakeups: BinaryHeap<Reverse<Wakeup>>,
+}
 
 impl Heap {
     pub fn next(&self) -> Option<Instant> {
-        self.0.peek().map(|Reverse(w)| w.at)
+        self.wakeups
+            .peek()
+            .map(|Reverse(w)| self.epoch + Duration::from_nanos(w.at))
     }
 
-    fn with_capacity(n: usize) -> Heap {
-        Heap(BinaryHeap::with_capacity(n))
+    /// Room for `n` wakeups at or after `epoch` (one before it counts as
+    /// at it: due at once either way).
+    pub(super) fn with_capacity(epoch: Instant, n: usize) -> Heap {
+        Heap {
+            epoch,
+            wakeups: BinaryHeap::with_capacity(n),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        // u64 nanoseconds last 584 years.
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
     /// Adds a wakeup; when full, drops the outdated entries first.
     fn push(&mut self, at: Instant, rule: usize, seq: u32, valid: impl Fn(u32, u32) -> bool) {
-        if self.0.len() == self.0.capacity() {
-            self.0.retain(|Reverse(w)| valid(w.rule, w.seq));
+        if self.wakeups.len() == self.wakeups.capacity() {
+            self.wakeups.retain(|Reverse(w)| valid(w.rule, w.seq));
         }
-        self.0.push(Reverse(Wakeup {
+        let at = self.nanos(at);
+        self.wakeups.push(Reverse(Wakeup {
             at,
             rule: rule as u32,
             seq,
@@ -115,11 +133,11 @@ impl Heap {
 
     /// The next entry due at `now`, valid or not.
     fn pop_due(&mut self, now: Instant) -> Option<(usize, u32)> {
-        let Reverse(w) = *self.0.peek()?;
-        if w.at > now {
+        let Reverse(w) = *self.wakeups.peek()?;
+        if w.at > self.nanos(now) {
             return None;
         }
-        self.0.pop();
+        self.wakeups.pop();
         Some((w.rule as usize, w.seq))
     }
 }
@@ -187,8 +205,8 @@ impl Engine {
             .enumerate()
             .map(|(i, w)| (w.id, i))
             .collect();
-        self.checks = Heap::with_capacity(self.rules.len() * 3 + 16);
-        self.timers = Heap::with_capacity(self.rules.len() * 3 + 16);
+        self.checks = Heap::with_capacity(self.started, self.rules.len() * 3 + 16);
+        self.timers = Heap::with_capacity(self.started, self.rules.len() * 3 + 16);
         self.repairing = Vec::with_capacity(self.rules.len());
         // At most a check and its timeout per rule come due at once.
         self.commands.reserve(self.rules.len() * 2 + 16);
@@ -453,7 +471,7 @@ impl Engine {
                 log::warn!("rule {name}: failing: {cause}");
                 // A failure that changes its cause is still one failure.
                 let new = !matches!(was, Health::Failing(_));
-                w.counts.failures += u64::from(new);
+                w.counts.failures = w.counts.failures.saturating_add(u32::from(new));
                 new.then_some(Event::Failed)
             }
             Health::Healthy if matches!(was, Health::Failing(_)) => {
