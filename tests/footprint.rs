@@ -62,7 +62,9 @@ fn a_heartbeat_rule_costs_little_memory() {
     let one = anonymous_kib(1);
     let many = anonymous_kib(RULES);
     let per_rule = many.saturating_sub(one) * 1024 / (RULES as u64 - 1);
-    eprintln!("anonymous memory: {one} KiB with 1 rule, {many} KiB with {RULES}: {per_rule} bytes a rule");
+    eprintln!(
+        "anonymous memory: {one} KiB with 1 rule, {many} KiB with {RULES}: {per_rule} bytes a rule"
+    );
     assert!(
         per_rule <= 1650,
         "{per_rule} bytes of anonymous memory a heartbeat rule"
