@@ -185,7 +185,16 @@ impl Engine {
                         }
                     }
                     w.ladder = ladder;
-                    w.rule = rule;
+                    // The running copy of what did not change (the name,
+                    // the watch) stays, and the new one is freed: it was
+                    // allocated last, at the top of the heap, where freeing
+                    // gives it back; the old copy, freed, would leave holes
+                    // in the middle that each reload would add to.
+                    let Rule { source, ladder, .. } = rule;
+                    w.rule.ladder = ladder;
+                    if w.rule.source != source {
+                        w.rule.source = source;
+                    }
                     w
                 }
                 None => Watched {
