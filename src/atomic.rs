@@ -449,9 +449,18 @@ impl Writer {
     /// returns its number for [`Writer::outcome`]. Never waits on the
     /// write: the lock is only ever held to copy a buffer.
     pub fn offer(&self, bytes: &[u8]) -> u64 {
+        self.offer_with(|next| next.extend_from_slice(bytes))
+    }
+
+    /// Like [`Writer::offer`], with `fill` writing the content straight
+    /// into the buffer handed over (emptied first): no buffer of the
+    /// caller's holds a third copy of a large content. The lock is held
+    /// while `fill` runs; the thread only ever takes it to copy the
+    /// content out or to record an outcome, so the loop never waits long.
+    pub fn offer_with(&self, fill: impl FnOnce(&mut Vec<u8>)) -> u64 {
         let mut slot = lock(&self.shared.slot);
         slot.next.clear();
-        slot.next.extend_from_slice(bytes);
+        fill(&mut slot.next);
         slot.pending = true;
         slot.offered += 1;
         let n = slot.offered;

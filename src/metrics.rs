@@ -35,8 +35,8 @@ pub struct DeviceMetric {
 
 /// The metrics file and what it is rendered from besides the status.
 pub struct Metrics {
+    /// Rendered into straight (`Writer::offer_with`).
     writer: Writer,
-    buf: Vec<u8>,
     devices: Vec<DeviceMetric>,
     /// Wall-clock seconds of the last feed every device took.
     last_fed: Option<i64>,
@@ -56,7 +56,6 @@ impl Metrics {
             .collect();
         Ok(Metrics {
             writer: Writer::start_foreign(dir, FILE_NAME)?,
-            buf: Vec::new(),
             devices,
             last_fed: None,
             next: now,
@@ -67,7 +66,6 @@ impl Metrics {
     /// `longest_name` bytes, so that rendering and writing never allocate.
     pub fn reserve(&mut self, rules: usize, longest_name: usize) {
         let capacity = capacity(rules, longest_name, &self.devices);
-        self.buf = Vec::with_capacity(capacity);
         self.writer.reserve(capacity);
     }
 
@@ -83,9 +81,9 @@ impl Metrics {
 
     /// Renders `status` and hands it to the writer (which logs a failure).
     pub fn publish(&mut self, status: &Status, now: Instant) {
-        self.buf.clear();
-        render(&mut self.buf, status, &self.devices, self.last_fed);
-        self.writer.offer(&self.buf);
+        let (devices, last_fed) = (&self.devices, self.last_fed);
+        self.writer
+            .offer_with(|out| render(out, status, devices, last_fed));
         self.next = now + REWRITE_EVERY;
     }
 
@@ -475,8 +473,8 @@ mod tests {
                 name: name.clone(),
                 kind: RuleKind::Interface,
                 counts: RuleCounts {
-                    failures: u64::MAX,
-                    repairs: [u64::MAX; RepairTally::ALL.len()],
+                    failures: u32::MAX,
+                    repairs: [u32::MAX; RepairTally::ALL.len()],
                 },
                 since: i64::MIN,
                 ..RuleStatus::default()

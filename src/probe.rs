@@ -161,6 +161,7 @@ impl Prober {
             *slot = answers.pop_front();
         }
         if answers.is_empty() {
+            crate::sys::memory::rewind(&mut answers);
             self.shared.answered.clear();
         }
         n
@@ -246,6 +247,7 @@ fn work(shared: &Shared) {
             if !requests.is_empty() {
                 shared.wake_worker.notify_one();
             }
+            crate::sys::memory::rewind(&mut requests);
             request
         };
         let finding = look(&request.subject);

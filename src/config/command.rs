@@ -40,11 +40,11 @@ pub(super) fn parse_command(keys: &mut Keys) -> Option<Watch> {
         );
         return None;
     }
-    Some(Watch::Command(CommandSpec {
+    Some(Watch::Command(Box::new(CommandSpec {
         run: run?,
         interval,
         timeout,
-    }))
+    })))
 }
 
 #[cfg(test)]

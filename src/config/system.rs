@@ -253,11 +253,11 @@ pub(super) fn parse_system(keys: &mut Keys) -> Option<Watch> {
         "TemperatureSensor" => parse_temperature(keys),
         _ => parse_pressure(keys),
     }?;
-    Some(Watch::System(SystemSpec {
+    Some(Watch::System(Box::new(SystemSpec {
         measure,
         check_interval,
         hold,
-    }))
+    })))
 }
 
 fn parse_load(keys: &mut Keys) -> Option<Measure> {
@@ -472,7 +472,7 @@ mod tests {
         let rule = parse_rule(Path::new("/r/s.rule"), "s", text)
             .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         match rule.watch {
-            Watch::System(s) => Ok(s),
+            Watch::System(s) => Ok(*s),
             other => panic!("not a system rule: {other:?}"),
         }
     }

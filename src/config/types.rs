@@ -73,8 +73,10 @@ pub enum Watch {
     Heartbeat(HeartbeatSpec),
     Process(ProcessSpec),
     Interface(InterfaceSpec),
-    System(SystemSpec),
-    Command(CommandSpec),
+    /// Boxed, like `Command`: the larger specs, kept out of line so that
+    /// every rule (most are heartbeats) is not as large as they are.
+    System(Box<SystemSpec>),
+    Command(Box<CommandSpec>),
 }
 
 /// A `[Command]` check: a program run every `interval` (from the end of

@@ -172,7 +172,6 @@ impl Daemon {
             poll_dirty: true,
             cleanup: repair::Cleanup::default(),
             status_file,
-            status_buf: Vec::new(),
             reboot_state,
             history_file,
             pending_save: None,

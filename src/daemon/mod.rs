@@ -95,7 +95,6 @@ pub struct Daemon {
     /// Killed repairs to reap, leftover processes of finished ones.
     cleanup: repair::Cleanup,
     status_file: Writer,
-    status_buf: Vec<u8>,
     reboot_state: Option<RebootState>,
     history_file: Option<crate::history::HistoryFile>,
     /// The reboot reason's write being waited for.
@@ -351,7 +350,8 @@ impl Daemon {
         self.perform(now);
     }
 
-    /// After a start or a reload: a slot for every rule, none for rules
+    /// After a start or a reload: a slot for every rule that can own a
+    /// process or a descriptor (`Engine::rules_with_children`), none for rules
     /// gone (their repairs are killed and reaped later), room for what the
     /// steady state needs.
     fn installed(&mut self) {
@@ -379,7 +379,7 @@ impl Daemon {
         }
         self.checking.retain(|id| ids.contains(id));
         self.running.retain(|id| ids.contains(id));
-        for &id in &ids {
+        for id in self.engine.rules_with_children() {
             self.slots.entry(id).or_default();
         }
         self.install_checkers();
@@ -401,8 +401,7 @@ impl Daemon {
         self.pollfds = Vec::with_capacity(slots);
         self.owners = Vec::with_capacity(slots);
         self.poll_dirty = true;
-        self.status_buf = Vec::with_capacity(self.engine.status_capacity());
-        self.status_file.reserve(self.status_buf.capacity());
+        self.status_file.reserve(self.engine.status_capacity());
         if let Some(metrics) = &mut self.metrics {
             let longest = self.engine.rules().map(|r| r.name.len()).max();
             metrics.reserve(n, longest.unwrap_or(0));
@@ -557,9 +556,8 @@ impl Daemon {
         let mut summary = FixedBuf::<256>::new();
         let _ = write!(summary, "{}", status.crash_summary());
         crate::crash::publish_summary(summary.as_str());
-        self.status_buf.clear();
-        status.write_record(&mut self.status_buf);
-        self.status_file.offer(&self.status_buf); // the writer logs a failure
+        // The writer logs a failure.
+        self.status_file.offer_with(|out| status.write_record(out));
         if let Some(metrics) = &mut self.metrics {
             metrics.publish(status, Instant::now());
         }

@@ -91,12 +91,12 @@ impl Engine {
         );
         let deadline = now.mono + spec.timeout;
         let id = w.id;
-        self.rules[index].repair = Some(RepairRun {
+        self.rules[index].repair = Some(Box::new(RepairRun {
             attempt,
             started: now.mono,
             deadline,
             stage: Stage::Running,
-        });
+        }));
         self.repairing.push(index);
         self.commands.push_back(Command::StartRepair(id));
         self.dirty = true;
@@ -174,8 +174,12 @@ impl Engine {
             }
             _ => log::warn!("rule {}: repair {outcome}", w.rule.name),
         }
-        w.last_repair = Some(outcome);
-        w.counts.repairs[crate::status::RepairTally::of(ending) as usize] += 1;
+        match &mut w.last_repair {
+            Some(last) => **last = outcome,
+            None => w.last_repair = Some(Box::new(outcome)),
+        }
+        let tally = &mut w.counts.repairs[crate::status::RepairTally::of(ending) as usize];
+        *tally = tally.saturating_add(1);
         self.dirty = true;
         // Judge the repair on a fresh look, not on what was seen before it.
         if matches!(self.rules[index].probe, super::rules::Probe::Due(_)) {

@@ -273,8 +273,8 @@ impl Engine {
             rules: Vec::new(),
             ids: HashMap::new(),
             next_id: 1,
-            checks: Heap::default(),
-            timers: Heap::default(),
+            checks: Heap::with_capacity(now.mono, 0),
+            timers: Heap::with_capacity(now.mono, 0),
             repairing: Vec::new(),
             feeding_ok: true,
             previous_reboot,
@@ -298,7 +298,9 @@ impl Engine {
 
     /// The next command to carry out, oldest first.
     pub fn next_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        let command = self.commands.pop_front();
+        crate::sys::memory::rewind(&mut self.commands);
+        command
     }
 
     /// Whether the status changed since the last call: the shell then
@@ -519,6 +521,22 @@ impl Engine {
     /// The rules by identity, in configuration order.
     pub fn rule_ids(&self) -> impl Iterator<Item = RuleId> + '_ {
         self.rules.iter().map(|w| w.id)
+    }
+
+    /// The rules that can own something in the shell: a process rule's
+    /// pidfd, a repair command, a command check. The others (most
+    /// heartbeats) need no slot there.
+    pub fn rules_with_children(&self) -> impl Iterator<Item = RuleId> + '_ {
+        self.rules
+            .iter()
+            .filter(|w| {
+                w.rule.ladder.repair.is_some()
+                    || matches!(
+                        w.rule.watch,
+                        crate::config::Watch::Process(_) | crate::config::Watch::Command(_)
+                    )
+            })
+            .map(|w| w.id)
     }
 
     /// What the state directory is to hold (`Command::SaveRecord`).

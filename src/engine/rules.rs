@@ -39,8 +39,10 @@ pub(super) struct Watched {
     /// Identifies the ladder's one valid timer in the timer heap.
     pub ladder_seq: u32,
     pub ladder_at: Option<Instant>,
-    pub repair: Option<super::escalation::RepairRun>,
-    pub last_repair: Option<repair::Outcome>,
+    /// Boxed, like `last_repair`.
+    pub repair: Option<Box<super::escalation::RepairRun>>,
+    /// Boxed: most rules never run a repair.
+    pub last_repair: Option<Box<repair::Outcome>>,
     /// Failures and repairs in this daemon run, for the metrics.
     pub counts: crate::status::RuleCounts,
 }
@@ -68,41 +70,61 @@ enum SubjectRef {
     Program,
 }
 
+/// The larger watches are boxed, so that a rule is as large as a
+/// heartbeat's state (most rules are heartbeats), not as the largest.
 pub(super) enum Check {
     Heartbeat(Heartbeat),
-    Process(ProcessWatch),
+    Process(Box<ProcessWatch>),
     Interface(InterfaceWatch),
-    System(SystemWatch),
+    System(Box<SystemWatch>),
     Command(super::command::CommandCheck),
 }
 
+/// 16 bytes: the time as nanoseconds from the heap's epoch (the
+/// engine's start), not as an `Instant` (16 bytes of its own); a heap
+/// holds up to three per rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Wakeup {
-    at: Instant,
+    at: u64,
     rule: u32,
     seq: u32,
 }
 
 /// Wakeups by time; entries whose sequence number is outdated are skipped.
 /// Its capacity is reserved at install: it never grows in the steady state.
-#[derive(Default)]
-pub(super) struct Heap(BinaryHeap<Reverse<Wakeup>>);
+pub(super) struct Heap {
+    epoch: Instant,
+    wakeups: BinaryHeap<Reverse<Wakeup>>,
+}
 
 impl Heap {
     pub fn next(&self) -> Option<Instant> {
-        self.0.peek().map(|Reverse(w)| w.at)
+        self.wakeups
+            .peek()
+            .map(|Reverse(w)| self.epoch + Duration::from_nanos(w.at))
     }
 
-    fn with_capacity(n: usize) -> Heap {
-        Heap(BinaryHeap::with_capacity(n))
+    /// Room for `n` wakeups at or after `epoch` (one before it counts as
+    /// at it: due at once either way).
+    pub(super) fn with_capacity(epoch: Instant, n: usize) -> Heap {
+        Heap {
+            epoch,
+            wakeups: BinaryHeap::with_capacity(n),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        // u64 nanoseconds last 584 years.
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
     /// Adds a wakeup; when full, drops the outdated entries first.
     fn push(&mut self, at: Instant, rule: usize, seq: u32, valid: impl Fn(u32, u32) -> bool) {
-        if self.0.len() == self.0.capacity() {
-            self.0.retain(|Reverse(w)| valid(w.rule, w.seq));
+        if self.wakeups.len() == self.wakeups.capacity() {
+            self.wakeups.retain(|Reverse(w)| valid(w.rule, w.seq));
         }
-        self.0.push(Reverse(Wakeup {
+        let at = self.nanos(at);
+        self.wakeups.push(Reverse(Wakeup {
             at,
             rule: rule as u32,
             seq,
@@ -111,11 +133,11 @@ impl Heap {
 
     /// The next entry due at `now`, valid or not.
     fn pop_due(&mut self, now: Instant) -> Option<(usize, u32)> {
-        let Reverse(w) = *self.0.peek()?;
-        if w.at > now {
+        let Reverse(w) = *self.wakeups.peek()?;
+        if w.at > self.nanos(now) {
             return None;
         }
-        self.0.pop();
+        self.wakeups.pop();
         Some((w.rule as usize, w.seq))
     }
 }
@@ -163,7 +185,16 @@ impl Engine {
                         }
                     }
                     w.ladder = ladder;
-                    w.rule = rule;
+                    // The running copy of what did not change (the name,
+                    // the watch) stays, and the new one is freed: it was
+                    // allocated last, at the top of the heap, where freeing
+                    // gives it back; the old copy, freed, would leave holes
+                    // in the middle that each reload would add to.
+                    let Rule { source, ladder, .. } = rule;
+                    w.rule.ladder = ladder;
+                    if w.rule.source != source {
+                        w.rule.source = source;
+                    }
                     w
                 }
                 None => Watched {
@@ -183,8 +214,8 @@ impl Engine {
             .enumerate()
             .map(|(i, w)| (w.id, i))
             .collect();
-        self.checks = Heap::with_capacity(self.rules.len() * 3 + 16);
-        self.timers = Heap::with_capacity(self.rules.len() * 3 + 16);
+        self.checks = Heap::with_capacity(self.started, self.rules.len() * 3 + 16);
+        self.timers = Heap::with_capacity(self.started, self.rules.len() * 3 + 16);
         self.repairing = Vec::with_capacity(self.rules.len());
         // At most a check and its timeout per rule come due at once.
         self.commands.reserve(self.rules.len() * 2 + 16);
@@ -242,7 +273,7 @@ impl Engine {
                     }
                 };
                 (
-                    Check::Process(ProcessWatch::new(spec.check_interval)),
+                    Check::Process(Box::new(ProcessWatch::new(spec.check_interval))),
                     SubjectRef::Process(Arc::new(target)),
                 )
             }
@@ -251,7 +282,7 @@ impl Engine {
                 SubjectRef::Interface(Arc::new(interface::Paths::of(&spec.name))),
             ),
             Watch::System(spec) => (
-                Check::System(SystemWatch::new(spec)),
+                Check::System(Box::new(SystemWatch::new(spec))),
                 SubjectRef::System(Arc::new(system_source(&spec.measure))),
             ),
             Watch::Command(spec) => (
@@ -449,7 +480,7 @@ impl Engine {
                 log::warn!("rule {name}: failing: {cause}");
                 // A failure that changes its cause is still one failure.
                 let new = !matches!(was, Health::Failing(_));
-                w.counts.failures += u64::from(new);
+                w.counts.failures = w.counts.failures.saturating_add(u32::from(new));
                 new.then_some(Event::Failed)
             }
             Health::Healthy if matches!(was, Health::Failing(_)) => {

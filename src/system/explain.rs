@@ -108,10 +108,13 @@ pub fn missing_sources(rules: &[Rule], proc: &Path) -> Vec<String> {
     rules
         .iter()
         .filter_map(|rule| {
-            let Watch::System(SystemSpec {
+            let Watch::System(spec) = &rule.watch else {
+                return None;
+            };
+            let SystemSpec {
                 measure: Measure::Pressure { resource, .. },
                 ..
-            }) = &rule.watch
+            } = &**spec
             else {
                 return None;
             };
