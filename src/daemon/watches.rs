@@ -254,17 +254,18 @@ impl Watches {
         }
     }
 
-    /// Reads what the kernel queued and turns it into notes.
-    pub fn read(&mut self, notes: &mut Vec<Note>) {
+    /// Reads what the kernel queued and turns it into notes; whether
+    /// there was anything.
+    pub fn read(&mut self, notes: &mut Vec<Note>) -> bool {
         let Some(ino) = self.ino.clone() else {
-            return;
+            return false;
         };
         match ino.read(&mut self.buf) {
-            Ok(0) => return,
+            Ok(0) => return false,
             Ok(_) => {}
             Err(e) => {
                 log::error!("reading inotify events: {}", e.desc());
-                return;
+                return false;
             }
         }
         #[cfg(feature = "test-hooks")]
@@ -273,7 +274,7 @@ impl Watches {
             if test_lose_read(self.reads) {
                 // As the kernel does: the events are lost, an overflow says so.
                 notes.push(Note::Overflow);
-                return;
+                return true;
             }
         }
         let mut last: Option<RuleId> = None;
@@ -333,6 +334,7 @@ impl Watches {
         if gone {
             self.reindex();
         }
+        true
     }
 
     /// Which rules are event-driven, which fall back and why.
