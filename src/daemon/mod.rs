@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 mod checks;
 mod children;
 mod lifecycle;
+mod names;
 mod watches;
 
 #[cfg(feature = "test-hooks")]

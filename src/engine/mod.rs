@@ -15,6 +15,7 @@
 mod command;
 mod escalation;
 mod history;
+mod ids;
 mod reboot_path;
 mod rules;
 mod status;
@@ -210,7 +211,7 @@ pub struct Engine {
     started: Instant,
     started_wall: i64,
     rules: Vec<Watched>,
-    ids: HashMap<RuleId, usize>,
+    ids: HashMap<RuleId, usize, ids::BuildIdHasher>,
     next_id: RuleId,
     checks: Heap,
     timers: Heap,
@@ -271,7 +272,7 @@ impl Engine {
             started: now.mono,
             started_wall: now.wall,
             rules: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             next_id: 1,
             checks: Heap::default(),
             timers: Heap::default(),
