@@ -382,7 +382,7 @@ impl Daemon {
         for note in notes.drain(..) {
             let event = match note {
                 Note::Mode(id, mode) => Event::HeartbeatMode(id, mode),
-                Note::Changed { rule, beat } => Event::FileChanged { rule, beat },
+                Note::Changed { rule, at, beat } => Event::FileChanged { rule, at, beat },
                 Note::Overflow => Event::Rescan,
             };
             self.engine.handle(event, now);
@@ -428,9 +428,7 @@ impl Daemon {
         self.running.reserve(n.saturating_sub(self.running.len()));
         self.checking.reserve(n.saturating_sub(self.checking.len()));
         self.watches.install(
-            self.engine
-                .heartbeat_files()
-                .map(|(id, file, _)| (id, file)),
+            self.engine.heartbeat_places(),
             &mut self.prober,
             &mut self.notes,
         );

@@ -12,6 +12,8 @@ use std::ops::Range;
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     pub rule: RuleId,
+    /// Where the rule is in the engine (`Event::FileChanged`).
+    place: u32,
     hash: u32,
     dir: u32,
     /// Where its bytes are in `NameTable::bytes`.
@@ -38,11 +40,11 @@ impl NameTable {
     /// directory's names in one run, sorted, the directories numbered
     /// from 0 in order); each directory's range of entries.
     pub fn build<'a>(
-        names: impl Iterator<Item = (usize, &'a [u8], RuleId)>,
+        names: impl Iterator<Item = (usize, &'a [u8], RuleId, usize)>,
     ) -> (NameTable, Vec<Range<usize>>) {
         let mut t = NameTable::default();
         let mut ranges: Vec<Range<usize>> = Vec::new();
-        for (dir, name, rule) in names {
+        for (dir, name, rule, place) in names {
             while ranges.len() <= dir {
                 let at = t.entries.len();
                 ranges.push(at..at);
@@ -50,6 +52,7 @@ impl NameTable {
             ranges[dir].end = t.entries.len() + 1;
             t.entries.push(Entry {
                 rule,
+                place: place as u32,
                 hash: hash(dir, name),
                 dir: dir as u32,
                 at: t.bytes.len() as u32,
@@ -117,8 +120,10 @@ impl NameTable {
         repeat
     }
 
-    pub fn rule(&self, i: usize) -> RuleId {
-        self.entries[i].rule
+    /// The rule of entry `i`, and where it is in the engine.
+    pub fn rule(&self, i: usize) -> (RuleId, usize) {
+        let e = &self.entries[i];
+        (e.rule, e.place as usize)
     }
 }
 
@@ -147,12 +152,12 @@ mod tests {
             })
             .collect();
         let (mut t, ranges) =
-            NameTable::build(names.iter().map(|(d, n, r)| (*d, n.as_slice(), *r)));
+            NameTable::build(names.iter().map(|(d, n, r)| (*d, n.as_slice(), *r, 0)));
         assert_eq!(ranges, vec![0..100, 100..200, 200..300]);
         for (d, n, r) in &names {
             let found = t.find(*d, n);
             assert_eq!(found.len(), 1);
-            assert_eq!(t.rule(found.start), *r);
+            assert_eq!(t.rule(found.start).0, *r);
         }
         assert!(t.find(0, b"beat-120").is_empty());
         assert!(t.find(2, b"beat-10").is_empty());
@@ -174,17 +179,17 @@ mod tests {
 
     #[test]
     fn rules_that_watch_the_same_file_all_hear_of_it() {
-        let names: [(usize, &[u8], RuleId); 5] = [
-            (0, b"a", 1),
-            (0, b"b", 2),
-            (0, b"b", 3),
-            (0, b"b", 4),
-            (1, b"b", 5),
+        let names: [(usize, &[u8], RuleId, usize); 5] = [
+            (0, b"a", 1, 0),
+            (0, b"b", 2, 1),
+            (0, b"b", 3, 2),
+            (0, b"b", 4, 3),
+            (1, b"b", 5, 4),
         ];
         let (t, _) = NameTable::build(names.into_iter());
         let found = t.find(0, b"b");
-        let rules: Vec<RuleId> = found.map(|i| t.rule(i)).collect();
-        assert_eq!(rules, vec![2, 3, 4]);
+        let rules: Vec<(RuleId, usize)> = found.map(|i| t.rule(i)).collect();
+        assert_eq!(rules, vec![(2, 1), (3, 2), (4, 3)]);
         assert_eq!(t.find(1, b"b").len(), 1);
     }
 }

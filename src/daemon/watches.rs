@@ -26,7 +26,7 @@ pub const WATCH_TICKET: u64 = 1 << 63;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Note {
     Mode(RuleId, HeartbeatMode),
-    Changed { rule: RuleId, beat: bool },
+    Changed { rule: RuleId, at: usize, beat: bool },
     Overflow,
 }
 
@@ -104,20 +104,23 @@ impl Watches {
     /// gone ones lose theirs. `notes` gets every rule's mode.
     pub fn install<'a>(
         &mut self,
-        files: impl Iterator<Item = (RuleId, &'a CStr)>,
+        files: impl Iterator<Item = (RuleId, usize, &'a CStr)>,
         prober: &mut Prober,
         notes: &mut Vec<Note>,
     ) {
-        let mut by_path: HashMap<Vec<u8>, Vec<(&[u8], RuleId)>> = HashMap::new();
+        let mut by_path: HashMap<Vec<u8>, Vec<(&[u8], RuleId, usize)>> = HashMap::new();
         let mut n_rules = 0;
-        for (id, file) in files {
+        for (id, at, file) in files {
             let bytes = file.to_bytes();
             let (dir, name) = match bytes.iter().rposition(|&b| b == b'/') {
                 Some(0) => (&b"/"[..], &bytes[1..]),
                 Some(i) => (&bytes[..i], &bytes[i + 1..]),
                 None => (&b"."[..], bytes),
             };
-            by_path.entry(dir.to_vec()).or_default().push((name, id));
+            by_path
+                .entry(dir.to_vec())
+                .or_default()
+                .push((name, id, at));
             n_rules += 1;
         }
         let mut old: HashMap<Vec<u8>, Dir> = self
@@ -135,7 +138,7 @@ impl Watches {
             paths
                 .iter()
                 .enumerate()
-                .flat_map(|(i, (_, names))| names.iter().map(move |&(n, id)| (i, n, id))),
+                .flat_map(|(i, (_, names))| names.iter().map(move |&(n, id, at)| (i, n, id, at))),
         );
         self.names = table;
         for ((path, _), names) in paths.into_iter().zip(ranges) {
@@ -338,10 +341,8 @@ impl Watches {
                 for i in self.names.find(index, ev.name) {
                     // The same touch's next event (attrib, close) is no news.
                     if !self.names.mark(i, self.batch, beat) {
-                        notes.push(Note::Changed {
-                            rule: self.names.rule(i),
-                            beat,
-                        });
+                        let (rule, at) = self.names.rule(i);
+                        notes.push(Note::Changed { rule, at, beat });
                     }
                 }
             }

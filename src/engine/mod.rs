@@ -129,7 +129,10 @@ pub enum Event {
     HeartbeatMode(RuleId, HeartbeatMode),
     /// An inotify event for the heartbeat rule's file; `beat`: a touch, a
     /// write, a rename over it, a create; else (a delete) a stat is wanted.
-    FileChanged { rule: RuleId, beat: bool },
+    /// `at`: where the rule was when the shell asked
+    /// (`Engine::heartbeat_places`), checked before it is used, so that a
+    /// beat costs no look-up of the identity.
+    FileChanged { rule: RuleId, at: usize, beat: bool },
     /// The inotify queue overflowed: events were lost.
     Rescan,
     /// The rule's repair ended, or could not start.
@@ -400,8 +403,8 @@ impl Engine {
                     self.heartbeat_mode(index, mode, now);
                 }
             }
-            Event::FileChanged { rule, beat } => {
-                if let Some(&index) = self.ids.get(&rule) {
+            Event::FileChanged { rule, at, beat } => {
+                if let Some(index) = self.place(rule, at) {
                     self.file_changed(index, beat, now);
                 }
             }
