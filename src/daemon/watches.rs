@@ -38,6 +38,10 @@ enum State {
     Fallback(Fallback),
 }
 
+/// A file's name in its directory, its rule and where the rule is in the
+/// engine.
+type Name<'a> = (&'a [u8], RuleId, usize);
+
 struct Dir {
     path: Arc<CString>,
     state: State,
@@ -108,7 +112,7 @@ impl Watches {
         prober: &mut Prober,
         notes: &mut Vec<Note>,
     ) {
-        let mut by_path: HashMap<Vec<u8>, Vec<(&[u8], RuleId, usize)>> = HashMap::new();
+        let mut by_path: HashMap<Vec<u8>, Vec<Name>> = HashMap::new();
         let mut n_rules = 0;
         for (id, at, file) in files {
             let bytes = file.to_bytes();
