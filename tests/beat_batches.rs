@@ -61,6 +61,7 @@ fn a_burst_of_beats_is_read_in_a_few_wake_ups() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let wakeups = voluntary_switches(pid) - before;
+    eprintln!("{wakeups} wake-ups for {BURSTS} bursts of {FILES} beats");
     // One wake-up per event would be FILES per burst; batches of 5 ms
     // take a few per burst however slowly the bursts go here.
     assert!(
