@@ -180,6 +180,8 @@ impl Daemon {
             metrics,
             watches: watches::Watches::new(),
             notes: Vec::new(),
+            events_slot: None,
+            events_resume: None,
         };
         daemon.installed();
         daemon.tell_notes(now());

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 mod checks;
 mod children;
 mod lifecycle;
+mod names;
 mod watches;
 
 #[cfg(feature = "test-hooks")]
@@ -109,7 +110,20 @@ pub struct Daemon {
     watches: Watches,
     /// What the watches have to tell the engine, reused.
     notes: Vec<Note>,
+    /// The inotify descriptor's place in the poll set.
+    events_slot: Option<usize>,
+    /// Until when the inotify descriptor is left out of the poll set
+    /// after a read (`EVENT_BATCH`).
+    events_resume: Option<Instant>,
 }
+
+/// How long the loop leaves the inotify descriptor alone after reading
+/// it: the events of a burst of beats (a thousand files touched in a few
+/// milliseconds) are read together, in a wake-up per batch, not one per
+/// event. A beat read late is counted from when it was read, so this can
+/// only postpone a staleness report, by at most this much; a beat after a
+/// quiet moment is read at once.
+const EVENT_BATCH: Duration = Duration::from_millis(5);
 
 /// Loads the configuration, starts the daemon and runs it until stopped.
 pub fn run(root: &Path, options: Options) -> Result<(), DaemonError> {
@@ -158,6 +172,14 @@ impl Daemon {
         let now = now();
         self.engine.feed_due(now);
         self.perform(now);
+        if let Some(at) = self.events_resume
+            && now.mono >= at
+        {
+            // What came during the pause, at once.
+            self.events_resume = None;
+            self.set_events_fd(self.watches.fd());
+            self.read_events(now);
+        }
         let mut control = Control::Continue;
         for slot in 0..self.pollfds.len() {
             if n == 0 || self.pollfds[slot].revents == 0 {
@@ -167,10 +189,7 @@ impl Daemon {
             match self.owners[slot] {
                 Owner::Signals => control = self.take_signals(now),
                 Owner::Prober => self.take_answers(now),
-                Owner::Inotify => {
-                    self.watches.read(&mut self.notes);
-                    self.tell_notes(now);
-                }
+                Owner::Inotify => self.read_events(now),
                 Owner::Process(id) => self.tell(Event::ProcessDied(id), now),
                 Owner::RepairOutput(id) => self.repair_output(id, now),
                 Owner::RepairExit(id) => self.repair_exited(id, now),
@@ -244,7 +263,28 @@ impl Daemon {
         if let Some(metrics) = &self.metrics {
             deadline = deadline.min(metrics.due());
         }
+        if let Some(at) = self.events_resume {
+            deadline = deadline.min(at);
+        }
         deadline
+    }
+
+    /// Reads the queued inotify events and hands them to the engine; after
+    /// a read that found some, the descriptor rests for `EVENT_BATCH`.
+    fn read_events(&mut self, now: Now) {
+        if self.watches.read(&mut self.notes) {
+            self.events_resume = Some(now.mono + EVENT_BATCH);
+            self.set_events_fd(None);
+        }
+        self.tell_notes(now);
+    }
+
+    /// Puts the inotify descriptor in its poll slot, or (`None`) leaves
+    /// the slot for poll to skip.
+    fn set_events_fd(&mut self, fd: Option<i32>) {
+        if let Some(slot) = self.events_slot {
+            self.pollfds[slot].fd = fd.unwrap_or(-1);
+        }
     }
 
     /// Hands the engine an event and carries out what it decides.
@@ -341,7 +381,7 @@ impl Daemon {
         for note in notes.drain(..) {
             let event = match note {
                 Note::Mode(id, mode) => Event::HeartbeatMode(id, mode),
-                Note::Changed { rule, beat } => Event::FileChanged { rule, beat },
+                Note::Changed { rule, at, beat } => Event::FileChanged { rule, at, beat },
                 Note::Overflow => Event::Rescan,
             };
             self.engine.handle(event, now);
@@ -388,9 +428,7 @@ impl Daemon {
         self.running.reserve(n.saturating_sub(self.running.len()));
         self.checking.reserve(n.saturating_sub(self.checking.len()));
         self.watches.install(
-            self.engine
-                .heartbeat_files()
-                .map(|(id, file, _)| (id, file)),
+            self.engine.heartbeat_places(),
             &mut self.prober,
             &mut self.notes,
         );
@@ -520,7 +558,10 @@ impl Daemon {
         };
         add(self.signals.as_raw_fd(), Owner::Signals, &mut self.pollfds);
         add(self.prober.fd(), Owner::Prober, &mut self.pollfds);
+        self.events_slot = None;
         if let Some(fd) = self.watches.fd() {
+            self.events_slot = Some(self.pollfds.len());
+            let fd = if self.events_resume.is_some() { -1 } else { fd };
             add(fd, Owner::Inotify, &mut self.pollfds);
         }
         for (&id, slot) in &self.slots {

@@ -1,7 +1,7 @@
 //! The shell's side of event-driven heartbeats: one inotify watch per
 //! heartbeat directory, shared by the rules whose files are in it, and the
 //! table that maps an event's (watch, name) to a rule without allocating
-//! (names sorted per directory, found by binary search).
+//! (`names`: a hash over the name's bytes).
 //!
 //! Whether a directory can be watched is decided off the loop, by a probe
 //! worker (`Subject::WatchDir`: statfs, then inotify_add_watch), because
@@ -10,11 +10,13 @@
 //! stat. A directory that does not exist yet, or that went away, is tried
 //! again when one of its files is found by a stat, and at every reload.
 
+use super::names::NameTable;
 use crate::engine::{Fallback, HeartbeatMode, RuleId};
 use crate::probe::{Finding, Prober, Subject};
 use crate::sys::inotify::{self, EventBuf, Inotify};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Tickets of directory watches: apart from rule identities.
@@ -24,7 +26,7 @@ pub const WATCH_TICKET: u64 = 1 << 63;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Note {
     Mode(RuleId, HeartbeatMode),
-    Changed { rule: RuleId, beat: bool },
+    Changed { rule: RuleId, at: usize, beat: bool },
     Overflow,
 }
 
@@ -36,20 +38,25 @@ enum State {
     Fallback(Fallback),
 }
 
-/// A directory's file names and their rules.
-type Names = Vec<(Box<[u8]>, RuleId)>;
+/// A file's name in its directory, its rule and where the rule is in the
+/// engine.
+type Name<'a> = (&'a [u8], RuleId, usize);
 
 struct Dir {
     path: Arc<CString>,
     state: State,
-    /// The file names of its rules, sorted.
-    names: Names,
+    /// Its rules' entries in `Watches::names`.
+    names: Range<usize>,
 }
 
 pub struct Watches {
     ino: Option<Arc<Inotify>>,
     buf: Box<EventBuf>,
     dirs: Vec<Dir>,
+    /// Every directory's file names and their rules.
+    names: NameTable,
+    /// Counts reads of events: a beat repeated within one is dropped.
+    batch: u32,
     /// (watch descriptor, directory index), sorted.
     by_wd: Vec<(i32, usize)>,
     rule_dir: HashMap<RuleId, usize>,
@@ -75,6 +82,8 @@ impl Watches {
             ino,
             buf: Box::default(),
             dirs: Vec::new(),
+            names: NameTable::default(),
+            batch: 0,
             by_wd: Vec::new(),
             rule_dir: HashMap::new(),
             serial: 0,
@@ -99,13 +108,13 @@ impl Watches {
     /// gone ones lose theirs. `notes` gets every rule's mode.
     pub fn install<'a>(
         &mut self,
-        files: impl Iterator<Item = (RuleId, &'a CStr)>,
+        files: impl Iterator<Item = (RuleId, usize, &'a CStr)>,
         prober: &mut Prober,
         notes: &mut Vec<Note>,
     ) {
-        let mut by_path: HashMap<Vec<u8>, Names> = HashMap::new();
+        let mut by_path: HashMap<Vec<u8>, Vec<Name>> = HashMap::new();
         let mut n_rules = 0;
-        for (id, file) in files {
+        for (id, at, file) in files {
             let bytes = file.to_bytes();
             let (dir, name) = match bytes.iter().rposition(|&b| b == b'/') {
                 Some(0) => (&b"/"[..], &bytes[1..]),
@@ -115,7 +124,7 @@ impl Watches {
             by_path
                 .entry(dir.to_vec())
                 .or_default()
-                .push((name.into(), id));
+                .push((name, id, at));
             n_rules += 1;
         }
         let mut old: HashMap<Vec<u8>, Dir> = self
@@ -126,8 +135,17 @@ impl Watches {
         let mut dirs = Vec::with_capacity(by_path.len());
         let mut paths: Vec<_> = by_path.into_iter().collect();
         paths.sort();
-        for (path, mut names) in paths {
+        for (_, names) in &mut paths {
             names.sort();
+        }
+        let (table, ranges) = NameTable::build(
+            paths
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (_, names))| names.iter().map(move |&(n, id, at)| (i, n, id, at))),
+        );
+        self.names = table;
+        for ((path, _), names) in paths.into_iter().zip(ranges) {
             let state = match old.remove(&path) {
                 Some(Dir {
                     state: s @ (State::Watched(_) | State::Pending(_)),
@@ -163,13 +181,18 @@ impl Watches {
             .dirs
             .iter()
             .enumerate()
-            .flat_map(|(i, d)| d.names.iter().map(move |(_, id)| (*id, i)))
+            .flat_map(|(i, d)| {
+                self.names
+                    .of(d.names.clone())
+                    .iter()
+                    .map(move |e| (e.rule, i))
+            })
             .collect();
         notes.reserve(n_rules.max(1024) + 16);
         for d in &self.dirs {
             let mode = mode_of(d.state);
-            for &(_, id) in &d.names {
-                notes.push(Note::Mode(id, mode));
+            for e in self.names.of(d.names.clone()) {
+                notes.push(Note::Mode(e.rule, mode));
             }
         }
         if self.pending == 0 {
@@ -227,8 +250,8 @@ impl Watches {
             Err(why) => State::Fallback(why),
         };
         let mode = mode_of(dir.state);
-        for &(_, id) in &dir.names {
-            notes.push(Note::Mode(id, mode));
+        for e in self.names.of(dir.names.clone()) {
+            notes.push(Note::Mode(e.rule, mode));
         }
         if let State::Watched(_) = dir.state {
             self.reindex();
@@ -254,17 +277,18 @@ impl Watches {
         }
     }
 
-    /// Reads what the kernel queued and turns it into notes.
-    pub fn read(&mut self, notes: &mut Vec<Note>) {
+    /// Reads what the kernel queued and turns it into notes; whether
+    /// there was anything.
+    pub fn read(&mut self, notes: &mut Vec<Note>) -> bool {
         let Some(ino) = self.ino.clone() else {
-            return;
+            return false;
         };
         match ino.read(&mut self.buf) {
-            Ok(0) => return,
+            Ok(0) => return false,
             Ok(_) => {}
             Err(e) => {
                 log::error!("reading inotify events: {}", e.desc());
-                return;
+                return false;
             }
         }
         #[cfg(feature = "test-hooks")]
@@ -273,10 +297,10 @@ impl Watches {
             if test_lose_read(self.reads) {
                 // As the kernel does: the events are lost, an overflow says so.
                 notes.push(Note::Overflow);
-                return;
+                return true;
             }
         }
-        let mut last: Option<RuleId> = None;
+        self.batch = self.batch.wrapping_add(1).max(1);
         let mut gone = false;
         for ev in self.buf.events() {
             if ev.mask & inotify::IN_Q_OVERFLOW != 0 {
@@ -302,8 +326,8 @@ impl Watches {
                         dir.state = State::Fallback(Fallback::DirectoryGone);
                         gone = true;
                         let mode = HeartbeatMode::Periodic(Fallback::DirectoryGone);
-                        for &(_, id) in &dir.names {
-                            notes.push(Note::Mode(id, mode));
+                        for e in self.names.of(dir.names.clone()) {
+                            notes.push(Note::Mode(e.rule, mode));
                         }
                     }
                     continue;
@@ -311,10 +335,6 @@ impl Watches {
                 if ev.name.is_empty() || ev.mask & inotify::IN_ISDIR != 0 {
                     continue;
                 }
-                let Ok(at) = dir.names.binary_search_by(|(n, _)| (**n).cmp(ev.name)) else {
-                    continue;
-                };
-                let rule = dir.names[at].1;
                 let beat = ev.mask
                     & (inotify::IN_ATTRIB
                         | inotify::IN_MODIFY
@@ -322,17 +342,19 @@ impl Watches {
                         | inotify::IN_MOVED_TO
                         | inotify::IN_CREATE)
                     != 0;
-                if beat && last == Some(rule) {
-                    // The same touch's next event (open, attrib, close).
-                    continue;
+                for i in self.names.find(index, ev.name) {
+                    // The same touch's next event (attrib, close) is no news.
+                    if !self.names.mark(i, self.batch, beat) {
+                        let (rule, at) = self.names.rule(i);
+                        notes.push(Note::Changed { rule, at, beat });
+                    }
                 }
-                last = beat.then_some(rule);
-                notes.push(Note::Changed { rule, beat });
             }
         }
         if gone {
             self.reindex();
         }
+        true
     }
 
     /// Which rules are event-driven, which fall back and why.

@@ -15,6 +15,7 @@
 mod command;
 mod escalation;
 mod history;
+mod ids;
 mod reboot_path;
 mod rules;
 mod status;
@@ -128,7 +129,10 @@ pub enum Event {
     HeartbeatMode(RuleId, HeartbeatMode),
     /// An inotify event for the heartbeat rule's file; `beat`: a touch, a
     /// write, a rename over it, a create; else (a delete) a stat is wanted.
-    FileChanged { rule: RuleId, beat: bool },
+    /// `at`: where the rule was when the shell asked
+    /// (`Engine::heartbeat_places`), checked before it is used, so that a
+    /// beat costs no look-up of the identity.
+    FileChanged { rule: RuleId, at: usize, beat: bool },
     /// The inotify queue overflowed: events were lost.
     Rescan,
     /// The rule's repair ended, or could not start.
@@ -210,7 +214,7 @@ pub struct Engine {
     started: Instant,
     started_wall: i64,
     rules: Vec<Watched>,
-    ids: HashMap<RuleId, usize>,
+    ids: HashMap<RuleId, usize, ids::BuildIdHasher>,
     next_id: RuleId,
     checks: Heap,
     timers: Heap,
@@ -271,7 +275,7 @@ impl Engine {
             started: now.mono,
             started_wall: now.wall,
             rules: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             next_id: 1,
             checks: Heap::with_capacity(now.mono, 0),
             timers: Heap::with_capacity(now.mono, 0),
@@ -401,8 +405,8 @@ impl Engine {
                     self.heartbeat_mode(index, mode, now);
                 }
             }
-            Event::FileChanged { rule, beat } => {
-                if let Some(&index) = self.ids.get(&rule) {
+            Event::FileChanged { rule, at, beat } => {
+                if let Some(index) = self.place(rule, at) {
                     self.file_changed(index, beat, now);
                 }
             }

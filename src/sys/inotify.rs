@@ -124,21 +124,19 @@ const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
 impl<'a> Iterator for Events<'a> {
     type Item = RawEvent<'a>;
     fn next(&mut self) -> Option<RawEvent<'a>> {
-        if self.bytes.len() < HEADER {
-            return None;
-        }
-        let word = |at: usize| u32::from_ne_bytes(self.bytes[at..at + 4].try_into().unwrap());
+        let (head, rest) = self.bytes.split_first_chunk::<HEADER>()?;
+        let word =
+            |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
         // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[]; }
         let wd = word(0) as i32;
         let mask = word(4);
-        let len = word(12) as usize;
-        let end = (HEADER + len).min(self.bytes.len());
-        let raw = &self.bytes[HEADER..end];
-        let name = match raw.iter().position(|&b| b == 0) {
-            Some(i) => &raw[..i],
-            None => raw,
+        let (raw, rest) = rest.split_at((word(12) as usize).min(rest.len()));
+        // The name is padded with NULs, and holds none itself.
+        let name = match raw.iter().rposition(|&b| b != 0) {
+            Some(i) => &raw[..=i],
+            None => &raw[..0],
         };
-        self.bytes = &self.bytes[end..];
+        self.bytes = rest;
         Some(RawEvent { wd, mask, name })
     }
 }

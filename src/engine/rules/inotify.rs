@@ -88,6 +88,26 @@ impl Engine {
         }
     }
 
+    /// Every heartbeat rule's file and where the rule is, for
+    /// `Event::FileChanged`.
+    pub fn heartbeat_places(&self) -> impl Iterator<Item = (RuleId, usize, &CStr)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(at, w)| match (&w.subject, &w.check) {
+                (SubjectRef::File(path), Check::Heartbeat(_)) => Some((w.id, at, path.as_c_str())),
+                _ => None,
+            })
+    }
+
+    /// The index of rule `id`, which was at `at`: reloads move rules.
+    pub(crate) fn place(&self, id: RuleId, at: usize) -> Option<usize> {
+        match self.rules.get(at) {
+            Some(w) if w.id == id => Some(at),
+            _ => self.ids.get(&id).copied(),
+        }
+    }
+
     /// Every heartbeat rule's file and how its changes are seen.
     pub fn heartbeat_files(&self) -> impl Iterator<Item = (RuleId, &CStr, Mode)> {
         self.rules
