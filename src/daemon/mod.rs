@@ -379,6 +379,10 @@ impl Daemon {
         }
         self.checking.retain(|id| ids.contains(id));
         self.running.retain(|id| ids.contains(id));
+        // Room first: grown one rule at a time, the map rehashed every
+        // rule it held at each doubling.
+        self.slots
+            .reserve(ids.len().saturating_sub(self.slots.len()));
         for &id in &ids {
             self.slots.entry(id).or_default();
         }
