@@ -119,6 +119,9 @@ fn load_rules(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Rule> {
 /// Below this many rules one thread reads them all: a thread costs more
 /// than it saves.
 const SPLIT_FROM: usize = 512;
+/// The reading thread's stack: parsing does not recurse, and glibc keeps
+/// an exited thread's stack for the next, its touched pages resident.
+const READER_STACK: usize = 256 * 1024;
 
 /// Reads and parses the rules `names` of `dir`, in order: the first half
 /// on a thread of its own while this one reads the second (most of a large
@@ -137,6 +140,7 @@ fn read_rules_split(
     let ((mut rules, mut errors), (more_rules, mut more_errors)) = std::thread::scope(|scope| {
         let helper = std::thread::Builder::new()
             .name("read-rules".into())
+            .stack_size(READER_STACK)
             .spawn_scoped(scope, || read_rules(dir_fd, dir, first));
         let second = read_rules(dir_fd, dir, second);
         let first = match helper {
