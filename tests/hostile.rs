@@ -359,3 +359,50 @@ fn a_running_daemon_refuses_hostile_reloads_and_keeps_its_rhythm() {
     d.signal(SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
+
+/// A large rules.d is read in two halves at once (`config::trusted`): the
+/// errors still come in the order of the file names, each file judged as
+/// when read alone: a FIFO is refused unopened, a symlink is followed,
+/// broken text is named by line, in either half.
+#[test]
+fn a_large_rules_directory_reports_its_errors_in_file_order() {
+    const RULES: usize = 1500;
+    let s = Scratch::new("many-mixed");
+    s.write_conf("");
+    let beats = s.path("beats");
+    std::fs::create_dir(&beats).unwrap();
+    let beat = beats.join("a.beat");
+    touch(&beat);
+    let good = heartbeat_rule(&beat, "1h");
+    for i in 0..RULES {
+        s.write_rule(&format!("rule-{i:05}"), &good);
+    }
+    let dir = rules_dir(&s);
+    let bad = |i: usize| dir.join(format!("rule-{i:05}.rule"));
+    std::fs::write(bad(3), b"[Heartbeat]\n\xff\n").unwrap();
+    std::fs::write(bad(700), format!("{good}Colour=blue\n")).unwrap();
+    std::fs::remove_file(bad(800)).unwrap();
+    nix::unistd::mkfifo(&bad(800), nix::sys::stat::Mode::from_bits(0o644).unwrap()).unwrap();
+    std::fs::remove_file(bad(900)).unwrap();
+    symlink(bad(901), bad(900)).unwrap();
+    std::fs::write(bad(1499), "[Heartbeat]\nMaxAge=1h\n").unwrap();
+    let (code, _, err, _) = check_within(&s.conf(), Duration::from_secs(60));
+    assert_eq!(code, 3, "{err}");
+    let wants = [
+        format!("{}:2: is not UTF-8 text", bad(3).display()),
+        format!(
+            "{}:4: unknown key Colour= in [Heartbeat]",
+            bad(700).display()
+        ),
+        format!("{}: is not a regular file (a FIFO)", bad(800).display()),
+        format!("{}:1: [Heartbeat] needs File=", bad(1499).display()),
+    ];
+    let mut at = 0;
+    for want in &wants {
+        let found = err[at..]
+            .find(want.as_str())
+            .unwrap_or_else(|| panic!("{want:?} missing or out of order in:\n{err}"));
+        at += found + want.len();
+    }
+    assert!(err.contains("4 errors"), "{err}");
+}

@@ -342,3 +342,37 @@ fn check_says_which_heartbeats_fall_back_and_why() {
         "{out}"
     );
 }
+
+/// Hundreds of heartbeat directories, each watched by an answer of its
+/// own (the watch index is rebuilt once before events are read, not after
+/// every answer): every directory is watched, and a delete in the first,
+/// a middle and the last directory is each seen by its event and told
+/// to its own rule.
+#[test]
+fn every_one_of_many_heartbeat_directories_is_watched_and_heard() {
+    const DIRS: usize = 300;
+    let s = Scratch::new("inotify-dirs");
+    s.write_conf("");
+    let file = |i: usize| s.path(&format!("beats/d{i:03}/beat"));
+    for i in 0..DIRS {
+        std::fs::create_dir_all(file(i).parent().unwrap()).unwrap();
+        touch(&file(i));
+        s.write_rule(&format!("r{i:03}"), &rule(&file(i), "1h", "1h"));
+    }
+    let mut d = Daemon::start(&s.conf(), &[]);
+    d.expect(&format!("heartbeats: {DIRS} rules seen by inotify events"));
+    s.wait_status(&format!("({DIRS} healthy"));
+    assert_eq!(watch_count(d.child.id()), DIRS);
+    for i in [0, DIRS / 2, DIRS - 1] {
+        let before = d.drain().len();
+        std::fs::remove_file(file(i)).unwrap();
+        d.expect_after(before, &format!("rule r{i:03}: failing: missing"));
+    }
+    let status = s.wait_status(&format!("({} healthy, 3 failing", DIRS - 3));
+    for i in [1, DIRS / 2 + 1, DIRS - 2] {
+        assert!(
+            rule_line(&status, &format!("r{i:03}")).contains(" healthy "),
+            "{status}"
+        );
+    }
+}

@@ -98,14 +98,24 @@ impl Reader {
             ));
         }
         let text = raw.strip_suffix('\r').unwrap_or(raw);
-        if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
+        // Most lines are ASCII: their bytes are their characters, and
+        // they hold no byte-order mark (at 10 000 rules the character-wise
+        // looks were a fifth of the start-up's parsing).
+        let ascii = text.is_ascii();
+        let control = if ascii {
+            let control = |b: &&u8| (**b < 0x20 && **b != b'\t') || **b == 0x7f;
+            text.as_bytes().iter().find(control).map(|&b| char::from(b))
+        } else {
+            text.chars().find(|c| c.is_control() && *c != '\t')
+        };
+        if let Some(c) = control {
             return Err(format!("control character {:?} in line", c));
         }
         let text = text.trim();
         if text.is_empty() || text.starts_with('#') || text.starts_with(';') {
             return Ok(());
         }
-        if text.contains('\u{feff}') {
+        if !ascii && text.contains('\u{feff}') {
             return Err("a byte-order mark (U+FEFF) is taken only at the start of the file".into());
         }
         if text.starts_with('[') {
@@ -190,6 +200,9 @@ const COMMENTS: &str =
 /// after an unterminated quote nothing counts (the value's own parser says
 /// what is wrong with it).
 pub fn comment_start(value: &str) -> Option<usize> {
+    if !value.bytes().any(|b| b == b'#' || b == b';') {
+        return None;
+    }
     let mut at_word_start = true;
     let mut chars = value.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -234,6 +247,16 @@ fn snippet(comment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_control_character_but_tab_is_refused_ascii_or_not() {
+        for c in (0u32..0x200).filter_map(char::from_u32) {
+            let text = format!("[Heartbeat]\nFile=/a{c}b\n");
+            let refused =
+                parse(&text).is_err_and(|e| e[0].message.starts_with("control character"));
+            assert_eq!(refused, c.is_control() && c != '\t' && c != '\n', "{c:?}");
+        }
+    }
 
     fn errors(text: &str) -> Vec<(usize, String)> {
         parse(text)

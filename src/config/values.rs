@@ -112,10 +112,22 @@ pub(super) fn parse_absolute_path(text: &str) -> Result<PathBuf, String> {
     if !text.starts_with('/') {
         return Err(format!("{text:?} is not an absolute path"));
     }
-    if text.split('/').any(|part| part == "..") {
+    if text
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|part| part == b"..")
+    {
         return Err(format!("{text:?} contains `..`"));
     }
-    if text.contains(char::is_whitespace) {
+    // Byte by byte where the path is ASCII (most are): the same test as
+    // `char::is_whitespace` there, without decoding.
+    let white = if text.is_ascii() {
+        text.bytes()
+            .any(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+    } else {
+        text.contains(char::is_whitespace)
+    };
+    if white {
         return Err(format!("{text:?} contains white space"));
     }
     Ok(PathBuf::from(text))
@@ -208,6 +220,20 @@ fn split_words(text: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::super::types::DurationText;
     use super::*;
+
+    #[test]
+    fn a_path_with_any_white_space_or_dot_dot_is_refused_ascii_or_not() {
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            let path = format!("/srv/a{c}b");
+            let refused = parse_absolute_path(&path).is_err();
+            assert_eq!(refused, c.is_whitespace(), "{c:?}");
+        }
+        assert!(parse_absolute_path("/srv/../etc").is_err());
+        assert!(parse_absolute_path("/srv/..").is_err());
+        assert!(parse_absolute_path("/srv/é/../x").is_err());
+        assert!(parse_absolute_path("/srv/..a/b.. /").is_err());
+        assert!(parse_absolute_path("/srv/..a/b../c").is_ok());
+    }
 
     #[test]
     fn durations_need_units() {

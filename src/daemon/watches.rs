@@ -14,7 +14,7 @@ use super::names::NameTable;
 use crate::engine::{Fallback, HeartbeatMode, RuleId};
 use crate::probe::{Finding, Prober, Subject};
 use crate::sys::inotify::{self, EventBuf, Inotify};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::ops::Range;
 use std::sync::Arc;
@@ -59,6 +59,12 @@ pub struct Watches {
     batch: u32,
     /// (watch descriptor, directory index), sorted.
     by_wd: Vec<(i32, usize)>,
+    /// `by_wd` is to be rebuilt before it is next read: answers that
+    /// watch a directory come in by the thousand after a start, and
+    /// sorting again after each was quadratic.
+    by_wd_stale: bool,
+    /// The directory each pending request's serial is for.
+    asked: HashMap<u32, usize>,
     rule_dir: HashMap<RuleId, usize>,
     serial: u32,
     pending: usize,
@@ -85,6 +91,8 @@ impl Watches {
             names: NameTable::default(),
             batch: 0,
             by_wd: Vec::new(),
+            by_wd_stale: false,
+            asked: HashMap::new(),
             rule_dir: HashMap::new(),
             serial: 0,
             pending: 0,
@@ -112,7 +120,12 @@ impl Watches {
         prober: &mut Prober,
         notes: &mut Vec<Note>,
     ) {
+        // Each directory's names. Rules come in configuration order, and
+        // neighbours mostly share a directory: the last one is compared
+        // before the map is asked (at 10 000 rules, hashing every file's
+        // directory was a tenth of the start-up after the parsing).
         let mut by_path: HashMap<Vec<u8>, Vec<Name>> = HashMap::new();
+        let mut last: Option<(&[u8], Vec<Name>)> = None;
         let mut n_rules = 0;
         for (id, at, file) in files {
             let bytes = file.to_bytes();
@@ -121,11 +134,19 @@ impl Watches {
                 Some(i) => (&bytes[..i], &bytes[i + 1..]),
                 None => (&b"."[..], bytes),
             };
-            by_path
-                .entry(dir.to_vec())
-                .or_default()
-                .push((name, id, at));
+            match &mut last {
+                Some((last_dir, names)) if *last_dir == dir => names.push((name, id, at)),
+                _ => {
+                    if let Some((last_dir, names)) = last.take() {
+                        by_path.entry(last_dir.to_vec()).or_default().extend(names);
+                    }
+                    last = Some((dir, vec![(name, id, at)]));
+                }
+            }
             n_rules += 1;
+        }
+        if let Some((last_dir, names)) = last {
+            by_path.entry(last_dir.to_vec()).or_default().extend(names);
         }
         let mut old: HashMap<Vec<u8>, Dir> = self
             .dirs
@@ -160,34 +181,42 @@ impl Watches {
             });
         }
         let ino = self.ino.clone();
-        for gone in old.into_values() {
-            if let (State::Watched(wd), Some(ino)) = (gone.state, &ino)
-                && !dirs.iter().any(|d| d.state == State::Watched(wd))
-            {
-                ino.rm_watch(wd);
+        if !old.is_empty() {
+            let kept: HashSet<i32> = dirs.iter().filter_map(|d| watch_of(d.state)).collect();
+            for gone in old.into_values() {
+                if let (Some(wd), Some(ino)) = (watch_of(gone.state), &ino)
+                    && !kept.contains(&wd)
+                {
+                    ino.rm_watch(wd);
+                }
             }
         }
         self.dirs = dirs;
         self.pending = 0;
+        self.asked.clear();
+        // Room for a request per directory and a watch per directory, so
+        // that asking again and answering allocate nothing.
+        self.asked.reserve(self.dirs.len());
+        self.by_wd.reserve(self.dirs.len());
         for index in 0..self.dirs.len() {
             match self.dirs[index].state {
-                State::Pending(serial) if serial != 0 => self.pending += 1,
+                State::Pending(serial) if serial != 0 => {
+                    self.pending += 1;
+                    self.asked.insert(serial, index);
+                }
                 State::Pending(_) => self.ask(index, prober),
                 _ => {}
             }
         }
         self.reindex();
-        self.rule_dir = self
-            .dirs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, d)| {
-                self.names
-                    .of(d.names.clone())
-                    .iter()
-                    .map(move |e| (e.rule, i))
-            })
-            .collect();
+        // Sized first: collected from a flat_map it would grow by doubling.
+        self.rule_dir = HashMap::with_capacity(n_rules);
+        self.rule_dir.extend(self.dirs.iter().enumerate().flat_map(|(i, d)| {
+            self.names
+                .of(d.names.clone())
+                .iter()
+                .map(move |e| (e.rule, i))
+        }));
         notes.reserve(n_rules.max(1024) + 16);
         for d in &self.dirs {
             let mode = mode_of(d.state);
@@ -207,6 +236,7 @@ impl Watches {
         };
         self.serial = self.serial.wrapping_add(1).max(1);
         self.dirs[index].state = State::Pending(self.serial);
+        self.asked.insert(self.serial, index);
         self.pending += 1;
         prober.queue(
             WATCH_TICKET | u64::from(self.serial),
@@ -215,6 +245,7 @@ impl Watches {
     }
 
     fn reindex(&mut self) {
+        self.by_wd_stale = false;
         self.by_wd.clear();
         for (i, d) in self.dirs.iter().enumerate() {
             if let State::Watched(wd) = d.state {
@@ -230,14 +261,16 @@ impl Watches {
         let Finding::Watch(result) = finding else {
             return;
         };
-        let Some(index) = self
-            .dirs
-            .iter()
-            .position(|d| d.state == State::Pending(serial))
-        else {
+        let asked = self.asked.remove(&serial);
+        let Some(index) = asked.filter(|&i| {
+            self.dirs
+                .get(i)
+                .is_some_and(|d| d.state == State::Pending(serial))
+        }) else {
             // Its directory went in a reload meanwhile.
-            if let (Ok(wd), Some(ino)) = (result, &self.ino)
-                && !self.dirs.iter().any(|d| d.state == State::Watched(wd))
+            if let Ok(wd) = result
+                && !self.is_watched(wd)
+                && let Some(ino) = &self.ino
             {
                 ino.rm_watch(wd);
             }
@@ -254,11 +287,20 @@ impl Watches {
             notes.push(Note::Mode(e.rule, mode));
         }
         if let State::Watched(_) = dir.state {
-            self.reindex();
+            self.by_wd_stale = true;
         }
         if self.pending == 0 {
             self.summary();
         }
+    }
+
+    /// Whether a directory holds the watch `wd`.
+    fn is_watched(&mut self, wd: i32) -> bool {
+        if self.by_wd_stale {
+            self.reindex();
+        }
+        let at = self.by_wd.partition_point(|&(w, _)| w < wd);
+        self.by_wd.get(at).is_some_and(|&(w, _)| w == wd)
     }
 
     /// A rule's stat answered: a file found in a directory that was not
@@ -283,6 +325,9 @@ impl Watches {
         let Some(ino) = self.ino.clone() else {
             return false;
         };
+        if self.by_wd_stale {
+            self.reindex();
+        }
         match ino.read(&mut self.buf) {
             Ok(0) => return false,
             Ok(_) => {}
@@ -386,6 +431,13 @@ impl Watches {
                 crate::text::Count::of(n, "rule")
             );
         }
+    }
+}
+
+fn watch_of(state: State) -> Option<i32> {
+    match state {
+        State::Watched(wd) => Some(wd),
+        _ => None,
     }
 }
 
