@@ -2,8 +2,15 @@
 //! `STATUS=`, `RELOADING=1`, `STOPPING=1`. The socket is connected once at
 //! start, so a ping is a single `send` with no allocation. Without
 //! `NOTIFY_SOCKET` nothing is sent and nothing fails.
+//!
+//! The socket does not block: a reader that stops reading (a hung service
+//! manager) would otherwise stop the loop in `send` once its queue is
+//! full, and the feeding with it. What cannot be sent is dropped, and said
+//! once until a message goes through again; systemd, if it is the one not
+//! reading, judges the missed pings itself.
 
 use crate::text::FixedBuf;
+use std::cell::Cell;
 use std::fmt::{self, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +20,8 @@ use std::time::Duration;
 pub struct Notifier {
     socket: Option<UnixDatagram>,
     watchdog: Option<Duration>,
+    /// The last send failed (and was logged): the next failures are not.
+    failing: Cell<bool>,
 }
 
 impl Notifier {
@@ -42,7 +51,11 @@ impl Notifier {
             connected.ok()
         });
         let watchdog = watchdog.filter(|_| socket.is_some());
-        Notifier { socket, watchdog }
+        Notifier {
+            socket,
+            watchdog,
+            failing: Cell::new(false),
+        }
     }
 
     /// A notifier that sends nothing.
@@ -50,6 +63,7 @@ impl Notifier {
         Notifier {
             socket: None,
             watchdog: None,
+            failing: Cell::new(false),
         }
     }
 
@@ -90,10 +104,20 @@ impl Notifier {
     }
 
     fn send(&self, message: &[u8]) {
-        if let Some(socket) = &self.socket
-            && let Err(e) = socket.send(message)
-        {
-            log::warn!("systemd notify: {e}");
+        let Some(socket) = &self.socket else { return };
+        match socket.send(message) {
+            Ok(_) => {
+                if self.failing.replace(false) {
+                    log::info!("systemd notify: messages go through again");
+                }
+            }
+            Err(e) => {
+                if !self.failing.replace(true) {
+                    log::warn!(
+                        "systemd notify: {e}; this message and the next ones that cannot be sent are dropped"
+                    );
+                }
+            }
         }
     }
 }
@@ -105,5 +129,6 @@ fn connect(path: &[u8]) -> std::io::Result<UnixDatagram> {
         None => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))?,
     };
     socket.connect_addr(&addr)?;
+    socket.set_nonblocking(true)?;
     Ok(socket)
 }

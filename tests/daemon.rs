@@ -217,6 +217,45 @@ fn a_stop_ends_the_wait_for_a_device_node() {
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
 }
 
+/// A notify socket whose reader stops reading (a hung service manager, a
+/// test harness gone astray): once its queue is full a blocking send would
+/// stop the loop, the feeding included. The daemon goes on: the messages
+/// it cannot send are dropped and said once.
+#[test]
+fn a_notify_socket_nobody_reads_does_not_stop_the_loop() {
+    let s = Scratch::new("notify-full");
+    s.write_conf("");
+    let beat = s.path("a.beat");
+    touch(&beat);
+    s.write_rule("a", &heartbeat_rule(&beat, "1h"));
+    let socket_path = s.path("notify.sock");
+    // Bound and never read.
+    let _socket = UnixDatagram::bind(&socket_path).unwrap();
+    let mut d = Daemon::start_with(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(s.conf())
+            .env("NOTIFY_SOCKET", &socket_path)
+            // A ping every 5 ms: the socket's queue is full at once.
+            .env("WATCHDOG_USEC", "10000"),
+    );
+    d.expect("rule a: healthy");
+    d.expect("systemd notify: ");
+    // Well past the queue's length in pings: the loop still hears a
+    // delete and stops when told to.
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::remove_file(&beat).unwrap();
+    d.expect("rule a: failing: missing");
+    d.signal(SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).unwrap().success());
+    let complaints = d
+        .drain()
+        .iter()
+        .filter(|l| l.contains("systemd notify: "))
+        .count();
+    assert_eq!(complaints, 1, "said once, not per message: {:#?}", d.seen);
+}
+
 #[test]
 fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
     let s = Scratch::new("notify");

@@ -211,12 +211,13 @@ impl Watches {
         self.reindex();
         // Sized first: collected from a flat_map it would grow by doubling.
         self.rule_dir = HashMap::with_capacity(n_rules);
-        self.rule_dir.extend(self.dirs.iter().enumerate().flat_map(|(i, d)| {
-            self.names
-                .of(d.names.clone())
-                .iter()
-                .map(move |e| (e.rule, i))
-        }));
+        self.rule_dir
+            .extend(self.dirs.iter().enumerate().flat_map(|(i, d)| {
+                self.names
+                    .of(d.names.clone())
+                    .iter()
+                    .map(move |e| (e.rule, i))
+            }));
         notes.reserve(n_rules.max(1024) + 16);
         for d in &self.dirs {
             let mode = mode_of(d.state);
