@@ -13,7 +13,7 @@ use crate::repair;
 use crate::system::{self, SystemWatch};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -67,12 +67,22 @@ pub(super) enum Probe {
 }
 
 enum SubjectRef {
-    File(Arc<CString>),
+    File(FilePath),
     Process(Arc<Target>),
     Interface(Arc<interface::Paths>),
     System(Arc<system::Source>),
     /// A command check: the shell runs it (`Command::StartCommandCheck`).
     Program,
+}
+
+/// A heartbeat file's path: the reference counts and the bytes in one
+/// allocation (an `Arc<CString>` takes two).
+struct FilePath(Arc<CStr>);
+
+impl FilePath {
+    fn as_c_str(&self) -> &CStr {
+        &self.0
+    }
 }
 
 /// The larger watches are boxed, so that a rule is as large as a
@@ -269,7 +279,7 @@ impl Engine {
         let (check, subject) = match &rule.watch {
             Watch::Heartbeat(spec) => (
                 Check::Heartbeat(Heartbeat::new(spec, now.mono)),
-                SubjectRef::File(Arc::new(cstring(&spec.file))),
+                SubjectRef::File(FilePath(Arc::from(cstring(&spec.file)))),
             ),
             Watch::Process(spec) => {
                 let target = match &spec.target {
@@ -384,7 +394,7 @@ impl Engine {
     fn start_check(&mut self, index: usize, now: Now) {
         let w = &self.rules[index];
         let subject = match &w.subject {
-            SubjectRef::File(path) => Subject::File(Arc::clone(path)),
+            SubjectRef::File(path) => Subject::File(Arc::clone(&path.0)),
             SubjectRef::Process(target) => {
                 Subject::Process(Arc::clone(target), self.world.use_pidfd)
             }
