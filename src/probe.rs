@@ -7,7 +7,10 @@
 //! that is not answered in time is the loop's to call a failure.
 //!
 //! Queues are allocated when the configuration is loaded and never grow in
-//! the steady state: at most one request per rule is in flight.
+//! the steady state: at most one request per rule is in flight, and the
+//! engine hands over at most `MAX_LOOKS` (256) at once
+//! (`engine/rules/looks.rs`), so that they are never filled to one entry
+//! a rule and that memory is not touched.
 
 use crate::heartbeat::Fallback;
 use crate::interface::{self, Reading};
