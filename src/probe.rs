@@ -7,7 +7,10 @@
 //! that is not answered in time is the loop's to call a failure.
 //!
 //! Queues are allocated when the configuration is loaded and never grow in
-//! the steady state: at most one request per rule is in flight.
+//! the steady state: at most one request per rule is in flight, and the
+//! engine hands over at most `MAX_LOOKS` (256) at once
+//! (`engine/rules/looks.rs`), so that they are never filled to one entry
+//! a rule and that memory is not touched.
 
 use crate::heartbeat::Fallback;
 use crate::interface::{self, Reading};
@@ -17,15 +20,15 @@ use crate::sys::inotify::{self, Inotify};
 use crate::sys::stat::{Outcome, stat};
 use crate::system;
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// What to look at.
 #[derive(Debug)]
 pub enum Subject {
-    /// `stat` a heartbeat file.
-    File(Arc<CString>),
+    /// `stat` a heartbeat file (the counts and the path in one allocation).
+    File(Arc<CStr>),
     /// Find a process; `bool`: open a pidfd on it.
     Process(Arc<Target>, bool),
     /// Read a network interface's state and receive counter.
@@ -302,8 +305,8 @@ mod tests {
     #[test]
     fn answers_come_back_with_their_ticket() {
         let prober = Prober::new(4).unwrap();
-        let here = Arc::new(CString::new("/").unwrap());
-        let gone = Arc::new(CString::new("/no/such/file/here").unwrap());
+        let here = Arc::from(c"/");
+        let gone = Arc::from(c"/no/such/file/here");
         prober.submit(7, Subject::File(here));
         prober.submit(9, Subject::File(gone));
         let mut got = Vec::new();

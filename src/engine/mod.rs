@@ -18,6 +18,8 @@ mod history;
 mod ids;
 mod reboot_path;
 mod rules;
+#[cfg(feature = "test-hooks")]
+pub use rules::set_look_limit_for_tests;
 mod status;
 
 pub use reboot_path::State as RebootState;
@@ -246,6 +248,9 @@ pub struct Engine {
     stopped_wall: Option<i64>,
     random: XorShift,
     commands: VecDeque<Command>,
+    /// Looks in flight, and the rules due waiting for room (`rules/looks.rs`).
+    looks: usize,
+    waiting: VecDeque<(u32, u32)>,
     /// What `status` last published, kept to be updated in place.
     status: Status,
 }
@@ -293,6 +298,8 @@ impl Engine {
             dirty: true,
             stopped_wall: None,
             commands: VecDeque::new(),
+            looks: 0,
+            waiting: VecDeque::new(),
             status: Status::default(),
         };
         engine.note_watchdog_reset(now.wall);
@@ -333,6 +340,9 @@ impl Engine {
         .flatten()
         {
             deadline = deadline.min(at);
+        }
+        if self.looks_waiting() {
+            deadline = now;
         }
         for &i in &self.repairing {
             if let Some(r) = &self.rules[i].repair {

@@ -13,13 +13,18 @@ use crate::repair;
 use crate::system::{self, SystemWatch};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod inotify;
+mod looks;
+#[cfg(test)]
+pub(super) use looks::MAX_LOOKS;
+#[cfg(feature = "test-hooks")]
+pub use looks::set_look_limit_for_tests;
 
 /// A rule being watched, with its runtime state.
 pub(super) struct Watched {
@@ -62,12 +67,22 @@ pub(super) enum Probe {
 }
 
 enum SubjectRef {
-    File(Arc<CString>),
+    File(FilePath),
     Process(Arc<Target>),
     Interface(Arc<interface::Paths>),
     System(Arc<system::Source>),
     /// A command check: the shell runs it (`Command::StartCommandCheck`).
     Program,
+}
+
+/// A heartbeat file's path: the reference counts and the bytes in one
+/// allocation (an `Arc<CString>` takes two).
+struct FilePath(Arc<CStr>);
+
+impl FilePath {
+    fn as_c_str(&self) -> &CStr {
+        &self.0
+    }
 }
 
 /// The larger watches are boxed, so that a rule is as large as a
@@ -219,6 +234,7 @@ impl Engine {
         self.repairing = Vec::with_capacity(self.rules.len());
         // At most a check and its timeout per rule come due at once.
         self.commands.reserve(self.rules.len() * 2 + 16);
+        self.count_looks();
         for (i, w) in self.rules.iter().enumerate() {
             let at = match w.probe {
                 Probe::Due(at) | Probe::InFlight { until: at, .. } => Some(at),
@@ -263,7 +279,7 @@ impl Engine {
         let (check, subject) = match &rule.watch {
             Watch::Heartbeat(spec) => (
                 Check::Heartbeat(Heartbeat::new(spec, now.mono)),
-                SubjectRef::File(Arc::new(cstring(&spec.file))),
+                SubjectRef::File(FilePath(Arc::from(cstring(&spec.file)))),
             ),
             Watch::Process(spec) => {
                 let target = match &spec.target {
@@ -351,7 +367,7 @@ impl Engine {
             match self.rules[index].probe {
                 Probe::Due(_) => match self.postponed(index, now) {
                     Some(at) => self.schedule_check(index, at),
-                    None => self.start_check(index, now),
+                    None => self.look_or_wait(index, seq, now),
                 },
                 Probe::InFlight { timer_waits, .. } => {
                     self.check_timed_out(index, timer_waits, now)
@@ -359,6 +375,7 @@ impl Engine {
                 Probe::Late => {}
             }
         }
+        self.start_waiting(now);
     }
 
     pub(super) fn run_due_timers(&mut self, now: Now) {
@@ -377,7 +394,7 @@ impl Engine {
     fn start_check(&mut self, index: usize, now: Now) {
         let w = &self.rules[index];
         let subject = match &w.subject {
-            SubjectRef::File(path) => Subject::File(Arc::clone(path)),
+            SubjectRef::File(path) => Subject::File(Arc::clone(&path.0)),
             SubjectRef::Process(target) => {
                 Subject::Process(Arc::clone(target), self.world.use_pidfd)
             }
@@ -386,6 +403,7 @@ impl Engine {
             SubjectRef::Program => return,
         };
         self.commands.push_back(Command::StartCheck(w.id, subject));
+        self.looks += 1;
         let until = now.mono + self.config.daemon.check_timeout;
         self.rules[index].probe = Probe::InFlight {
             until,
@@ -396,6 +414,7 @@ impl Engine {
 
     fn check_timed_out(&mut self, index: usize, timer_waits: bool, now: Now) {
         self.rules[index].probe = Probe::Late;
+        self.look_done();
         self.commands.push_back(Command::CheckOverdue);
         let timeout = self.config.daemon.check_timeout;
         self.judge(index, Err(Cause::CheckTimedOut(timeout)), now);
@@ -408,6 +427,7 @@ impl Engine {
 
     pub(super) fn on_answer(&mut self, index: usize, finding: Finding, now: Now) {
         let w = &mut self.rules[index];
+        let late = w.probe == Probe::Late;
         let timer_waits = match w.probe {
             Probe::Due(_) => return,
             Probe::InFlight { timer_waits, .. } => timer_waits,
@@ -436,6 +456,9 @@ impl Engine {
             (Check::System(s), Finding::System(reading)) => s.observe(reading, now.mono),
             _ => return,
         };
+        if !late {
+            self.look_done();
+        }
         self.judge(index, verdict, now);
         self.schedule_check(index, next);
         if timer_waits {

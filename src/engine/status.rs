@@ -122,10 +122,12 @@ impl Engine {
                     to.at = r.ended_wall;
                 }
                 (to, r) => {
-                    *to = r.as_deref().map(|r| LastRepair {
-                        text: r.to_string(),
-                        end: r.ending.into(),
-                        at: r.ended_wall,
+                    *to = r.as_deref().map(|r| {
+                        Box::new(LastRepair {
+                            text: r.to_string(),
+                            end: r.ending.into(),
+                            at: r.ended_wall,
+                        })
                     })
                 }
             }

@@ -502,3 +502,52 @@ fn per_rule_state_is_small_and_shares_its_settings() {
         "a Watched is {watched} bytes (712 with the five rule kinds and their counters)"
     );
 }
+
+/// Issue 14: at most `MAX_LOOKS` looks are handed to the probe at once
+/// (the queues never fill to one entry a rule); the rest follow as
+/// answers come back, each rule looked at once.
+#[test]
+fn looks_due_together_are_handed_over_a_bounded_number_at_a_time() {
+    use super::rules::MAX_LOOKS;
+    const N: usize = 1000;
+    let mut b = Bench::new("", "");
+    b.run_to(S / 2);
+    let mut config = b.engine.config.clone();
+    let text = "[Heartbeat]\nFile=/run/beat\nMaxAge=1h\n";
+    config.rules = (0..N)
+        .map(|i| {
+            let name = format!("r{i}");
+            let path = format!("/etc/heartwatch/rules.d/{name}.rule");
+            parse_rule(Path::new(&path), &name, text).unwrap()
+        })
+        .collect();
+    b.out.clear();
+    b.tell(Event::Reload(Ok(Box::new(config))));
+    let mut looked = std::collections::HashSet::new();
+    let mut in_flight = Vec::new();
+    loop {
+        b.engine.tick(b.now());
+        b.drain();
+        for c in b.out.drain(..) {
+            if let Command::StartCheck(id, _) = c {
+                assert!(looked.insert(id), "rule {id} looked at twice");
+                in_flight.push(id);
+            }
+        }
+        assert!(
+            in_flight.len() <= MAX_LOOKS,
+            "{} looks at once",
+            in_flight.len()
+        );
+        if in_flight.is_empty() {
+            break;
+        }
+        // Half of them answer; the loop hands over as many more.
+        let half = in_flight.len().div_ceil(2);
+        for id in in_flight.drain(..half) {
+            b.engine
+                .handle(Event::Answered(id, Finding::File(found(0))), b.now());
+        }
+    }
+    assert_eq!(looked.len(), N, "every rule was looked at");
+}

@@ -273,7 +273,7 @@ impl Json<'_> {
         self.raw(", \"repair_attempts\": ");
         self.num(r.repair_attempts);
         self.raw("}, \"last_repair\": ");
-        match &r.last_repair {
+        match r.last_repair.as_deref() {
             None => self.raw("null"),
             Some(LastRepair { text, end, at }) => {
                 self.raw("{\"outcome\": ");

@@ -230,7 +230,8 @@ pub struct RuleStatus {
     pub ladder: String,
     /// Repair attempts made since the ladder last started at the bottom.
     pub repair_attempts: u32,
-    pub last_repair: Option<LastRepair>,
+    /// Boxed: most rules never ran a repair (32 bytes a rule fewer).
+    pub last_repair: Option<Box<LastRepair>>,
     /// Not in the record.
     pub counts: RuleCounts,
 }
@@ -555,11 +556,11 @@ pub(super) mod tests {
                     step: LadderStep::Idle,
                     ladder: String::new(),
                     repair_attempts: 0,
-                    last_repair: Some(LastRepair {
+                    last_repair: Some(Box::new(LastRepair {
                         text: "attempt 1 succeeded (exit 0) after 5ms".into(),
                         end: RepairEnd::Succeeded,
                         at: 1_795_000_020,
-                    }),
+                    })),
                     ..RuleStatus::default()
                 },
                 RuleStatus {

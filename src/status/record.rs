@@ -452,12 +452,12 @@ fn read_line(status: &mut Status, seen: &mut Seen, key: &str, value: &str) -> Re
             ] = fields(value)?;
             let last_repair = match (repair, end, repair_at) {
                 ("", "", "") => None,
-                (text, end, at) => Some(LastRepair {
+                (text, end, at) => Some(Box::new(LastRepair {
                     text: unescape(text)?,
                     end: RepairEnd::from_word(end)
                         .ok_or_else(|| format!("unknown repair ending {end:?}"))?,
                     at: number(at)?,
-                }),
+                })),
             };
             status.rules.push(RuleStatus {
                 name: unescape(name)?,
