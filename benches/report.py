@@ -422,7 +422,7 @@ the same source linked against the shared glibc (`benches/run` builds it in `tar
 
 as root on Debian 12 with a Rust toolchain; it installs `watchdog` and
 `monit` from Debian when missing (without starting their services), builds
-heartwatch, and takes about 15 minutes. Raw figures, every latency sample
+heartwatch, and takes about 17 minutes. Raw figures, every latency sample
 and each daemon's logs: `target/bench/results.json`, `/tmp/heartwatch-bench/`.
 Options: `python3 benches/bench.py --help`.
 """
