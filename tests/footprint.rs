@@ -25,10 +25,9 @@ fn status_kib(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The daemon's anonymous resident memory (heap, mappings, stacks: not
-/// the binary's pages) with `rules` fresh heartbeat rules, once started.
-fn anonymous_kib(rules: usize) -> u64 {
-    let s = Scratch::new("footprint-anon");
+/// A configuration of `rules` heartbeat rules on fresh files that stay
+/// healthy (MaxAge=1h).
+fn heartbeats(s: &Scratch, rules: usize) {
     s.write_conf("");
     std::fs::create_dir_all(s.path("files")).unwrap();
     for i in 0..rules {
@@ -39,6 +38,13 @@ fn anonymous_kib(rules: usize) -> u64 {
             &format!("[Heartbeat]\nFile={}\nMaxAge=1h\n", file.display()),
         );
     }
+}
+
+/// The daemon's anonymous resident memory (heap, mappings, stacks: not
+/// the binary's pages) with `rules` fresh heartbeat rules, once started.
+fn anonymous_kib(rules: usize) -> u64 {
+    let s = Scratch::new("footprint-anon");
+    heartbeats(&s, rules);
     let mut d = Daemon::start(&s.conf(), &[]);
     let limit = Duration::from_secs(300);
     d.wait_for("ready:", limit).expect("the daemon started");
@@ -77,16 +83,7 @@ fn a_heartbeat_rule_costs_little_memory() {
 #[test]
 fn reloads_leave_no_memory_behind() {
     let s = Scratch::new("footprint");
-    s.write_conf("");
-    std::fs::create_dir_all(s.path("files")).unwrap();
-    for i in 0..RULES {
-        let file = s.path(&format!("files/beat-{i:05}"));
-        std::fs::write(&file, "").unwrap();
-        s.write_rule(
-            &format!("beat-{i:05}"),
-            &format!("[Heartbeat]\nFile={}\nMaxAge=1h\n", file.display()),
-        );
-    }
+    heartbeats(&s, RULES);
     let mut d = Daemon::start(&s.conf(), &[]);
     let limit = Duration::from_secs(300);
     d.wait_for("ready:", limit).expect("the daemon started");

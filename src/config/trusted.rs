@@ -59,32 +59,32 @@ pub fn assemble(
     }
 }
 
+/// What opening or listing `dir` gave; a missing rules.d is an empty one,
+/// any other error is the directory's.
+fn opened<T>(result: std::io::Result<T>, dir: &Path, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match result {
+        Ok(it) => Some(it),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            errors.push(ConfigError::file(
+                dir,
+                format!("cannot read directory: {e}"),
+            ));
+            None
+        }
+    }
+}
+
 fn load_rules(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Rule> {
     // The directory is opened once: its trust is read from the descriptor
     // and each rule is opened relative to it, one name to look up instead
     // of the whole path (at 10 000 rules the path walks of the lstat,
     // open and fstat of every file were most of the start-up's kernel time).
-    let dir_fd = match open_dir(dir) {
-        Ok(fd) => fd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            errors.push(ConfigError::file(
-                dir,
-                format!("cannot read directory: {e}"),
-            ));
-            return Vec::new();
-        }
+    let Some(dir_fd) = opened(open_dir(dir), dir, errors) else {
+        return Vec::new();
     };
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            errors.push(ConfigError::file(
-                dir,
-                format!("cannot read directory: {e}"),
-            ));
-            return Vec::new();
-        }
+    let Some(entries) = opened(fs::read_dir(dir), dir, errors) else {
+        return Vec::new();
     };
     if let Err(e) = check_trust_stat(dir, fstat(&dir_fd)) {
         errors.push(e);
