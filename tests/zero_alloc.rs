@@ -414,7 +414,6 @@ fn main() {
     // rules with Drain=yes (r040..r079, even) make it `drain`.
     let record = std::fs::read_to_string(dir.join("run/status")).unwrap_or_default();
     let drains = record.contains("\nagent drain\trule r0");
-    let _ = std::fs::remove_dir_all(&dir);
     println!(
         "zero_alloc: {RULES} heartbeat, 20 process, 3 interface, {} system and 2 command rules ({commands_during} runs of one while counting), {turns} turns measured after {warmup_turns} warm-up turns, {changes} health changes, {allocations} allocations ({} failing before, {} after)",
         system_rules.len(),
@@ -509,8 +508,11 @@ fn main() {
     check(counter_works, "the counting allocator sees an allocation");
     check(allocations == 0, "no allocation in the steady state");
     println!("{passed} passed, {failed} failed");
-    // Kills the chatty repair.
+    // Kills the chatty repair; only then can its directory go (removed
+    // before, the repair's next line could land in it between the unlinks
+    // and the rmdir, and leave it behind).
     daemon.stop();
+    let _ = std::fs::remove_dir_all(&dir);
     if failed > 0 {
         std::process::exit(1);
     }
